@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file backend.h
+ * @brief The storage backend interface: a versioned table of functions.
+ *
+ * The device decodes and validates each request, then hands it to the
+ * backend's submit(). The backend performs the I/O on the request's iovecs
+ * (which point straight into driver memory: no copies) and finishes it
+ * with vblk_req_complete() or vblk_req_complete_async().
+ *
+ * ## Threading contract
+ * - A queue is driven by one thread at a time (the *queue thread*): the
+ *   thread that calls vblk_queue_process(). queue_start, queue_stop, submit,
+ *   submit_done and poll for a queue are called on its queue thread only.
+ *   Different queues may run on different threads at once, so a backend
+ *   keeps per-queue state in the @c qctx it returns from queue_start.
+ * - vblk_req_complete() must be called on the queue thread: inline from
+ *   submit(), from poll(), or from the application's loop on that thread
+ *   followed by vblk_queue_flush().
+ * - vblk_req_complete_async() may be called from any thread, at any time
+ *   after submit() was entered. It queues the request on a lock-free list
+ *   and wakes the queue thread through the queue's wake hook; the queue
+ *   thread finishes it during its next vblk_queue_process().
+ * - A request is owned by the backend from submit() until it is completed;
+ *   after completion the backend must not touch it or its iovecs.
+ *
+ * ## Versioning
+ * @ref vblk_backend_ops::version tells which methods exist. New methods are
+ * only ever appended, with a new version number; the library never calls a
+ * method beyond the version the backend declares.
+ */
+#ifndef VIRTIOBLK_BACKEND_H
+#define VIRTIOBLK_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mem.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vblk_req;
+
+/** The first version of struct vblk_backend_ops. */
+#define VBLK_BACKEND_OPS_V1 1u
+
+/** @name Backend capabilities (vblk_backend_ops::caps) */
+/**@{*/
+#define VBLK_BACKEND_CAP_FLUSH        (1u << 0) /**< FLUSH does something useful. */
+#define VBLK_BACKEND_CAP_DISCARD      (1u << 1) /**< DISCARD supported. */
+#define VBLK_BACKEND_CAP_WRITE_ZEROES (1u << 2) /**< WRITE_ZEROES supported. */
+#define VBLK_BACKEND_CAP_SECURE_ERASE (1u << 3) /**< SECURE_ERASE supported. */
+#define VBLK_BACKEND_CAP_READ_ONLY    (1u << 4) /**< Backend can only be read. */
+/**@}*/
+
+/** Methods of a storage backend. Optional methods may be NULL. */
+struct vblk_backend_ops {
+    /** VBLK_BACKEND_OPS_V1 (or later). */
+    uint32_t version;
+    /** VBLK_BACKEND_CAP_* flags. */
+    uint32_t caps;
+    /** Short name for messages ("null", "memory", "file"). */
+    const char *name;
+    /**
+     * Optional. Called on the queue thread when queue @p qidx starts; may
+     * store per-queue state in @p *qctx. Returns 0 or a negative errno.
+     */
+    int (*queue_start)(void *be, uint16_t qidx, void **qctx);
+    /**
+     * Optional. Called on the queue thread when the queue stops, after all
+     * of its requests have completed.
+     */
+    void (*queue_stop)(void *be, uint16_t qidx, void *qctx);
+    /**
+     * Required. Starts @p req (type, sector, iovecs and ranges are already
+     * validated against the capacity). Must eventually complete it exactly
+     * once, inline or later.
+     */
+    void (*submit)(void *be, void *qctx, struct vblk_req *req);
+    /**
+     * Optional. End of a batch of submit() calls: a backend that queues
+     * work (e.g. io_uring SQEs) submits it here.
+     */
+    void (*submit_done)(void *be, void *qctx);
+    /**
+     * Optional. Reaps finished I/O on the queue thread and completes the
+     * requests with vblk_req_complete(). Returns the number completed or a
+     * negative errno. Called at the start of every vblk_queue_process().
+     */
+    int (*poll)(void *be, void *qctx);
+    /**
+     * Optional. A file descriptor that becomes readable when poll() has
+     * work, or -1. Event-driven transports add it to their loop.
+     */
+    int (*queue_fd)(void *be, void *qctx);
+    /** Optional. Releases the backend. */
+    void (*destroy)(void *be);
+};
+
+/** A backend instance: its methods, its state and its size. */
+struct vblk_backend {
+    const struct vblk_backend_ops *ops; /**< Methods. */
+    void *ctx;                          /**< Backend state passed to every method. */
+    uint64_t size;                      /**< Capacity in bytes (a multiple of 512). */
+};
+
+/** Options for vblk_backend_file_open(). */
+struct vblk_file_opts {
+    bool read_only; /**< Open read-only. */
+    bool direct;    /**< O_DIRECT. */
+    /** Engine: VBLK_FILE_ENGINE_AUTO, _IO_URING or _PSYNC. */
+    int engine;
+    /** Queue depth of each io_uring (0: 256). */
+    unsigned ring_depth;
+};
+
+/** @name File backend I/O engines */
+/**@{*/
+#define VBLK_FILE_ENGINE_AUTO     0 /**< io_uring if the kernel allows it, else psync. */
+#define VBLK_FILE_ENGINE_IO_URING 1 /**< io_uring only (fails if unavailable). */
+#define VBLK_FILE_ENGINE_PSYNC    2 /**< preadv/pwritev on the queue thread. */
+/**@}*/
+
+/**
+ * Null backend: every request succeeds at once, reads return whatever is in
+ * the buffers. Capacity @p size bytes (multiple of 512). Returns 0 or a
+ * negative errno.
+ */
+int vblk_backend_null_create(uint64_t size, struct vblk_backend *out);
+
+/**
+ * RAM disk of @p size bytes (multiple of 512), zero-filled, supporting
+ * every request type. Safe for queues on different threads. Returns 0,
+ * -EINVAL or -ENOMEM.
+ */
+int vblk_backend_memory_create(uint64_t size, struct vblk_backend *out);
+
+/**
+ * File or block device backend. FLUSH maps to fdatasync, DISCARD to
+ * fallocate(PUNCH_HOLE), WRITE_ZEROES to fallocate(ZERO_RANGE) (or
+ * PUNCH_HOLE with the UNMAP flag). @p opts may be NULL for defaults.
+ * Returns 0 or a negative errno (-ENOENT, -EACCES, -EINVAL if the size is
+ * not a multiple of 512, ...).
+ */
+int vblk_backend_file_open(const char *path, const struct vblk_file_opts *opts,
+                           struct vblk_backend *out);
+
+/** Destroys @p be (calls its destroy method) and clears it. */
+void vblk_backend_destroy(struct vblk_backend *be);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file virtioblk.h
+ * @brief Umbrella header: everything libvirtioblk exports.
+ *
+ * @mainpage libvirtioblk
+ * The device side of virtio-blk as a library. Start with blk.h (the device
+ * model and the life of a request), backend.h (how storage plugs in),
+ * vq.h and mem.h (the rings and guest memory), driver.h and loopback.h
+ * (an in-process driver), and the transports (vhost_user.h, vduse.h).
+ */
+#ifndef VIRTIOBLK_VIRTIOBLK_H
+#define VIRTIOBLK_VIRTIOBLK_H
+
+#include "spec.h"
+#include "mem.h"
+#include "vq.h"
+#include "backend.h"
+#include "blk.h"
+#include "driver.h"
+#include "loopback.h"
+
+/** Library version as "MAJOR.MINOR.PATCH". */
+const char *vblk_version(void);
+
+#endif

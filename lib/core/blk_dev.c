@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: MIT */
+/* virtio-blk device model: parameters, feature negotiation, config space. */
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "virtioblk/blk.h"
+
+_Static_assert(sizeof(struct vblk_config) == 72, "virtio 1.2 5.2.4 layout (zoned excluded)");
+_Static_assert(offsetof(struct vblk_config, writeback) == 32, "writeback offset");
+_Static_assert(offsetof(struct vblk_config, num_queues) == 34, "num_queues offset");
+_Static_assert(offsetof(struct vblk_config, max_discard_sectors) == 36, "discard offset");
+_Static_assert(offsetof(struct vblk_config, write_zeroes_may_unmap) == 56, "wz offset");
+_Static_assert(offsetof(struct vblk_config, max_secure_erase_sectors) == 60, "se offset");
+_Static_assert(sizeof(struct vblk_req_hdr) == 16, "request header");
+_Static_assert(sizeof(struct vblk_discard_wz_seg) == 16, "discard segment");
+
+void vblk_dev_params_default(struct vblk_dev_params *p, uint64_t capacity)
+{
+    memset(p, 0, sizeof(*p));
+    p->capacity = capacity;
+    p->blk_size = 512;
+    p->seg_max = 126;
+    p->num_queues = 1;
+    p->queue_size = 256;
+    p->writeback = true;
+    p->max_discard_sectors = 1u << 22;
+    p->max_discard_seg = 1;
+    p->discard_sector_alignment = 8;
+    p->max_write_zeroes_sectors = 1u << 22;
+    p->max_write_zeroes_seg = 1;
+    p->write_zeroes_may_unmap = true;
+    /* IN_ORDER costs a reorder step whenever a backend completes out of
+     * order, so it is opt-in. */
+    p->features_off = VBLK_BIT(VBLK_F_IN_ORDER);
+}
+
+static uint32_t max_u32(uint32_t a, uint32_t b)
+{
+    return a > b ? a : b;
+}
+
+int vblk_dev_init(struct vblk_dev *dev, const struct vblk_dev_params *p,
+                  const struct vblk_backend *be)
+{
+    memset(dev, 0, sizeof(*dev));
+    if (!be || !be->ops || !be->ops->submit)
+        return -EINVAL;
+    if (p->capacity % VBLK_SECTOR_SIZE || p->seg_max == 0 || p->seg_max > 4096)
+        return -EINVAL;
+    if (p->blk_size < 512 || p->blk_size > 65536 || (p->blk_size & (p->blk_size - 1)))
+        return -EINVAL;
+    if (p->num_queues == 0 || p->num_queues > VBLK_MAX_QUEUES)
+        return -EINVAL;
+    if (p->queue_size == 0 || p->queue_size > VBLK_QUEUE_SIZE_MAX)
+        return -EINVAL;
+    if (p->capacity > be->size)
+        return -EINVAL;
+    dev->p = *p;
+    if (dev->p.capacity == 0)
+        dev->p.capacity = be->size - be->size % VBLK_SECTOR_SIZE;
+    dev->be = *be;
+
+    uint32_t caps = be->ops->caps;
+    if (caps & VBLK_BACKEND_CAP_READ_ONLY)
+        dev->p.read_only = true;
+    if (!(caps & VBLK_BACKEND_CAP_DISCARD))
+        dev->p.max_discard_sectors = 0;
+    if (!(caps & VBLK_BACKEND_CAP_WRITE_ZEROES))
+        dev->p.max_write_zeroes_sectors = 0;
+    if (!(caps & VBLK_BACKEND_CAP_SECURE_ERASE))
+        dev->p.max_secure_erase_sectors = 0;
+    if (dev->p.max_discard_seg == 0)
+        dev->p.max_discard_seg = 1;
+    if (dev->p.max_write_zeroes_seg == 0)
+        dev->p.max_write_zeroes_seg = 1;
+    if (dev->p.max_secure_erase_seg == 0)
+        dev->p.max_secure_erase_seg = 1;
+
+    uint64_t f = VBLK_BIT(VBLK_F_VERSION_1) | VBLK_BIT(VBLK_F_INDIRECT_DESC) |
+                 VBLK_BIT(VBLK_F_EVENT_IDX) | VBLK_BIT(VBLK_F_RING_PACKED) |
+                 VBLK_BIT(VBLK_F_IN_ORDER) | VBLK_BIT(VBLK_F_SEG_MAX) |
+                 VBLK_BIT(VBLK_F_BLK_SIZE) | VBLK_BIT(VBLK_F_TOPOLOGY) | VBLK_BIT(VBLK_F_MQ);
+    if (dev->p.size_max)
+        f |= VBLK_BIT(VBLK_F_SIZE_MAX);
+    if (dev->p.cylinders)
+        f |= VBLK_BIT(VBLK_F_GEOMETRY);
+    if (dev->p.read_only)
+        f |= VBLK_BIT(VBLK_F_RO);
+    if (caps & VBLK_BACKEND_CAP_FLUSH)
+        f |= VBLK_BIT(VBLK_F_FLUSH) | VBLK_BIT(VBLK_F_CONFIG_WCE);
+    if (dev->p.max_discard_sectors && !dev->p.read_only)
+        f |= VBLK_BIT(VBLK_F_DISCARD);
+    if (dev->p.max_write_zeroes_sectors && !dev->p.read_only)
+        f |= VBLK_BIT(VBLK_F_WRITE_ZEROES);
+    if (dev->p.max_secure_erase_sectors && !dev->p.read_only)
+        f |= VBLK_BIT(VBLK_F_SECURE_ERASE);
+    if (dev->p.lifetime)
+        f |= VBLK_BIT(VBLK_F_LIFETIME);
+    f &= ~dev->p.features_off;
+    dev->host_features = f;
+
+    dev->max_ranges = 1;
+    if (f & VBLK_BIT(VBLK_F_DISCARD))
+        dev->max_ranges = max_u32(dev->max_ranges, dev->p.max_discard_seg);
+    if (f & VBLK_BIT(VBLK_F_WRITE_ZEROES))
+        dev->max_ranges = max_u32(dev->max_ranges, dev->p.max_write_zeroes_seg);
+    if (f & VBLK_BIT(VBLK_F_SECURE_ERASE))
+        dev->max_ranges = max_u32(dev->max_ranges, dev->p.max_secure_erase_seg);
+    if (dev->max_ranges > 256)
+        return -EINVAL;
+
+    struct vblk_config *c = &dev->config;
+    c->capacity = dev->p.capacity / VBLK_SECTOR_SIZE;
+    c->size_max = dev->p.size_max;
+    c->seg_max = dev->p.seg_max;
+    c->geometry.cylinders = dev->p.cylinders;
+    c->geometry.heads = dev->p.heads;
+    c->geometry.sectors = dev->p.sectors;
+    c->blk_size = dev->p.blk_size;
+    c->physical_block_exp = dev->p.physical_block_exp;
+    c->alignment_offset = dev->p.alignment_offset;
+    c->min_io_size = dev->p.min_io_size;
+    c->opt_io_size = dev->p.opt_io_size;
+    c->writeback = (f & VBLK_BIT(VBLK_F_FLUSH)) && dev->p.writeback;
+    c->num_queues = dev->p.num_queues;
+    c->max_discard_sectors = dev->p.max_discard_sectors;
+    c->max_discard_seg = dev->p.max_discard_seg;
+    c->discard_sector_alignment = dev->p.discard_sector_alignment;
+    c->max_write_zeroes_sectors = dev->p.max_write_zeroes_sectors;
+    c->max_write_zeroes_seg = dev->p.max_write_zeroes_seg;
+    c->write_zeroes_may_unmap = dev->p.write_zeroes_may_unmap;
+    c->max_secure_erase_sectors = dev->p.max_secure_erase_sectors;
+    c->max_secure_erase_seg = dev->p.max_secure_erase_seg;
+    c->secure_erase_sector_alignment = dev->p.secure_erase_sector_alignment;
+    return 0;
+}
+
+uint64_t vblk_dev_features(const struct vblk_dev *dev)
+{
+    return dev->host_features;
+}
+
+int vblk_dev_set_features(struct vblk_dev *dev, uint64_t features)
+{
+    /* virtio 1.2 2.2.1: the driver accepts a subset; 6.1: modern only. */
+    if ((features & ~dev->host_features) || !(features & VBLK_BIT(VBLK_F_VERSION_1)))
+        return -EINVAL;
+    dev->driver_features = features;
+    dev->features_ok = 1;
+    return 0;
+}
+
+uint32_t vblk_dev_config_size(const struct vblk_dev *dev)
+{
+    (void)dev;
+    return (uint32_t)sizeof(struct vblk_config);
+}
+
+int vblk_dev_config_read(const struct vblk_dev *dev, uint32_t offset, void *buf, uint32_t len)
+{
+    if (offset > sizeof(dev->config) || len > sizeof(dev->config) - offset)
+        return -EINVAL;
+    memcpy(buf, (const uint8_t *)&dev->config + offset, len);
+    return 0;
+}
+
+int vblk_dev_config_write(struct vblk_dev *dev, uint32_t offset, const void *buf, uint32_t len)
+{
+    if (offset > sizeof(dev->config) || len > sizeof(dev->config) - offset)
+        return -EINVAL;
+    const uint32_t wb = offsetof(struct vblk_config, writeback);
+    /* virtio 1.2 5.2.5: only writeback is writable, with CONFIG_WCE. */
+    if (len != 1 || offset != wb)
+        return -EPERM;
+    if (!(dev->host_features & VBLK_BIT(VBLK_F_CONFIG_WCE)))
+        return -EPERM;
+    if (dev->features_ok && !(dev->driver_features & VBLK_BIT(VBLK_F_CONFIG_WCE)))
+        return -EPERM;
+    dev->config.writeback = *(const uint8_t *)buf ? 1 : 0;
+    return 0;
+}
+
+bool vblk_dev_writeback(const struct vblk_dev *dev)
+{
+    return dev->config.writeback != 0;
+}
+
+void vblk_dev_set_capacity(struct vblk_dev *dev, uint64_t capacity)
+{
+    dev->p.capacity = capacity - capacity % VBLK_SECTOR_SIZE;
+    dev->config.capacity = dev->p.capacity / VBLK_SECTOR_SIZE;
+}
+
+const char *vblk_req_type_name(uint32_t type)
+{
+    switch (type) {
+    case VBLK_T_IN:
+        return "IN";
+    case VBLK_T_OUT:
+        return "OUT";
+    case VBLK_T_FLUSH:
+        return "FLUSH";
+    case VBLK_T_GET_ID:
+        return "GET_ID";
+    case VBLK_T_GET_LIFETIME:
+        return "GET_LIFETIME";
+    case VBLK_T_DISCARD:
+        return "DISCARD";
+    case VBLK_T_WRITE_ZEROES:
+        return "WRITE_ZEROES";
+    case VBLK_T_SECURE_ERASE:
+        return "SECURE_ERASE";
+    default:
+        return "UNKNOWN";
+    }
+}

@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: MIT */
+/* Packed virtqueue, device side (virtio 1.2 section 2.8). */
+#include "vq_internal.h"
+
+int vq_packed_init(struct vblk_vq *vq)
+{
+    const struct vblk_vq_addrs *a = &vq->addrs;
+    /* virtio 1.2 2.8.10.1: ring 16-aligned, event structures 4-aligned. */
+    if ((a->desc & 15) || (a->driver & 3) || (a->device & 3))
+        return -EINVAL;
+    if (vq->last_avail >= vq->size || vq->used_idx >= vq->size)
+        return -EINVAL;
+    vq->r.pk.desc = vblk_mem_ptr(vq->mem, a->desc, 16u * vq->size);
+    vq->r.pk.driver = vblk_mem_ptr(vq->mem, a->driver, 4);
+    vq->r.pk.device = vblk_mem_ptr(vq->mem, a->device, 4);
+    if (!vq->r.pk.desc || !vq->r.pk.driver || !vq->r.pk.device)
+        return -EFAULT;
+    vq->published = 0;
+    vq->signalled = 0;
+    return 0;
+}
+
+/* 2.8.1: available means AVAIL matches the driver's wrap counter and USED
+ * does not. */
+static inline int is_avail(uint16_t flags, uint8_t wrap)
+{
+    return !!(flags & VBLK_DESC_F_AVAIL) == wrap && !!(flags & VBLK_DESC_F_USED) != wrap;
+}
+
+bool vq_packed_has_avail(struct vblk_vq *vq)
+{
+    return is_avail(RING_LOAD(&vq->r.pk.desc[vq->last_avail].flags), vq->avail_wrap);
+}
+
+/* 2.8.7: an indirect table is a plain array; only WRITE is meaningful in
+ * its entries, everything else is reserved and ignored. */
+static int walk_indirect(struct vblk_vq *vq, struct vblk_chain *c, const struct vblk_packed_desc *d)
+{
+    if (!vq->indirect || (d->flags & VBLK_DESC_F_NEXT) || d->len == 0 || (d->len & 15))
+        return vq_break(vq);
+    uint32_t n = d->len / 16;
+    if (n > VBLK_QUEUE_SIZE_MAX)
+        return vq_break(vq);
+    const struct vblk_packed_desc *table = vblk_mem_ptr(vq->mem, d->addr, d->len);
+    if (!table)
+        return vq_break(vq);
+    int seen_write = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct vblk_packed_desc e;
+        desc_copy(&e, &table[i]);
+        int w = (e.flags & VBLK_DESC_F_WRITE) != 0;
+        if (seen_write && !w)
+            return vq_break(vq);
+        seen_write |= w;
+        chain_add(vq, c, e.addr, e.len, w);
+    }
+    return 0;
+}
+
+int vq_packed_pop(struct vblk_vq *vq, struct vblk_chain *c)
+{
+    if (!is_avail(RING_LOAD(&vq->r.pk.desc[vq->last_avail].flags), vq->avail_wrap))
+        return 0;
+    /* 2.8.6: the driver publishes the head's flags last; everything in
+     * the chain is read after observing them. */
+    atomic_thread_fence(memory_order_acquire);
+    return vq_packed_walk(vq, vq->last_avail, vq->avail_wrap, c, &vq->last_avail,
+                          &vq->avail_wrap);
+}
+
+int vq_packed_walk(struct vblk_vq *vq, uint16_t pos, uint8_t wrap, struct vblk_chain *c,
+                   uint16_t *end_pos, uint8_t *end_wrap)
+{
+    const struct vblk_packed_desc *ring = vq->r.pk.desc;
+    if (pos >= vq->size)
+        return vq_break(vq);
+    wrap = wrap ? 1 : 0;
+    chain_reset(c);
+    uint32_t count = 0;
+    int seen_write = 0;
+    for (;;) {
+        struct vblk_packed_desc d;
+        desc_copy(&d, &ring[pos]);
+        /* Every descriptor of the list must be available with the wrap
+         * counter of its own lap (2.8.6), and a list fits in the ring. */
+        if (!is_avail(d.flags, wrap) || ++count > vq->size)
+            return vq_break(vq);
+        if (++pos == vq->size) {
+            pos = 0;
+            wrap ^= 1;
+        }
+        if (d.flags & VBLK_DESC_F_INDIRECT) {
+            /* An indirect descriptor stands alone in its list. */
+            if (count != 1 || walk_indirect(vq, c, &d) < 0)
+                return vq_break(vq);
+            c->id = d.id;
+            break;
+        }
+        int w = (d.flags & VBLK_DESC_F_WRITE) != 0;
+        if (seen_write && !w)
+            return vq_break(vq);
+        seen_write |= w;
+        chain_add(vq, c, d.addr, d.len, w);
+        if (!(d.flags & VBLK_DESC_F_NEXT)) {
+            /* 2.8.6: the buffer ID is in the last descriptor. */
+            c->id = d.id;
+            break;
+        }
+    }
+    c->ndescs = (uint16_t)count;
+    *end_pos = pos;
+    *end_wrap = wrap;
+    return 1;
+}
+
+void vq_packed_push(struct vblk_vq *vq, uint16_t id, uint16_t ndescs, uint32_t len)
+{
+    struct vblk_packed_desc *d = &vq->r.pk.desc[vq->used_idx];
+    uint16_t flags = vq->used_wrap ? (VBLK_DESC_F_AVAIL | VBLK_DESC_F_USED) : 0;
+    /* 2.8.3: WRITE in a used descriptor says data was written. */
+    if (len)
+        flags |= VBLK_DESC_F_WRITE;
+    RING_STORE(&d->id, id);
+    RING_STORE(&d->len, len);
+    /* 2.8.1: id and len must be visible before the flags that
+     * hand the descriptor back to the driver. */
+    __atomic_store_n(&d->flags, flags, __ATOMIC_RELEASE);
+    if (vq->mem->log)
+        vblk_mem_log_write(vq->mem, vq->addrs.desc + 16u * vq->used_idx, 16);
+    if (ndescs == 0 || ndescs > vq->size)
+        ndescs = 1;
+    uint32_t next = (uint32_t)vq->used_idx + ndescs;
+    if (next >= vq->size) {
+        next -= vq->size;
+        vq->used_wrap ^= 1;
+    }
+    vq->used_idx = (uint16_t)next;
+    vq->published = (uint16_t)(vq->published + ndescs);
+}
+
+bool vq_packed_publish(struct vblk_vq *vq)
+{
+    uint16_t old = vq->signalled, new_idx = vq->published;
+    if (old == new_idx)
+        return false;
+    vq->signalled = new_idx;
+    /* 2.8.10: read the driver's suppression structure only after the used
+     * flags are visible (store -> load). */
+    atomic_thread_fence(memory_order_seq_cst);
+    uint32_t ev = __atomic_load_n((const uint32_t *)vq->r.pk.driver, __ATOMIC_RELAXED);
+    uint16_t off_wrap = (uint16_t)ev, flags = (uint16_t)((ev >> 16) & 3);
+    if (flags == VBLK_EVENT_F_DISABLE)
+        return false;
+    if (flags != VBLK_EVENT_F_DESC || !vq->event_idx)
+        return true;
+    /* Convert (offset, wrap) into the same free-running count as
+     * published: positions in an earlier lap sit one ring size back. */
+    uint16_t event = (uint16_t)(new_idx - vq->used_idx + (off_wrap & 0x7fff));
+    if ((off_wrap >> 15) != vq->used_wrap)
+        event = (uint16_t)(event - vq->size);
+    return need_event(event, new_idx, old);
+}
+
+void vq_packed_set_notify(struct vblk_vq *vq, bool enable)
+{
+    uint32_t ev;
+    if (!enable)
+        ev = (uint32_t)VBLK_EVENT_F_DISABLE << 16;
+    else if (vq->event_idx)
+        ev = ((uint32_t)VBLK_EVENT_F_DESC << 16) | vq->last_avail |
+             ((uint32_t)vq->avail_wrap << 15);
+    else
+        ev = (uint32_t)VBLK_EVENT_F_ENABLE << 16;
+    __atomic_store_n((uint32_t *)vq->r.pk.device, ev, __ATOMIC_RELAXED);
+    if (vq->mem->log)
+        vblk_mem_log_write(vq->mem, vq->addrs.device, 4);
+    if (enable) {
+        /* Make the request visible before re-reading the ring. */
+        atomic_thread_fence(memory_order_seq_cst);
+    }
+}
