@@ -193,7 +193,7 @@ bool req_start(struct vblk_queue *q, struct vblk_req *r)
         c->in_len == UINT32_MAX)
         return finish(r, VBLK_S_IOERR);
 
-    struct vblk_req_hdr hdr;
+    struct vblk_req_hdr hdr = {0};
     iov_gather(c->iov, c->nout, 0, &hdr, sizeof(hdr));
     r->type = hdr.type;
     r->sector = hdr.sector;
