@@ -194,7 +194,10 @@ bool req_start(struct vblk_queue *q, struct vblk_req *r)
         return finish(r, VBLK_S_IOERR);
 
     struct vblk_req_hdr hdr = {0};
-    iov_gather(c->iov, c->nout, 0, &hdr, sizeof(hdr));
+    if (c->iov[0].len >= sizeof(hdr))
+        memcpy(&hdr, c->iov[0].base, sizeof(hdr));
+    else
+        iov_gather(c->iov, c->nout, 0, &hdr, sizeof(hdr));
     r->type = hdr.type;
     r->sector = hdr.sector;
     uint16_t nrd = c->nout;

@@ -15,13 +15,27 @@
 #define RING_LOAD(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
 #define RING_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 
-/* Copies one descriptor out of shared memory exactly once. The signal fence
- * stops the compiler from replacing later uses of the copy with fresh loads
- * from driver memory (a time-of-check/time-of-use hole). */
+/* Copies one descriptor out of shared memory exactly once: each field is
+ * loaded a single time into the copy, and the compiler may not replace a
+ * later use of the copy by a fresh load from driver memory (which would
+ * reopen a time-of-check/time-of-use hole). */
 static inline void desc_copy(void *dst, const void *src)
 {
-    memcpy(dst, src, 16);
-    atomic_signal_fence(memory_order_seq_cst);
+    const uint8_t *s = src;
+    uint8_t *d = dst;
+    if ((uintptr_t)src & 7) {
+        /* Indirect tables need not be aligned: copy bytes, then fence so
+         * the copy is never re-read from driver memory. */
+        memcpy(dst, src, 16);
+        atomic_signal_fence(memory_order_seq_cst);
+        return;
+    }
+    uint64_t addr = RING_LOAD((const uint64_t *)s);
+    uint32_t len = RING_LOAD((const uint32_t *)(s + 8));
+    uint32_t tail = RING_LOAD((const uint32_t *)(s + 12));
+    memcpy(d, &addr, 8);
+    memcpy(d + 8, &len, 4);
+    memcpy(d + 12, &tail, 4);
 }
 
 /* virtio 1.2 2.7.10.1: true if @event lies in the window (old, new]. */
@@ -45,7 +59,19 @@ static inline void chain_add(struct vblk_vq *vq, struct vblk_chain *c, uint64_t 
                              uint32_t len, int writable)
 {
     unsigned used = (unsigned)c->nout + c->nin;
-    int n = vblk_mem_map(vq->mem, addr, len, &c->iov[used], (unsigned)c->cap - used);
+    const struct vblk_mem *mem = vq->mem;
+    const struct vblk_mem_region *r = &mem->regions[mem->last];
+    uint64_t off = addr - r->addr;
+    int n;
+    /* Fast path: the whole buffer lies in the region that matched last. */
+    if (mem->last < mem->nregions && off < r->size && len <= r->size - off && len &&
+        used < c->cap) {
+        c->iov[used].base = r->host + off;
+        c->iov[used].len = len;
+        n = 1;
+    } else {
+        n = vblk_mem_map(vq->mem, addr, len, &c->iov[used], (unsigned)c->cap - used);
+    }
     c->ndata++;
     if (len > c->max_desc_len)
         c->max_desc_len = len;
