@@ -84,6 +84,7 @@ struct vblk_dev_stats {
 
 /** A virtio-blk device. Treat the fields as private. */
 struct vblk_dev {
+    /** @cond PRIVATE */
     struct vblk_dev_params p;
     struct vblk_backend be;
     struct vblk_config config;  /**< Little-endian, as the driver reads it. */
@@ -91,6 +92,7 @@ struct vblk_dev {
     uint64_t driver_features;
     uint8_t features_ok;
     uint32_t max_ranges;
+    /** @endcond */
 };
 
 /**
@@ -158,7 +160,7 @@ struct vblk_req {
     struct vblk_discard_wz_seg *ranges; /**< Validated copies, host byte order. */
     void *priv;                /**< Free for the backend's use. */
     uint64_t scratch[4];       /**< Free for the backend's use. */
-    /* private */
+    /** @cond PRIVATE */
     struct vblk_queue *q;
     struct vblk_req *next;
     uint8_t *status;
@@ -170,7 +172,8 @@ struct vblk_req {
     uint32_t seq;
     uint16_t head_pos;
     uint8_t head_wrap;
-    struct vblk_chain chain;
+    /** @endcond */
+    struct vblk_chain chain; /**< The descriptor chain (read-only for backends). */
 };
 
 /** Callback the queue uses to notify the driver or wake its own thread. */
@@ -217,6 +220,7 @@ struct vblk_queue_stats {
 
 /** A device queue: a virtqueue plus its request pool. Fields are private. */
 struct vblk_queue {
+    /** @cond PRIVATE */
     struct vblk_vq vq;
     struct vblk_dev *dev;
     uint16_t index;
@@ -243,6 +247,7 @@ struct vblk_queue {
     const struct vblk_queue_hooks *hooks;
     void *hooks_opaque;
     struct vblk_queue_stats stats;
+    /** @endcond */
 };
 
 /**

@@ -45,6 +45,7 @@ struct vblk_drv_vq_config {
 
 /** Driver-side virtqueue. Treat the fields as private. */
 struct vblk_drv_vq {
+    /** @cond PRIVATE */
     struct vblk_drv_vq_config cfg;
     uint8_t *ring;           /* descriptor table / ring */
     uint8_t *driver_area;    /* avail ring / driver event */
@@ -63,14 +64,17 @@ struct vblk_drv_vq {
     uint16_t pending_flags;  /* packed: flags the first unpublished descriptor gets */
     struct vblk_drv_slot *slots; /* per id: token, descriptor count, chain end */
     uint16_t *next_free;     /* free list links: split descriptors, packed ids */
+    /** @endcond */
 };
 
 /** Per-buffer bookkeeping (private). */
 struct vblk_drv_slot {
+    /** @cond PRIVATE */
     void *token;
     uint16_t ndescs;
     uint16_t last;
     uint32_t in_len;
+    /** @endcond */
 };
 
 /**

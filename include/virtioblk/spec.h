@@ -54,21 +54,21 @@ extern "C" {
 
 /** @name Device status bits (virtio 1.2 section 2.1) */
 /**@{*/
-#define VBLK_STATUS_ACKNOWLEDGE        1
-#define VBLK_STATUS_DRIVER             2
-#define VBLK_STATUS_DRIVER_OK          4
-#define VBLK_STATUS_FEATURES_OK        8
-#define VBLK_STATUS_DEVICE_NEEDS_RESET 64
-#define VBLK_STATUS_FAILED             128
+#define VBLK_STATUS_ACKNOWLEDGE        1 /**< Guest OS noticed the device. */
+#define VBLK_STATUS_DRIVER             2 /**< Guest OS has a driver for it. */
+#define VBLK_STATUS_DRIVER_OK          4 /**< Driver is set up; the device may run. */
+#define VBLK_STATUS_FEATURES_OK        8 /**< Feature negotiation is complete. */
+#define VBLK_STATUS_DEVICE_NEEDS_RESET 64 /**< Device hit an unrecoverable error. */
+#define VBLK_STATUS_FAILED             128 /**< Driver gave up on the device. */
 /**@}*/
 
 /** @name Descriptor flags (virtio 1.2 sections 2.7.5 and 2.8) */
 /**@{*/
-#define VBLK_DESC_F_NEXT     1u
-#define VBLK_DESC_F_WRITE    2u
-#define VBLK_DESC_F_INDIRECT 4u
-#define VBLK_DESC_F_AVAIL    (1u << 7)
-#define VBLK_DESC_F_USED     (1u << 15)
+#define VBLK_DESC_F_NEXT     1u /**< Chain continues (split: via next; packed: next slot). */
+#define VBLK_DESC_F_WRITE    2u /**< Buffer is device-writable. */
+#define VBLK_DESC_F_INDIRECT 4u /**< Buffer holds an indirect descriptor table. */
+#define VBLK_DESC_F_AVAIL    (1u << 7) /**< Packed: available flag (driver wrap counter). */
+#define VBLK_DESC_F_USED     (1u << 15) /**< Packed: used flag (device wrap counter). */
 /**@}*/
 
 /** Split ring: driver asks the device not to interrupt (avail->flags). */
@@ -78,9 +78,9 @@ extern "C" {
 
 /** @name Packed ring event suppression flags (virtio 1.2 section 2.8.10) */
 /**@{*/
-#define VBLK_EVENT_F_ENABLE  0u
-#define VBLK_EVENT_F_DISABLE 1u
-#define VBLK_EVENT_F_DESC    2u
+#define VBLK_EVENT_F_ENABLE  0u /**< Notify on every event. */
+#define VBLK_EVENT_F_DISABLE 1u /**< Do not notify. */
+#define VBLK_EVENT_F_DESC    2u /**< Notify when the descriptor in off_wrap is reached (EVENT_IDX). */
 /**@}*/
 
 /** Largest queue size either ring format allows (2^15). */
@@ -140,21 +140,21 @@ struct vblk_packed_event {
 
 /** @name virtio-blk request types (virtio 1.2 section 5.2.6) */
 /**@{*/
-#define VBLK_T_IN           0u
-#define VBLK_T_OUT          1u
-#define VBLK_T_FLUSH        4u
-#define VBLK_T_GET_ID       8u
-#define VBLK_T_GET_LIFETIME 10u
-#define VBLK_T_DISCARD      11u
-#define VBLK_T_WRITE_ZEROES 13u
-#define VBLK_T_SECURE_ERASE 14u
+#define VBLK_T_IN           0u /**< Read sectors. */
+#define VBLK_T_OUT          1u /**< Write sectors. */
+#define VBLK_T_FLUSH        4u /**< Make completed writes stable. */
+#define VBLK_T_GET_ID       8u /**< Read the 20-byte device ID string. */
+#define VBLK_T_GET_LIFETIME 10u /**< Read wear information. */
+#define VBLK_T_DISCARD      11u /**< Deallocate ranges. */
+#define VBLK_T_WRITE_ZEROES 13u /**< Zero ranges. */
+#define VBLK_T_SECURE_ERASE 14u /**< Securely erase ranges. */
 /**@}*/
 
 /** @name virtio-blk status byte values */
 /**@{*/
-#define VBLK_S_OK     0u
-#define VBLK_S_IOERR  1u
-#define VBLK_S_UNSUPP 2u
+#define VBLK_S_OK     0u /**< Success. */
+#define VBLK_S_IOERR  1u /**< Device or driver error. */
+#define VBLK_S_UNSUPP 2u /**< Request not supported. */
 /**@}*/
 
 /** Length of the GET_ID answer (virtio 1.2 5.2.6). */

@@ -3,7 +3,6 @@
  * @file virtioblk.h
  * @brief Umbrella header: everything libvirtioblk exports.
  *
- * @mainpage libvirtioblk
  * The device side of virtio-blk as a library. Start with blk.h (the device
  * model and the life of a request), backend.h (how storage plugs in),
  * vq.h and mem.h (the rings and guest memory), driver.h and loopback.h

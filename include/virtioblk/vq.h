@@ -99,6 +99,7 @@ struct vblk_chain {
 
 /** Device-side virtqueue. Treat the fields as private. */
 struct vblk_vq {
+    /** @cond PRIVATE */
     struct vblk_mem *mem;
     uint16_t size;
     uint8_t packed;
@@ -129,6 +130,7 @@ struct vblk_vq {
         } pk;
     } r;
     struct vblk_vq_stats stats;
+    /** @endcond */
 };
 
 /**
