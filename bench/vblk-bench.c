@@ -349,10 +349,12 @@ int main(int argc, char **argv)
     if (o.json) {
         printf("{\"target\":\"loopback\",\"ring\":\"%s\",\"rw\":\"%s\",\"bs\":%u,\"iodepth\":%u,"
                "\"runtime_s\":%.3f,\"ios\":%" PRIu64 ",\"iops\":%.0f,\"mib_s\":%.1f,"
-               "\"lat_p50_us\":%.3f,\"lat_p99_us\":%.3f,\"lat_p999_us\":%.3f,\"cpu_s\":%.3f}\n",
+               "\"lat_p50_us\":%.3f,\"lat_p99_us\":%.3f,\"lat_p999_us\":%.3f,\"cpu_s\":%.3f,"
+               "\"ios_per_cpu_s\":%.0f}\n",
                o.packed ? "packed" : "split", rw_name(o.rw), o.bs, o.iodepth, res->secs, res->ios,
                iops, mibs, hist_pct(&res->lat, 50), hist_pct(&res->lat, 99),
-               hist_pct(&res->lat, 99.9), res->cpu_secs);
+               hist_pct(&res->lat, 99.9), res->cpu_secs,
+               res->cpu_secs > 0 ? (double)res->ios / res->cpu_secs : 0);
     } else {
         if (isatty(STDOUT_FILENO))
             printf("\r");
@@ -361,7 +363,8 @@ int main(int argc, char **argv)
         printf("  IOPS      %.0f\n  MiB/s     %.1f\n", iops, mibs);
         printf("  latency   p50 %.3f us  p99 %.3f us  p99.9 %.3f us\n", hist_pct(&res->lat, 50),
                hist_pct(&res->lat, 99), hist_pct(&res->lat, 99.9));
-        printf("  CPU       %.2f s (driver and device on one thread)\n", res->cpu_secs);
+        printf("  CPU       %.2f s (driver and device on one thread), %.0f requests per CPU second\n",
+               res->cpu_secs, res->cpu_secs > 0 ? (double)res->ios / res->cpu_secs : 0);
     }
     free(res);
     return 0;
