@@ -194,6 +194,8 @@ end=$(cut -d' ' -f1 /proc/uptime)
 echo "GUEST: workload exited with status $rc after $(awk "BEGIN{print $end - $start}")s (uptime ${end}s)"
 if [ "$rc" -eq 0 ]; then
     result PASS
+elif [ -n "${VBLK_GUEST_TIMEOUT:-}" ] && { [ "$rc" -eq 143 ] || [ "$rc" -eq 124 ]; }; then
+    result "FAIL workload timed out after ${VBLK_GUEST_TIMEOUT}s (VBLK_GUEST_TIMEOUT)"
 elif [ -s /tmp/guest-fail-reason ]; then
     result "FAIL $(head -n1 /tmp/guest-fail-reason)"
 else

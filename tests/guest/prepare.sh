@@ -118,7 +118,7 @@ ver=$(apt-cache show --no-all-versions "$pkg" 2>/dev/null | awk '/^Version:/{pri
 [[ -n $ver ]] || die "apt-cache show $pkg gave no version"
 
 stamp="$pkg $ver
-modules: $(echo $WANT_MODULES | tr ' ' '\n' | sort -u | tr '\n' ' ')"
+modules: $(tr ' ' '\n' <<<"$WANT_MODULES" | sed '/^$/d' | sort -u | tr '\n' ' ')"
 if [[ -s $CACHE/vmlinuz && -s $CACHE/modules/order && -f $CACHE/kernel.pkg ]] &&
     [[ $(cat "$CACHE/kernel.pkg") == "$stamp" ]]; then
     log "cache $CACHE is up to date ($pkg $ver)"
@@ -133,12 +133,12 @@ trap cleanup EXIT
 
 (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root "$pkg=$ver" >&2) ||
     die "apt-get download $pkg=$ver failed"
-deb=$(ls "$tmp"/*.deb 2>/dev/null | head -n1)
+deb=$(find "$tmp" -maxdepth 1 -name '*.deb' | head -n1)
 [[ -n $deb ]] || die "apt-get download produced no .deb"
 dpkg -x "$deb" "$tmp/root"
 rm -f "$deb"
 
-kver=$(ls "$tmp/root/lib/modules" | head -n1)
+kver=$(find "$tmp/root/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' | head -n1)
 [[ -n $kver && -d $tmp/root/lib/modules/$kver ]] || die "no lib/modules/<version> in $pkg"
 vmlinuz=$tmp/root/boot/vmlinuz-$kver
 [[ -f $vmlinuz ]] || die "no boot/vmlinuz-$kver in $pkg"

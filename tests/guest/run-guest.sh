@@ -26,7 +26,7 @@ set -euo pipefail
 die() { echo "run-guest.sh: error: $*" >&2; exit 64; }
 
 CACHE=${VBLK_GUEST_CACHE:-/var/cache/vblk-guest}
-INITRD= SMP=1 MEM=512M TIMEOUT=300 LOG= APPEND= QUIET=0
+INITRD='' SMP=1 MEM=512M TIMEOUT=300 LOG='' APPEND='' QUIET=0
 QEMU=${QEMU:-qemu-system-x86_64}
 EXTRA=()
 while (($#)); do
@@ -62,6 +62,7 @@ fi
 mkdir -p "$(dirname "$LOG")"
 : >"$LOG"
 
+# shellcheck disable=SC2054 # commas belong to QEMU option values
 cmd=(
     "$QEMU"
     -M q35,accel=tcg -cpu max -smp "$SMP" -m "$MEM"
@@ -97,7 +98,7 @@ case $result in
     echo "run-guest.sh: PASS in ${secs}s (qemu exit $rc, log: $LOG)" >&2
     exit 0 ;;
 "GUEST-RESULT: FAIL"*)
-    echo "run-guest.sh: FAIL in ${secs}s: ${result#GUEST-RESULT: FAIL} (log: $LOG)" >&2
+    echo "run-guest.sh: FAIL in ${secs}s: ${result#GUEST-RESULT: FAIL } (log: $LOG)" >&2
     exit 1 ;;
 *)
     echo "run-guest.sh: NO RESULT after ${secs}s: qemu exited with $rc without a GUEST-RESULT line" \
