@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private declarations shared by the built-in backends (lib/backend/).
+ * Nothing here is part of the public API.
+ */
+#ifndef VBLK_BACKEND_INTERNAL_H
+#define VBLK_BACKEND_INTERNAL_H
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sys/uio.h>
+
+#include "virtioblk/backend.h"
+#include "virtioblk/blk.h"
+#include "virtioblk/spec.h"
+
+/*
+ * The file backend's instance. Its ops table is a per-instance copy: the
+ * capabilities (READ_ONLY, DISCARD, ...) and the methods (psync or io_uring)
+ * depend on how the file was opened.
+ */
+struct file_be {
+    struct vblk_backend_ops ops;
+    int fd;
+    bool blkdev;               /* block device: fallocate falls back to ioctls */
+    unsigned ring_depth;       /* io_uring SQ entries per queue */
+    uint64_t size;             /* bytes */
+    atomic_bool no_zero_range; /* regular file: FALLOC_FL_ZERO_RANGE said EOPNOTSUPP */
+};
+
+/* The engines hand the request's iovec array straight to the kernel. */
+_Static_assert(sizeof(struct vblk_iov) == sizeof(struct iovec), "vblk_iov size");
+_Static_assert(offsetof(struct vblk_iov, base) == offsetof(struct iovec, iov_base),
+               "vblk_iov base");
+_Static_assert(offsetof(struct vblk_iov, len) == offsetof(struct iovec, iov_len), "vblk_iov len");
+_Static_assert(sizeof(((struct vblk_iov *)0)->len) == sizeof(((struct iovec *)0)->iov_len),
+               "vblk_iov len size");
+
+/* Byte offset and length of a validated range. */
+static inline uint64_t be_range_off(const struct vblk_discard_wz_seg *r)
+{
+    return r->sector << VBLK_SECTOR_SHIFT;
+}
+
+static inline uint64_t be_range_len(const struct vblk_discard_wz_seg *r)
+{
+    return (uint64_t)r->num_sectors << VBLK_SECTOR_SHIFT;
+}
+
+/*
+ * Position inside an iovec array: element @c idx, byte @c off of it. Used to
+ * resume a transfer after a short read or write without modifying the
+ * request's iovec array (the device may still need it after completion).
+ */
+struct iov_pos {
+    uint32_t idx;
+    uint32_t off;
+};
+
+/* Moves @p pos forward by @p n bytes. */
+void be_iov_advance(const struct vblk_iov *iov, uint32_t niov, struct iov_pos *pos, uint64_t n);
+
+/* Zero-fills the buffers from @p pos to the end of the array (read past EOF). */
+void be_iov_zero(const struct vblk_iov *iov, uint32_t niov, struct iov_pos pos);
+
+/*
+ * fallocate() mode for a range of a DISCARD or WRITE_ZEROES request, or 0 if
+ * the type has no fallocate equivalent (SECURE_ERASE).
+ */
+int file_range_mode(struct file_be *fb, uint32_t type, const struct vblk_discard_wz_seg *r);
+
+/*
+ * Synchronous fallback after fallocate(@p mode) failed with EOPNOTSUPP:
+ * BLKDISCARD / BLKZEROOUT on a block device, PUNCH_HOLE instead of
+ * ZERO_RANGE on a regular file. Returns a VBLK_S_* status.
+ */
+uint8_t file_range_fallback(struct file_be *fb, uint32_t type, const struct vblk_discard_wz_seg *r,
+                            int mode);
+
+/* Maps a negative errno from an I/O call to a VBLK_S_* status. */
+static inline uint8_t be_errno_status(int err)
+{
+    return (err == -EOPNOTSUPP || err == -ENOTSUP) ? VBLK_S_UNSUPP : VBLK_S_IOERR;
+}
+
+#if VBLK_HAVE_URING
+/*
+ * Checks that io_uring can be set up with @p depth entries. Returns 0 or a
+ * negative errno.
+ */
+int file_uring_probe(unsigned depth);
+
+/* Installs the io_uring methods into fb->ops. */
+void file_uring_setup(struct file_be *fb);
+#endif
+
+#endif

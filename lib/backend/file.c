@@ -1,0 +1,345 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The file backend: a regular file or a block device. This file opens it,
+ * works out its size and capabilities, and implements the psync engine
+ * (preadv/pwritev/fdatasync/fallocate on the queue thread). The io_uring
+ * engine lives in file_uring.c.
+ *
+ * Mapping of request types:
+ *  - IN / OUT: preadv / pwritev of the request's iovecs, resumed after a
+ *    short transfer; a read past the end of a regular file (it shrank under
+ *    us) returns zeros.
+ *  - FLUSH: fdatasync.
+ *  - DISCARD: fallocate(PUNCH_HOLE | KEEP_SIZE).
+ *  - WRITE_ZEROES: fallocate(ZERO_RANGE | KEEP_SIZE), or PUNCH_HOLE with the
+ *    UNMAP flag. A regular file whose filesystem lacks ZERO_RANGE (tmpfs)
+ *    gets PUNCH_HOLE instead: holes read back as zeros, which is all the
+ *    spec asks of WRITE_ZEROES.
+ *  - EOPNOTSUPP from fallocate on a block device falls back to the
+ *    BLKDISCARD / BLKZEROOUT ioctls (synchronous); otherwise VBLK_S_UNSUPP.
+ *  - SECURE_ERASE is not offered (no way to guarantee it on a file).
+ */
+#ifndef _FILE_OFFSET_BITS
+#define _FILE_OFFSET_BITS 64
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "backend/backend_internal.h"
+
+#ifndef IOV_MAX
+#define IOV_MAX 1024
+#endif
+
+#define FILE_DEFAULT_RING_DEPTH 256u
+#define FILE_MAX_RING_DEPTH     32768u
+
+int file_range_mode(struct file_be *fb, uint32_t type, const struct vblk_discard_wz_seg *r)
+{
+    const int punch = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+
+    if (type == VBLK_T_DISCARD)
+        return punch;
+    if (type != VBLK_T_WRITE_ZEROES)
+        return 0;
+    if ((r->flags & VBLK_WZ_F_UNMAP) != 0)
+        return punch;
+    if (!fb->blkdev && atomic_load_explicit(&fb->no_zero_range, memory_order_relaxed))
+        return punch;
+    return FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+}
+
+static uint8_t falloc_status(int fd, int mode, uint64_t off, uint64_t len)
+{
+    int r;
+    do {
+        r = fallocate(fd, mode, (off_t)off, (off_t)len);
+    } while (r < 0 && errno == EINTR);
+    return r == 0 ? VBLK_S_OK : be_errno_status(-errno);
+}
+
+uint8_t file_range_fallback(struct file_be *fb, uint32_t type, const struct vblk_discard_wz_seg *r,
+                            int mode)
+{
+    uint64_t off = be_range_off(r);
+    uint64_t len = be_range_len(r);
+
+    if (fb->blkdev) {
+        uint64_t rng[2] = {off, len};
+        unsigned long req = type == VBLK_T_DISCARD ? BLKDISCARD : BLKZEROOUT;
+        if (type != VBLK_T_DISCARD && type != VBLK_T_WRITE_ZEROES)
+            return VBLK_S_UNSUPP;
+        if (ioctl(fb->fd, req, rng) == 0)
+            return VBLK_S_OK;
+        return be_errno_status(-errno);
+    }
+    if (type == VBLK_T_WRITE_ZEROES && (mode & FALLOC_FL_ZERO_RANGE) != 0) {
+        /* Remember it, so later requests go straight to PUNCH_HOLE. */
+        atomic_store_explicit(&fb->no_zero_range, true, memory_order_relaxed);
+        return falloc_status(fb->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
+    }
+    return VBLK_S_UNSUPP;
+}
+
+/* ---- psync engine ---- */
+
+static uint8_t psync_rw(struct file_be *fb, struct vblk_req *req)
+{
+    const bool in = req->type == VBLK_T_IN;
+    const uint64_t base = req->sector << VBLK_SECTOR_SHIFT;
+    struct iov_pos pos = {0, 0};
+    uint64_t done = 0;
+
+    while (done < req->len) {
+        const struct vblk_iov *v;
+        off_t at = (off_t)(base + done);
+        ssize_t n;
+
+        if (pos.idx >= req->niov)
+            return VBLK_S_IOERR; /* iovecs shorter than len */
+        v = &req->iov[pos.idx];
+        if (pos.off != 0) {
+            /* Resume inside one buffer without touching the iovec array. */
+            void *p = (uint8_t *)v->base + pos.off;
+            size_t l = v->len - pos.off;
+            n = in ? pread(fb->fd, p, l, at) : pwrite(fb->fd, p, l, at);
+        } else {
+            uint32_t cnt = req->niov - pos.idx;
+            if (cnt > IOV_MAX)
+                cnt = IOV_MAX;
+            n = in ? preadv(fb->fd, (const struct iovec *)v, (int)cnt, at)
+                   : pwritev(fb->fd, (const struct iovec *)v, (int)cnt, at);
+        }
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                continue;
+            return VBLK_S_IOERR;
+        }
+        if (n == 0) {
+            if (!in)
+                return VBLK_S_IOERR;
+            be_iov_zero(req->iov, req->niov, pos); /* past EOF */
+            return VBLK_S_OK;
+        }
+        done += (uint64_t)n;
+        be_iov_advance(req->iov, req->niov, &pos, (uint64_t)n);
+    }
+    return VBLK_S_OK;
+}
+
+static uint8_t psync_ranges(struct file_be *fb, struct vblk_req *req)
+{
+    uint8_t st = VBLK_S_OK;
+
+    for (uint32_t i = 0; i < req->nranges; i++) {
+        const struct vblk_discard_wz_seg *r = &req->ranges[i];
+        int mode = file_range_mode(fb, req->type, r);
+        uint8_t s;
+
+        if (r->num_sectors == 0)
+            continue;
+        s = falloc_status(fb->fd, mode, be_range_off(r), be_range_len(r));
+        if (s == VBLK_S_UNSUPP)
+            s = file_range_fallback(fb, req->type, r, mode);
+        if (s != VBLK_S_OK && st == VBLK_S_OK)
+            st = s;
+    }
+    return st;
+}
+
+static void psync_submit(void *be, void *qctx, struct vblk_req *req)
+{
+    struct file_be *fb = be;
+    uint8_t st;
+
+    (void)qctx;
+    switch (req->type) {
+    case VBLK_T_IN:
+    case VBLK_T_OUT:
+        st = psync_rw(fb, req);
+        break;
+    case VBLK_T_FLUSH:
+        st = fdatasync(fb->fd) == 0 ? VBLK_S_OK : VBLK_S_IOERR;
+        break;
+    case VBLK_T_DISCARD:
+    case VBLK_T_WRITE_ZEROES:
+        st = psync_ranges(fb, req);
+        break;
+    default:
+        st = VBLK_S_UNSUPP;
+        break;
+    }
+    vblk_req_complete(req, st);
+}
+
+/* ---- open / destroy ---- */
+
+static void file_destroy(void *be)
+{
+    struct file_be *fb = be;
+    if (fb == NULL)
+        return;
+    close(fb->fd);
+    free(fb);
+}
+
+/*
+ * Whether a block device can discard: /sys/dev/block/M:m/queue (or its
+ * parent's, for a partition) has discard_max_bytes > 0. Unknown: yes.
+ */
+static bool blkdev_can_discard(dev_t rdev)
+{
+    static const char *const fmt[] = {"/sys/dev/block/%u:%u/queue/discard_max_bytes",
+                                      "/sys/dev/block/%u:%u/../queue/discard_max_bytes"};
+    for (size_t i = 0; i < sizeof(fmt) / sizeof(fmt[0]); i++) {
+        char path[96];
+        unsigned long long v;
+        FILE *f;
+        int n;
+
+        snprintf(path, sizeof(path), fmt[i], major(rdev), minor(rdev));
+        f = fopen(path, "re");
+        if (f == NULL)
+            continue;
+        n = fscanf(f, "%llu", &v);
+        fclose(f);
+        if (n == 1)
+            return v > 0;
+    }
+    return true;
+}
+
+/*
+ * Whether the filesystem can punch holes: punch one page past the end of
+ * the file, which changes nothing. Only EOPNOTSUPP counts as "no".
+ */
+static bool file_can_punch(int fd, uint64_t size)
+{
+    uint64_t at = (size + 4095u) & ~(uint64_t)4095u;
+    int r;
+    do {
+        r = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)at, 4096);
+    } while (r < 0 && errno == EINTR);
+    return r == 0 || (errno != EOPNOTSUPP && errno != ENOTSUP);
+}
+
+static int file_get_size(int fd, const struct stat *st, uint64_t *size)
+{
+    if (S_ISREG(st->st_mode)) {
+        *size = (uint64_t)st->st_size;
+        return 0;
+    }
+    if (S_ISBLK(st->st_mode))
+        return ioctl(fd, BLKGETSIZE64, size) == 0 ? 0 : -errno;
+    return -EINVAL;
+}
+
+/* Picks the engine. Returns 1 for io_uring, 0 for psync, or a negative errno. */
+static int file_pick_engine(int engine, unsigned depth)
+{
+#if VBLK_HAVE_URING
+    int r;
+    if (engine == VBLK_FILE_ENGINE_PSYNC)
+        return 0;
+    r = file_uring_probe(depth);
+    if (r == 0)
+        return 1;
+    return engine == VBLK_FILE_ENGINE_IO_URING ? r : 0;
+#else
+    (void)depth;
+    return engine == VBLK_FILE_ENGINE_IO_URING ? -ENOTSUP : 0;
+#endif
+}
+
+int vblk_backend_file_open(const char *path, const struct vblk_file_opts *opts,
+                           struct vblk_backend *out)
+{
+    static const struct vblk_file_opts defaults = {0};
+    struct file_be *fb;
+    struct stat st;
+    uint64_t size = 0;
+    unsigned depth;
+    int flags, fd, r, uring;
+
+    if (path == NULL || out == NULL)
+        return -EINVAL;
+    if (opts == NULL)
+        opts = &defaults;
+    if (opts->engine != VBLK_FILE_ENGINE_AUTO && opts->engine != VBLK_FILE_ENGINE_IO_URING &&
+        opts->engine != VBLK_FILE_ENGINE_PSYNC)
+        return -EINVAL;
+    depth = opts->ring_depth != 0 ? opts->ring_depth : FILE_DEFAULT_RING_DEPTH;
+    if (depth > FILE_MAX_RING_DEPTH)
+        return -EINVAL;
+
+    flags = O_CLOEXEC | (opts->read_only ? O_RDONLY : O_RDWR) | (opts->direct ? O_DIRECT : 0);
+    fd = open(path, flags);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0) {
+        r = -errno;
+        goto fail_fd;
+    }
+    r = file_get_size(fd, &st, &size);
+    if (r < 0)
+        goto fail_fd;
+    if (size % VBLK_SECTOR_SIZE != 0) {
+        r = -EINVAL;
+        goto fail_fd;
+    }
+    uring = file_pick_engine(opts->engine, depth);
+    if (uring < 0) {
+        r = uring;
+        goto fail_fd;
+    }
+    fb = calloc(1, sizeof(*fb));
+    if (fb == NULL) {
+        r = -ENOMEM;
+        goto fail_fd;
+    }
+    fb->fd = fd;
+    fb->blkdev = S_ISBLK(st.st_mode);
+    fb->ring_depth = depth;
+    fb->size = size;
+    atomic_init(&fb->no_zero_range, false);
+
+    fb->ops.version = VBLK_BACKEND_OPS_V1;
+    fb->ops.name = "file";
+    fb->ops.submit = psync_submit;
+    fb->ops.destroy = file_destroy;
+    if (opts->read_only) {
+        fb->ops.caps = VBLK_BACKEND_CAP_READ_ONLY;
+    } else {
+        bool discard = fb->blkdev ? blkdev_can_discard(st.st_rdev) : file_can_punch(fd, size);
+        fb->ops.caps = VBLK_BACKEND_CAP_FLUSH | VBLK_BACKEND_CAP_WRITE_ZEROES;
+        if (discard)
+            fb->ops.caps |= VBLK_BACKEND_CAP_DISCARD;
+        else if (!fb->blkdev)
+            fb->ops.caps &= ~VBLK_BACKEND_CAP_WRITE_ZEROES; /* no way to zero cheaply */
+    }
+#if VBLK_HAVE_URING
+    if (uring)
+        file_uring_setup(fb);
+#endif
+
+    memset(out, 0, sizeof(*out));
+    out->ops = &fb->ops;
+    out->ctx = fb;
+    out->size = size;
+    return 0;
+
+fail_fd:
+    close(fd);
+    return r;
+}

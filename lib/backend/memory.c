@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The memory backend: a zero-filled RAM disk in an anonymous private
+ * mapping, so untouched parts cost no memory. Requests complete inline.
+ *
+ * Concurrency: the instance is read-only after creation, so queues on
+ * different threads may submit at once with no locking. Requests touching
+ * distinct sectors are independent; requests racing on the same sectors get
+ * whatever interleaving memcpy()/memset() produce, exactly as two in-flight
+ * writes to one sector of a real disk have no defined order. A driver that
+ * needs ordering waits for the completion of one request before issuing the
+ * next (as it must with any disk).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "backend/backend_internal.h"
+
+/* Ranges at least this large are zeroed with MADV_DONTNEED (page-aligned part). */
+#define MEM_MADV_MIN (256u * 1024u)
+
+struct mem_be {
+    uint8_t *base;
+    uint64_t size;
+    size_t map_len;
+    size_t page;
+};
+
+static void mem_zero(struct mem_be *mb, uint64_t off, uint64_t len)
+{
+    uint8_t *p = mb->base + off;
+    if (len >= MEM_MADV_MIN) {
+        uintptr_t start = ((uintptr_t)p + mb->page - 1) & ~(uintptr_t)(mb->page - 1);
+        uintptr_t end = ((uintptr_t)p + len) & ~(uintptr_t)(mb->page - 1);
+        if (end > start && madvise((void *)start, end - start, MADV_DONTNEED) == 0) {
+            /* Pages dropped from a private anonymous mapping read back as zeros. */
+            memset(p, 0, start - (uintptr_t)p);
+            memset((void *)end, 0, (uintptr_t)p + len - end);
+            return;
+        }
+    }
+    memset(p, 0, len);
+}
+
+static uint8_t mem_rw(struct mem_be *mb, struct vblk_req *req)
+{
+    uint64_t off = req->sector << VBLK_SECTOR_SHIFT;
+    uint32_t left = req->len;
+    uint8_t *disk;
+
+    if (off > mb->size || left > mb->size - off)
+        return VBLK_S_IOERR; /* the device validated it; cheap insurance */
+    disk = mb->base + off;
+    for (uint32_t i = 0; i < req->niov && left > 0; i++) {
+        size_t n = req->iov[i].len < left ? req->iov[i].len : left;
+        if (req->type == VBLK_T_IN)
+            memcpy(req->iov[i].base, disk, n);
+        else
+            memcpy(disk, req->iov[i].base, n);
+        disk += n;
+        left -= (uint32_t)n;
+    }
+    return left == 0 ? VBLK_S_OK : VBLK_S_IOERR;
+}
+
+static uint8_t mem_ranges(struct mem_be *mb, struct vblk_req *req)
+{
+    for (uint32_t i = 0; i < req->nranges; i++) {
+        uint64_t off = be_range_off(&req->ranges[i]);
+        uint64_t len = be_range_len(&req->ranges[i]);
+        if (off > mb->size || len > mb->size - off)
+            return VBLK_S_IOERR;
+    }
+    /* DISCARD, WRITE_ZEROES and SECURE_ERASE all leave zeros behind. */
+    for (uint32_t i = 0; i < req->nranges; i++)
+        mem_zero(mb, be_range_off(&req->ranges[i]), be_range_len(&req->ranges[i]));
+    return VBLK_S_OK;
+}
+
+static void mem_submit(void *be, void *qctx, struct vblk_req *req)
+{
+    struct mem_be *mb = be;
+    uint8_t st;
+
+    (void)qctx;
+    switch (req->type) {
+    case VBLK_T_IN:
+    case VBLK_T_OUT:
+        st = mem_rw(mb, req);
+        break;
+    case VBLK_T_FLUSH:
+        st = VBLK_S_OK;
+        break;
+    case VBLK_T_DISCARD:
+    case VBLK_T_WRITE_ZEROES:
+    case VBLK_T_SECURE_ERASE:
+        st = mem_ranges(mb, req);
+        break;
+    default:
+        st = VBLK_S_UNSUPP;
+        break;
+    }
+    vblk_req_complete(req, st);
+}
+
+static void mem_destroy(void *be)
+{
+    struct mem_be *mb = be;
+    if (mb == NULL)
+        return;
+    if (mb->base != NULL)
+        munmap(mb->base, mb->map_len);
+    free(mb);
+}
+
+static const struct vblk_backend_ops mem_ops = {
+    .version = VBLK_BACKEND_OPS_V1,
+    /* FLUSH is a no-op but offered so that every request type works. */
+    .caps = VBLK_BACKEND_CAP_FLUSH | VBLK_BACKEND_CAP_DISCARD | VBLK_BACKEND_CAP_WRITE_ZEROES |
+            VBLK_BACKEND_CAP_SECURE_ERASE,
+    .name = "memory",
+    .submit = mem_submit,
+    .destroy = mem_destroy,
+};
+
+int vblk_backend_memory_create(uint64_t size, struct vblk_backend *out)
+{
+    struct mem_be *mb;
+    long page;
+
+    if (out == NULL || size % VBLK_SECTOR_SIZE != 0)
+        return -EINVAL;
+    if (size > SIZE_MAX / 2)
+        return -ENOMEM;
+    mb = calloc(1, sizeof(*mb));
+    if (mb == NULL)
+        return -ENOMEM;
+    page = sysconf(_SC_PAGESIZE);
+    mb->page = page > 0 ? (size_t)page : 4096;
+    mb->size = size;
+    if (size > 0) {
+        mb->map_len = (size_t)size;
+        mb->base =
+            mmap(NULL, mb->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (mb->base == MAP_FAILED) {
+            free(mb);
+            return -ENOMEM;
+        }
+    }
+    memset(out, 0, sizeof(*out));
+    out->ops = &mem_ops;
+    out->ctx = mb;
+    out->size = size;
+    return 0;
+}
