@@ -135,6 +135,9 @@ static uint8_t psync_rw(struct file_be *fb, struct vblk_req *req)
         done += (uint64_t)n;
         be_iov_advance(req->iov, req->niov, &pos, (uint64_t)n);
     }
+    /* Write-through cache mode: the write must be stable at completion. */
+    if (!in && (req->flags & VBLK_REQ_F_FUA) && fdatasync(fb->fd) < 0)
+        return VBLK_S_IOERR;
     return VBLK_S_OK;
 }
 

@@ -167,6 +167,9 @@ static bool uq_prep(struct uq *q, struct uslot *s)
             else
                 io_uring_prep_writev(sqe, q->fd, (const struct iovec *)v, cnt, at);
         }
+        /* Write-through cache mode: the write must be stable at completion. */
+        if (!in && (req->flags & VBLK_REQ_F_FUA))
+            sqe->rw_flags |= RWF_DSYNC;
         break;
     }
     case VBLK_T_FLUSH:
