@@ -271,7 +271,9 @@ int vblk_queue_init(struct vblk_queue *q, struct vblk_dev *dev, struct vblk_mem 
  * polls the backend, pops and submits up to @p budget new requests
  * (0: no limit), publishes used entries and notifies the driver at most
  * once. Returns the number of requests submitted, or -EIO if the queue is
- * broken (the transport then signals DEVICE_NEEDS_RESET).
+ * broken (the transport then signals DEVICE_NEEDS_RESET). A broken queue
+ * still reaps completions, so a transport can wait for its requests in
+ * flight before vblk_queue_destroy().
  */
 int vblk_queue_process(struct vblk_queue *q, unsigned budget);
 
@@ -313,6 +315,14 @@ static inline uint32_t vblk_queue_inflight(const struct vblk_queue *q)
  * backend's queue_stop. Returns 0 or -EBUSY if requests are in flight.
  */
 int vblk_queue_destroy(struct vblk_queue *q);
+
+/**
+ * The backend's event fd for this queue (its queue_fd() method): readable
+ * when vblk_queue_process() has completions to reap. Event-driven
+ * transports add it to the queue thread's loop. Returns -1 if the backend
+ * has none.
+ */
+int vblk_queue_backend_fd(const struct vblk_queue *q);
 
 /** Ring position for GET_VRING_BASE / migration. */
 void vblk_queue_get_state(const struct vblk_queue *q, struct vblk_vq_state *st);

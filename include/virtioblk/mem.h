@@ -46,17 +46,38 @@ struct vblk_mem_region {
     void *opaque;  /**< Owner's cookie (e.g. mmap base for munmap). */
 };
 
+struct vblk_mem;
+
+/**
+ * Translation-miss handler, see vblk_mem_set_miss(). Called with the driver
+ * address that no region covers. It may add a region containing @p addr with
+ * vblk_mem_add() and return 0; any other value leaves @p addr unmapped.
+ */
+typedef int (*vblk_mem_miss_fn)(void *opaque, struct vblk_mem *mem, uint64_t addr);
+
 /** The memory map. Treat the fields as private; use the functions. */
 struct vblk_mem {
     uint32_t nregions;           /**< Regions in use, sorted by addr. */
     uint32_t last;               /**< Index of the last region that matched. */
     uint8_t *log;                /**< Dirty log bitmap (1 bit per 4 KiB page) or NULL. */
     uint64_t log_size;           /**< Bytes of @ref log. */
+    vblk_mem_miss_fn miss;       /**< Translation-miss handler or NULL. */
+    void *miss_opaque;           /**< Argument of @ref miss. */
     struct vblk_mem_region regions[VBLK_MEM_MAX_REGIONS]; /**< Sorted, disjoint. */
 };
 
-/** Empties @p mem. */
+/** Empties @p mem (no log, no miss handler). */
 void vblk_mem_init(struct vblk_mem *mem);
+
+/**
+ * Installs a handler that runs when a translation (vblk_mem_ptr(),
+ * vblk_mem_map()) finds no region for an address, so a transport can fill
+ * the map lazily: VDUSE learns an IOVA's backing only by asking the kernel.
+ * The lookup is retried once after the handler returns 0. The handler runs
+ * on the thread doing the translation, so the usual rule applies: only that
+ * thread may be using the map. NULL removes the handler.
+ */
+void vblk_mem_set_miss(struct vblk_mem *mem, vblk_mem_miss_fn fn, void *opaque);
 
 /**
  * Adds a region. Returns 0, -EINVAL if @p size is 0, the range wraps past

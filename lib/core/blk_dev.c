@@ -98,6 +98,9 @@ int vblk_dev_init(struct vblk_dev *dev, const struct vblk_dev_params *p,
     if (dev->p.lifetime)
         f |= VBLK_BIT(VBLK_F_LIFETIME);
     f &= ~dev->p.features_off;
+    /* virtio 1.2 5.2.5.2: CONFIG_WCE may only be offered with FLUSH. */
+    if (!(f & VBLK_BIT(VBLK_F_FLUSH)))
+        f &= ~VBLK_BIT(VBLK_F_CONFIG_WCE);
     dev->host_features = f;
 
     dev->max_ranges = 1;

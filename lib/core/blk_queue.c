@@ -15,12 +15,25 @@ static uint16_t iov_cap(const struct vblk_dev *dev)
     return cap > UINT16_MAX ? UINT16_MAX : (uint16_t)cap;
 }
 
+/* The in-order table is indexed by free-running 32-bit sequence numbers,
+ * so its size must divide 2^32: a power of two covering the queue size
+ * (packed queues need not be powers of two). This is its index mask. */
+static uint32_t order_mask(uint16_t size)
+{
+    uint32_t m = size ? size - 1u : 0;
+    m |= m >> 1;
+    m |= m >> 2;
+    m |= m >> 4;
+    m |= m >> 8;
+    return m;
+}
+
 size_t vblk_queue_mem_size(const struct vblk_dev *dev, uint16_t size)
 {
     size_t n = size;
     return ALIGN16(n * sizeof(struct vblk_req)) + ALIGN16(n * iov_cap(dev) * sizeof(struct vblk_iov)) +
            ALIGN16(n * dev->max_ranges * sizeof(struct vblk_discard_wz_seg)) +
-           ALIGN16(n * sizeof(struct vblk_req *));
+           ALIGN16(((size_t)order_mask(size) + 1) * sizeof(struct vblk_req *));
 }
 
 int vblk_queue_init(struct vblk_queue *q, struct vblk_dev *dev, struct vblk_mem *mem,
@@ -77,8 +90,9 @@ int vblk_queue_init(struct vblk_queue *q, struct vblk_dev *dev, struct vblk_mem 
         r->ranges = &ranges[i * dev->max_ranges];
         r->next = q->free;
         q->free = r;
-        q->order[i] = NULL;
     }
+    for (size_t i = 0; i <= order_mask(qp->size); i++)
+        q->order[i] = NULL;
 
     const struct vblk_backend_ops *ops = dev->be.ops;
     if (ops->queue_start) {
@@ -135,7 +149,7 @@ void vblk_req_complete(struct vblk_req *r, uint8_t status)
      * order they were made available; hold early finishers back. */
     r->done = 1;
     for (;;) {
-        struct vblk_req **slot = &q->order[q->seq_done % q->nreqs];
+        struct vblk_req **slot = &q->order[q->seq_done & order_mask(q->nreqs)];
         struct vblk_req *next = *slot;
         if (!next || !next->done)
             break;
@@ -205,7 +219,7 @@ static bool start(struct vblk_queue *q, struct vblk_req *r)
     q->free = r->next;
     q->inflight++;
     if (q->in_order)
-        q->order[q->seq_next++ % q->nreqs] = r;
+        q->order[q->seq_next++ & order_mask(q->nreqs)] = r;
     if (q->hooks && q->hooks->started)
         q->hooks->started(q->hooks_opaque, r);
     if (!req_start(q, r))
@@ -235,19 +249,23 @@ int vblk_queue_resubmit(struct vblk_queue *q, uint16_t pos, uint8_t wrap)
 
 int vblk_queue_process(struct vblk_queue *q, unsigned budget)
 {
-    if (vblk_vq_broken(&q->vq))
-        return -EIO;
     const struct vblk_backend_ops *ops = q->dev->be.ops;
     void *be = q->dev->be.ctx;
+    /* Even a broken queue reaps completions, so that the requests still in
+     * flight can be released before the queue is destroyed. */
     drain_async(q);
     if (ops->poll)
         ops->poll(be, q->qctx);
+    if (vblk_vq_broken(&q->vq))
+        return -EIO;
 
     unsigned submitted = 0;
     while (!q->stopping && (budget == 0 || submitted < budget)) {
         struct vblk_req *r = q->free;
         if (!r) {
-            q->stats.pool_full++;
+            /* Count only real back-pressure: a chain is waiting. */
+            if (vblk_vq_has_avail(&q->vq))
+                q->stats.pool_full++;
             break;
         }
         r->head_pos = q->vq.last_avail;
@@ -304,6 +322,14 @@ int vblk_queue_destroy(struct vblk_queue *q)
         ops->queue_stop(q->dev->be.ctx, q->index, q->qctx);
     q->started_backend = 0;
     return 0;
+}
+
+int vblk_queue_backend_fd(const struct vblk_queue *q)
+{
+    const struct vblk_backend_ops *ops = q->dev ? q->dev->be.ops : NULL;
+    if (!q->started_backend || !ops || !ops->queue_fd)
+        return -1;
+    return ops->queue_fd(q->dev->be.ctx, q->qctx);
 }
 
 void vblk_queue_get_state(const struct vblk_queue *q, struct vblk_vq_state *st)

@@ -126,6 +126,12 @@ static uint8_t ranges_load(struct vblk_queue *q, struct vblk_req *r, struct vblk
     return VBLK_S_OK;
 }
 
+static bool req_modifies(uint32_t type)
+{
+    return type == VBLK_T_OUT || type == VBLK_T_DISCARD || type == VBLK_T_WRITE_ZEROES ||
+           type == VBLK_T_SECURE_ERASE;
+}
+
 static uint64_t feature_for(uint32_t type)
 {
     switch (type) {
@@ -205,6 +211,13 @@ bool req_start(struct vblk_queue *q, struct vblk_req *r)
     uint32_t rd_len = c->out_len - (uint32_t)sizeof(hdr);
     uint32_t wr_len = c->in_len - 1;
 
+    /* virtio 1.2 5.2.6.2: a read-only device fails writes with IOERR and
+     * writes nothing. DISCARD, WRITE_ZEROES and SECURE_ERASE modify the
+     * disk too; they are never offered on a read-only device, so check
+     * before the feature test or they would come back UNSUPP instead. */
+    if (dev->p.read_only && req_modifies(r->type))
+        return finish(r, VBLK_S_IOERR);
+
     uint64_t need = feature_for(r->type);
     if (need && !(dev->driver_features & need))
         return finish(r, VBLK_S_UNSUPP);
@@ -222,8 +235,7 @@ bool req_start(struct vblk_queue *q, struct vblk_req *r)
         r->iov = rd;
         r->niov = nrd;
         r->len = rd_len;
-        /* virtio 1.2 5.2.6.1: RO devices fail writes without writing. */
-        if (dev->p.read_only || !rw_ok(q, r))
+        if (!rw_ok(q, r))
             return finish(r, VBLK_S_IOERR);
         if (write_through(dev))
             r->flags |= VBLK_REQ_F_FUA;
@@ -250,8 +262,6 @@ bool req_start(struct vblk_queue *q, struct vblk_req *r)
     case VBLK_T_DISCARD:
     case VBLK_T_WRITE_ZEROES:
     case VBLK_T_SECURE_ERASE: {
-        if (dev->p.read_only)
-            return finish(r, VBLK_S_IOERR);
         uint8_t st = ranges_load(q, r, rd, nrd, rd_len);
         if (st != VBLK_S_OK)
             return finish(r, st);

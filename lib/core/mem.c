@@ -12,6 +12,14 @@ void vblk_mem_init(struct vblk_mem *mem)
     mem->last = 0;
     mem->log = NULL;
     mem->log_size = 0;
+    mem->miss = NULL;
+    mem->miss_opaque = NULL;
+}
+
+void vblk_mem_set_miss(struct vblk_mem *mem, vblk_mem_miss_fn fn, void *opaque)
+{
+    mem->miss = fn;
+    mem->miss_opaque = fn ? opaque : NULL;
 }
 
 /* Index of the first region whose addr is > @addr (upper bound). */
@@ -85,7 +93,7 @@ const struct vblk_mem_region *vblk_mem_region_at(const struct vblk_mem *mem, uin
 
 /* The region containing @addr, or NULL. The common case (same region as
  * last time) costs one compare pair. */
-static const struct vblk_mem_region *find(struct vblk_mem *mem, uint64_t addr)
+static const struct vblk_mem_region *lookup(struct vblk_mem *mem, uint64_t addr)
 {
     const struct vblk_mem_region *r = &mem->regions[mem->last];
     if (mem->last < mem->nregions && addr - r->addr < r->size)
@@ -98,6 +106,15 @@ static const struct vblk_mem_region *find(struct vblk_mem *mem, uint64_t addr)
         return NULL;
     mem->last = pos - 1;
     return r;
+}
+
+/* lookup(), giving the miss handler one chance to map @addr. */
+static const struct vblk_mem_region *find(struct vblk_mem *mem, uint64_t addr)
+{
+    const struct vblk_mem_region *r = lookup(mem, addr);
+    if (r || !mem->miss || mem->miss(mem->miss_opaque, mem, addr) != 0)
+        return r;
+    return lookup(mem, addr);
 }
 
 void *vblk_mem_ptr(struct vblk_mem *mem, uint64_t addr, uint64_t len)

@@ -1,0 +1,329 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared by the device-model tests (test_blk.c, test_blk_queue.c): a RAM
+ * disk backend that counts what it is asked to do and can hold requests to
+ * complete them later, and a driver that writes split-ring descriptors and
+ * request buffers straight into mapped heap memory (virtio 1.2 sections 2.7
+ * and 5.2.6). Include after cmocka.h.
+ */
+#ifndef VBLK_TEST_BLK_HARNESS_H
+#define VBLK_TEST_BLK_HARNESS_H
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "virtioblk/blk.h"
+
+#define GPA       0x80000000ULL
+#define MEM_LEN   (1u << 20)
+#define AVAIL_OFF 0x1000u
+#define USED_OFF  0x2000u
+#define DATA_OFF  0x4000u
+#define SECTORS   128u
+#define DISK      (SECTORS * 512u)
+#define QSIZE     16u
+#define SERIAL    "SERIAL-0123456789ABC" /* exactly 20 bytes */
+#define W         VBLK_DESC_F_WRITE
+#define ALL_CAPS                                                                                   \
+    (VBLK_BACKEND_CAP_FLUSH | VBLK_BACKEND_CAP_DISCARD | VBLK_BACKEND_CAP_WRITE_ZEROES |           \
+     VBLK_BACKEND_CAP_SECURE_ERASE)
+#define F(b) VBLK_BIT(VBLK_F_##b)
+
+/* ---- test backend: a RAM disk that counts and can hold requests ---- */
+
+struct tb {
+    struct vblk_backend_ops ops;
+    uint8_t disk[DISK];
+    unsigned nsubmit, nstart, nstop;
+    unsigned ntype[16];
+    uint32_t last_flags;
+    uint32_t last_nranges;
+    struct vblk_discard_wz_seg ranges[4];
+    bool hold;
+    unsigned nheld;
+    struct vblk_req *held[64];
+};
+
+/* The device promises validated ranges; the disk sits inside a larger
+ * struct where ASan would not see an overrun, so check here too. */
+static inline void tb_check_range(uint64_t sector, uint64_t bytes)
+{
+    assert_true(sector <= SECTORS);
+    assert_true(bytes <= (SECTORS - sector) * 512);
+}
+
+static inline uint8_t tb_do(struct tb *t, struct vblk_req *r)
+{
+    uint8_t *p = t->disk + r->sector * 512;
+    switch (r->type) {
+    case VBLK_T_IN:
+    case VBLK_T_OUT:
+        tb_check_range(r->sector, r->len);
+        for (unsigned i = 0; i < r->niov; i++) {
+            if (r->type == VBLK_T_IN)
+                memcpy(r->iov[i].base, p, r->iov[i].len);
+            else
+                memcpy(p, r->iov[i].base, r->iov[i].len);
+            p += r->iov[i].len;
+        }
+        return VBLK_S_OK;
+    case VBLK_T_DISCARD:
+    case VBLK_T_WRITE_ZEROES:
+    case VBLK_T_SECURE_ERASE:
+        for (uint32_t i = 0; i < r->nranges; i++) {
+            tb_check_range(r->ranges[i].sector, r->ranges[i].num_sectors * 512ull);
+            memset(t->disk + r->ranges[i].sector * 512, 0, r->ranges[i].num_sectors * 512u);
+        }
+        return VBLK_S_OK;
+    default:
+        return VBLK_S_OK;
+    }
+}
+
+static inline void tb_submit(void *be, void *qctx, struct vblk_req *r)
+{
+    struct tb *t = be;
+    (void)qctx;
+    t->nsubmit++;
+    t->ntype[r->type & 15]++;
+    t->last_flags = r->flags;
+    t->last_nranges = r->nranges;
+    for (uint32_t i = 0; i < r->nranges && i < 4; i++)
+        t->ranges[i] = r->ranges[i];
+    if (t->hold)
+        t->held[t->nheld++] = r;
+    else
+        vblk_req_complete(r, tb_do(t, r));
+}
+
+static inline int tb_start(void *be, uint16_t qidx, void **qctx)
+{
+    (void)qidx;
+    ((struct tb *)be)->nstart++;
+    *qctx = be;
+    return 0;
+}
+
+static inline void tb_stop(void *be, uint16_t qidx, void *qctx)
+{
+    (void)qidx;
+    (void)qctx;
+    ((struct tb *)be)->nstop++;
+}
+
+/* ---- harness: device, queue and a hand-written split ring ---- */
+
+struct h {
+    struct vblk_mem mem;
+    uint8_t *buf;
+    size_t bump;
+    struct tb tb;
+    struct vblk_backend be;
+    struct vblk_dev_params p;
+    struct vblk_dev dev;
+    struct vblk_queue q;
+    void *pool;
+    uint16_t qsize; /* queue size for bring_up() (QSIZE by default) */
+    uint16_t nextd, aidx, uread;
+    uint16_t ppos, pupos; /* packed ring: driver fill and used positions */
+    uint8_t pwrap, puwrap;
+    struct vblk_split_desc *desc;
+    struct vblk_split_avail *avail;
+    struct vblk_split_used *used;
+    unsigned notifies, wakes;
+    const struct vblk_queue_hooks *hooks; /* passed to vblk_queue_init() */
+    void *hooks_opaque;
+};
+
+static inline void on_notify(void *opaque)
+{
+    ((struct h *)opaque)->notifies++;
+}
+
+static inline void on_wake(void *opaque)
+{
+    __atomic_fetch_add(&((struct h *)opaque)->wakes, 1, __ATOMIC_SEQ_CST);
+}
+
+static inline int setup(void **state)
+{
+    struct h *h = calloc(1, sizeof(*h));
+    if (!h || !(h->buf = calloc(1, MEM_LEN)))
+        return -1;
+    vblk_mem_init(&h->mem);
+    if (vblk_mem_add(&h->mem, GPA, MEM_LEN, h->buf, NULL) < 0)
+        return -1;
+    h->desc = (struct vblk_split_desc *)h->buf;
+    h->avail = (struct vblk_split_avail *)(h->buf + AVAIL_OFF);
+    h->used = (struct vblk_split_used *)(h->buf + USED_OFF);
+    h->bump = DATA_OFF;
+    h->qsize = QSIZE;
+    h->pwrap = h->puwrap = 1;
+    h->tb.ops = (struct vblk_backend_ops){
+        .version = VBLK_BACKEND_OPS_V1,
+        .caps = ALL_CAPS,
+        .name = "test",
+        .queue_start = tb_start,
+        .queue_stop = tb_stop,
+        .submit = tb_submit,
+    };
+    for (unsigned i = 0; i < DISK; i++)
+        h->tb.disk[i] = (uint8_t)(i * 7 + i / 512);
+    h->be = (struct vblk_backend){&h->tb.ops, &h->tb, DISK};
+    vblk_dev_params_default(&h->p, DISK);
+    memcpy(h->p.serial, SERIAL, VBLK_ID_BYTES);
+    h->p.seg_max = 4;
+    h->p.max_discard_sectors = 64;
+    h->p.max_discard_seg = 2;
+    h->p.max_write_zeroes_sectors = 64;
+    h->p.max_write_zeroes_seg = 2;
+    h->p.max_secure_erase_sectors = 32;
+    h->p.max_secure_erase_seg = 1;
+    *state = h;
+    return 0;
+}
+
+static inline int teardown(void **state)
+{
+    struct h *h = *state;
+    if (h->pool && !vblk_queue_broken(&h->q))
+        assert_int_equal(vblk_queue_destroy(&h->q), 0);
+    free(h->pool);
+    free(h->buf);
+    free(h);
+    return 0;
+}
+
+/* Tears the fixture down and builds a fresh one, for a second
+ * configuration inside one test. */
+static inline struct h *restart(void **state)
+{
+    teardown(state);
+    assert_int_equal(setup(state), 0);
+    return *state;
+}
+
+static inline void dev_up(struct h *h)
+{
+    assert_int_equal(vblk_dev_init(&h->dev, &h->p, &h->be), 0);
+}
+
+/* Negotiates @features (offer minus @drop if @features is 0) and starts
+ * queue 0 of h->qsize entries: a split ring at GPA / +AVAIL_OFF /
+ * +USED_OFF, or with RING_PACKED the descriptor ring and the driver and
+ * device event structures at the same addresses. */
+static inline void bring_up(struct h *h, uint64_t features, uint64_t drop)
+{
+    dev_up(h);
+    if (!features)
+        features = vblk_dev_features(&h->dev) & ~drop;
+    assert_int_equal(vblk_dev_set_features(&h->dev, features), 0);
+    size_t len = vblk_queue_mem_size(&h->dev, h->qsize);
+    h->pool = aligned_alloc(16, (len + 15) & ~(size_t)15);
+    assert_non_null(h->pool);
+    struct vblk_queue_params qp = {
+        .size = h->qsize,
+        .addrs = {GPA, GPA + AVAIL_OFF, GPA + USED_OFF},
+        .notify = on_notify,
+        .notify_opaque = h,
+        .wake = on_wake,
+        .wake_opaque = h,
+        .hooks = h->hooks,
+        .hooks_opaque = h->hooks_opaque,
+    };
+    assert_int_equal(vblk_queue_init(&h->q, &h->dev, &h->mem, &qp, h->pool, len), 0);
+    assert_int_equal(h->tb.nstart, 1);
+}
+
+static inline void up(struct h *h)
+{
+    bring_up(h, 0, F(RING_PACKED) | F(EVENT_IDX));
+}
+
+static inline uint64_t galloc(struct h *h, size_t len, int fill)
+{
+    size_t off = (h->bump + 15) & ~(size_t)15;
+    assert_true(off + len <= MEM_LEN);
+    h->bump = off + len;
+    memset(h->buf + off, fill, len);
+    return GPA + off;
+}
+
+static inline void *hp(struct h *h, uint64_t ga)
+{
+    return h->buf + (ga - GPA);
+}
+
+static inline uint64_t mkhdr(struct h *h, uint32_t type, uint64_t sector)
+{
+    uint64_t ga = galloc(h, 16, 0);
+    struct vblk_req_hdr hdr = {type, 0, sector};
+    memcpy(hp(h, ga), &hdr, 16);
+    return ga;
+}
+
+struct seg {
+    uint64_t addr;
+    uint32_t len;
+    uint16_t flags;
+};
+
+/* Driver: puts @n buffers on the ring as one chain. */
+static inline void post(struct h *h, const struct seg *s, unsigned n)
+{
+    uint16_t head = h->nextd % QSIZE;
+    for (unsigned i = 0; i < n; i++) {
+        uint16_t d = h->nextd++ % QSIZE;
+        h->desc[d] = (struct vblk_split_desc){
+            s[i].addr, s[i].len, (uint16_t)(s[i].flags | (i + 1 < n ? VBLK_DESC_F_NEXT : 0)),
+            (uint16_t)(h->nextd % QSIZE)};
+    }
+    h->avail->ring[h->aidx++ % QSIZE] = head;
+    h->avail->idx = h->aidx;
+}
+
+static inline int process(struct h *h)
+{
+    return vblk_queue_process(&h->q, 0);
+}
+
+/* Driver: takes the next used entry; returns its length. */
+static inline uint32_t take_used(struct h *h, uint16_t *id)
+{
+    assert_int_not_equal(h->used->idx, h->uread);
+    struct vblk_split_used_elem *e = &h->used->ring[h->uread++ % QSIZE];
+    if (id)
+        *id = (uint16_t)e->id;
+    return e->len;
+}
+
+/* Posts [header][data, if len][status], runs the device, and returns the
+ * status byte; *ulen receives the used length. */
+static inline int rq(struct h *h, uint32_t type, uint64_t sector, uint64_t data, uint32_t len,
+                     uint16_t dflags, uint32_t *ulen)
+{
+    uint64_t st = galloc(h, 1, 0xff);
+    struct seg s[3] = {{mkhdr(h, type, sector), 16, 0}};
+    unsigned n = 1;
+    if (len)
+        s[n++] = (struct seg){data, len, dflags};
+    s[n++] = (struct seg){st, 1, W};
+    post(h, s, n);
+    assert_true(process(h) >= 0);
+    uint32_t l = take_used(h, NULL);
+    if (ulen)
+        *ulen = l;
+    return *(uint8_t *)hp(h, st);
+}
+
+/* A request with a range payload of @len bytes (@n segments). */
+static inline int rq_ranges(struct h *h, uint32_t type, const struct vblk_discard_wz_seg *r,
+                            unsigned n, uint32_t len)
+{
+    uint64_t ga = galloc(h, 16 * n + 16, 0);
+    memcpy(hp(h, ga), r, 16 * n);
+    return rq(h, type, 0, ga, len ? len : 16 * n, 0, NULL);
+}
+
+#endif

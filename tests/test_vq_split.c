@@ -1,0 +1,802 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests of the device side of the split virtqueue (lib/core/vq_split.c).
+ * The tests play the driver by writing descriptors, the available ring and
+ * the used ring's suppression fields straight into a buffer that the
+ * memory map exposes at a non-identity driver address, following the
+ * layout of virtio 1.2 section 2.7. The buffer is heap memory of exactly
+ * the mapped size so that AddressSanitizer reports any read past the map.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "virtioblk/vq.h"
+
+#define GPA       0x7f0000000ULL /* driver address of the buffer */
+#define MEM_LEN   0x10000u
+#define DESC_OFF  0x0000u
+#define AVAIL_OFF 0x1000u
+#define USED_OFF  0x2000u
+#define IND_OFF   0x3000u /* indirect tables */
+#define DATA_OFF  0x4000u /* data buffers */
+#define NIOV      32
+
+#define G(off) (GPA + (uint64_t)(off))
+#define R      0u
+#define W      VBLK_DESC_F_WRITE
+#define N      VBLK_DESC_F_NEXT
+#define I      VBLK_DESC_F_INDIRECT
+
+struct h {
+    struct vblk_mem mem;
+    uint8_t *buf;
+    uint16_t size;
+    uint16_t aidx; /* the driver's avail->idx */
+    struct vblk_split_desc *desc;
+    struct vblk_split_avail *avail;
+    struct vblk_split_used *used;
+    struct vblk_vq vq;
+    struct vblk_iov iov[NIOV];
+    struct vblk_chain c;
+};
+
+static int setup(void **state)
+{
+    struct h *h = calloc(1, sizeof(*h));
+    if (!h || !(h->buf = calloc(1, MEM_LEN)))
+        return -1;
+    vblk_mem_init(&h->mem);
+    if (vblk_mem_add(&h->mem, GPA, MEM_LEN, h->buf, NULL) < 0)
+        return -1;
+    h->desc = (struct vblk_split_desc *)(h->buf + DESC_OFF);
+    h->avail = (struct vblk_split_avail *)(h->buf + AVAIL_OFF);
+    h->used = (struct vblk_split_used *)(h->buf + USED_OFF);
+    h->c.iov = h->iov;
+    h->c.cap = NIOV;
+    *state = h;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct h *h = *state;
+    free(h->buf);
+    free(h);
+    return 0;
+}
+
+static struct vblk_vq_config cfg(uint16_t size)
+{
+    struct vblk_vq_config c = {
+        .size = size,
+        .indirect = true,
+        .addrs = {G(DESC_OFF), G(AVAIL_OFF), G(USED_OFF)},
+    };
+    return c;
+}
+
+/* Starts the queue, optionally at a saved position (the rings agree). */
+static void start(struct h *h, uint16_t size, bool event_idx, bool indirect,
+                  const struct vblk_vq_state *st)
+{
+    struct vblk_vq_config c = cfg(size);
+    c.event_idx = event_idx;
+    c.indirect = indirect;
+    c.state = st;
+    h->size = size;
+    h->aidx = st ? st->last_avail_idx : 0;
+    h->avail->idx = h->aidx;
+    h->used->idx = st ? st->used_idx : 0;
+    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), 0);
+}
+
+static void set_desc(struct vblk_split_desc *d, uint64_t addr, uint32_t len, uint16_t flags,
+                     uint16_t next)
+{
+    d->addr = addr;
+    d->len = len;
+    d->flags = flags;
+    d->next = next;
+}
+
+static void make_avail(struct h *h, uint16_t head)
+{
+    h->avail->ring[h->aidx % h->size] = head;
+    h->aidx++;
+    h->avail->idx = h->aidx;
+}
+
+static int pop(struct h *h)
+{
+    return vblk_vq_pop(&h->vq, &h->c);
+}
+
+static uint16_t *used_event(struct h *h)
+{
+    return &h->avail->ring[h->size];
+}
+
+static uint16_t *avail_event(struct h *h)
+{
+    return (uint16_t *)&h->used->ring[h->size];
+}
+
+/* Pops and asserts the queue broke, once, and stays broken. */
+static void expect_broken(struct h *h)
+{
+    assert_int_equal(pop(h), -EIO);
+    assert_true(vblk_vq_broken(&h->vq));
+    assert_int_equal(vblk_vq_stats(&h->vq)->broken, 1);
+    assert_int_equal(pop(h), -EIO);
+    assert_int_equal(vblk_vq_stats(&h->vq)->broken, 1);
+    assert_int_equal(vblk_vq_stats(&h->vq)->chains, 0);
+}
+
+/* A one-descriptor chain (readable, 16 bytes) at descriptor @i. */
+static void simple(struct h *h, uint16_t i)
+{
+    set_desc(&h->desc[i], G(DATA_OFF + 16u * i), 16, R, 0);
+    make_avail(h, i);
+}
+
+static void direct_chain_gives_readable_then_writable_iovecs(void **state)
+{
+    struct h *h = *state;
+    start(h, 8, false, true, NULL);
+    set_desc(&h->desc[5], G(DATA_OFF), 16, N, 2);
+    set_desc(&h->desc[2], G(DATA_OFF + 0x100), 512, W | N, 7);
+    set_desc(&h->desc[7], G(DATA_OFF + 0x400), 1, W, 0);
+    make_avail(h, 5);
+    assert_int_equal(pop(h), 1);
+    assert_int_equal(h->c.id, 5);
+    assert_int_equal(h->c.nout, 1);
+    assert_int_equal(h->c.nin, 2);
+    assert_int_equal(h->c.out_len, 16);
+    assert_int_equal(h->c.in_len, 513);
+    assert_int_equal(h->c.ndata, 3);
+    assert_int_equal(h->c.fault, 0);
+    assert_int_equal(h->c.last_mapped, 1);
+    assert_int_equal(h->c.max_desc_len, 512);
+    assert_ptr_equal(h->iov[0].base, h->buf + DATA_OFF);
+    assert_int_equal(h->iov[0].len, 16);
+    assert_ptr_equal(h->iov[1].base, h->buf + DATA_OFF + 0x100);
+    assert_int_equal(h->iov[1].len, 512);
+    assert_ptr_equal(h->iov[2].base, h->buf + DATA_OFF + 0x400);
+    assert_int_equal(h->iov[2].len, 1);
+    assert_int_equal(pop(h), 0);
+    assert_int_equal(vblk_vq_stats(&h->vq)->chains, 1);
+}
+
+static void zero_length_descriptor_adds_no_iovec(void **state)
+{
+    struct h *h = *state;
+    start(h, 4, false, true, NULL);
+    set_desc(&h->desc[0], G(DATA_OFF), 16, N, 1);
+    set_desc(&h->desc[1], 0xdead0000, 0, N, 2); /* unmapped, but empty */
+    set_desc(&h->desc[2], G(DATA_OFF + 16), 1, W, 0);
+    make_avail(h, 0);
+    assert_int_equal(pop(h), 1);
+    assert_int_equal(h->c.fault, 0);
+    assert_int_equal(h->c.nout, 1);
+    assert_int_equal(h->c.nin, 1);
+    assert_int_equal(h->c.ndata, 3);
+    assert_ptr_equal(h->iov[1].base, h->buf + DATA_OFF + 16);
+}
+
+static void indirect_table_is_walked_through_next(void **state)
+{
+    struct h *h = *state;
+    struct vblk_split_desc *t = (struct vblk_split_desc *)(h->buf + IND_OFF);
+    start(h, 4, false, true, NULL);
+    /* The walk starts at entry 0 and follows next; entry 1 is skipped. */
+    set_desc(&t[0], G(DATA_OFF), 16, N, 2);
+    set_desc(&t[1], 0, 0, 0xffff, 0xffff);
+    set_desc(&t[2], G(DATA_OFF + 0x200), 4096, W | N, 3);
+    set_desc(&t[3], G(DATA_OFF + 0x2000), 1, W, 0);
+    set_desc(&h->desc[1], G(IND_OFF), 4 * 16, I, 0);
+    make_avail(h, 1);
+    assert_int_equal(pop(h), 1);
+    assert_int_equal(h->c.id, 1);
+    assert_int_equal(h->c.ndata, 3);
+    assert_int_equal(h->c.nout, 1);
+    assert_int_equal(h->c.nin, 2);
+    assert_int_equal(h->c.out_len, 16);
+    assert_int_equal(h->c.in_len, 4097);
+    assert_int_equal(h->c.fault, 0);
+    assert_ptr_equal(h->iov[0].base, h->buf + DATA_OFF);
+    assert_ptr_equal(h->iov[1].base, h->buf + DATA_OFF + 0x200);
+    assert_ptr_equal(h->iov[2].base, h->buf + DATA_OFF + 0x2000);
+}
+
+static void direct_descriptors_then_indirect_form_one_chain(void **state)
+{
+    struct h *h = *state;
+    struct vblk_split_desc *t = (struct vblk_split_desc *)(h->buf + IND_OFF);
+    start(h, 4, false, true, NULL);
+    set_desc(&h->desc[0], G(DATA_OFF), 16, N, 3);
+    set_desc(&h->desc[3], G(IND_OFF), 2 * 16, I, 0);
+    set_desc(&t[0], G(DATA_OFF + 0x100), 512, N, 1);
+    set_desc(&t[1], G(DATA_OFF + 0x300), 1, W, 0);
+    make_avail(h, 0);
+    assert_int_equal(pop(h), 1);
+    assert_int_equal(h->c.id, 0);
+    assert_int_equal(h->c.ndata, 3);
+    assert_int_equal(h->c.nout, 2);
+    assert_int_equal(h->c.nin, 1);
+    assert_int_equal(h->c.out_len, 528);
+    assert_ptr_equal(h->iov[1].base, h->buf + DATA_OFF + 0x100);
+    assert_ptr_equal(h->iov[2].base, h->buf + DATA_OFF + 0x300);
+}
+
+static void avail_and_used_indices_wrap_at_65535(void **state)
+{
+    struct h *h = *state;
+    struct vblk_vq_state st = {.last_avail_idx = 65530, .used_idx = 65530};
+    start(h, 8, false, false, &st);
+    for (uint16_t n = 0; n < 12; n++) {
+        uint16_t d = n % 8;
+        simple(h, d);
+        assert_int_equal(pop(h), 1);
+        assert_int_equal(h->c.id, d);
+        vblk_vq_push(&h->vq, d, 1, 100u + n);
+        vblk_vq_publish(&h->vq);
+        uint16_t slot = (uint16_t)(65530u + n) % 8;
+        assert_int_equal(h->used->ring[slot].id, d);
+        assert_int_equal(h->used->ring[slot].len, 100u + n);
+        assert_int_equal(h->used->idx, (uint16_t)(65531u + n));
+    }
+    assert_int_equal(h->used->idx, 6);
+    assert_int_equal(pop(h), 0);
+    vblk_vq_get_state(&h->vq, &st);
+    assert_int_equal(st.last_avail_idx, 6);
+    assert_int_equal(st.used_idx, 6);
+    assert_false(vblk_vq_broken(&h->vq));
+}
+
+static void out_of_order_pushes_appear_at_publish_and_in_state(void **state)
+{
+    struct h *h = *state;
+    start(h, 8, false, false, NULL);
+    for (uint16_t d = 0; d < 3; d++) {
+        simple(h, d);
+        assert_int_equal(pop(h), 1);
+    }
+    vblk_vq_push(&h->vq, 2, 1, 7);
+    vblk_vq_push(&h->vq, 0, 1, 0);
+    struct vblk_vq_state st;
+    vblk_vq_get_state(&h->vq, &st);
+    assert_int_equal(st.last_avail_idx, 3);
+    assert_int_equal(st.used_idx, 2);
+    assert_int_equal(st.avail_wrap, 0);
+    assert_int_equal(st.used_wrap, 0);
+    vblk_vq_push(&h->vq, 1, 1, 513);
+    assert_int_equal(h->used->idx, 0); /* nothing visible yet */
+    assert_true(vblk_vq_publish(&h->vq));
+    assert_int_equal(h->used->idx, 3);
+    assert_int_equal(h->used->ring[0].id, 2);
+    assert_int_equal(h->used->ring[0].len, 7);
+    assert_int_equal(h->used->ring[1].id, 0);
+    assert_int_equal(h->used->ring[1].len, 0);
+    assert_int_equal(h->used->ring[2].id, 1);
+    assert_int_equal(h->used->ring[2].len, 513);
+    /* Nothing new: no second notification. */
+    assert_false(vblk_vq_publish(&h->vq));
+    assert_int_equal(vblk_vq_stats(&h->vq)->notifies, 1);
+}
+
+static void publish_honours_no_interrupt_flag(void **state)
+{
+    struct h *h = *state;
+    start(h, 4, false, false, NULL);
+    simple(h, 0);
+    simple(h, 1);
+    assert_int_equal(pop(h), 1);
+    assert_int_equal(pop(h), 1);
+    h->avail->flags = VBLK_AVAIL_F_NO_INTERRUPT;
+    vblk_vq_push(&h->vq, 0, 1, 0);
+    assert_false(vblk_vq_publish(&h->vq));
+    assert_int_equal(h->used->idx, 1);
+    h->avail->flags = 0;
+    vblk_vq_push(&h->vq, 1, 1, 0);
+    assert_true(vblk_vq_publish(&h->vq));
+    assert_int_equal(vblk_vq_stats(&h->vq)->notifies, 1);
+}
+
+/* Pushes @n chains from used position @from, with used_event @ev. */
+static bool publish_with_event(struct h *h, uint16_t from, uint16_t n, uint16_t ev)
+{
+    struct vblk_vq_state st = {.last_avail_idx = from, .used_idx = from};
+    start(h, 8, true, false, &st);
+    for (uint16_t i = 0; i < n; i++) {
+        simple(h, i);
+        assert_int_equal(pop(h), 1);
+        vblk_vq_push(&h->vq, i, 1, 0);
+    }
+    *used_event(h) = ev;
+    return vblk_vq_publish(&h->vq);
+}
+
+static void publish_event_idx_window_boundaries(void **state)
+{
+    struct h *h = *state;
+    /* old = 10, new = 13: notify iff used_event is in [old, new). */
+    assert_true(publish_with_event(h, 10, 3, 10));
+    assert_true(publish_with_event(h, 10, 3, 11));
+    assert_true(publish_with_event(h, 10, 3, 12));
+    assert_false(publish_with_event(h, 10, 3, 13));
+    assert_false(publish_with_event(h, 10, 3, 9));
+    assert_false(publish_with_event(h, 10, 3, 100));
+}
+
+static void publish_event_idx_across_16bit_wrap(void **state)
+{
+    struct h *h = *state;
+    /* old = 65534, new = 2. */
+    assert_true(publish_with_event(h, 65534, 4, 65534));
+    assert_true(publish_with_event(h, 65534, 4, 65535));
+    assert_true(publish_with_event(h, 65534, 4, 0));
+    assert_true(publish_with_event(h, 65534, 4, 1));
+    assert_false(publish_with_event(h, 65534, 4, 2));
+    assert_false(publish_with_event(h, 65534, 4, 65533));
+}
+
+static void publish_event_idx_counts_from_last_publish(void **state)
+{
+    struct h *h = *state;
+    start(h, 8, true, false, NULL);
+    *used_event(h) = 0;
+    simple(h, 0);
+    assert_int_equal(pop(h), 1);
+    vblk_vq_push(&h->vq, 0, 1, 0);
+    assert_true(vblk_vq_publish(&h->vq));
+    /* The driver did not move used_event: later batches stay quiet. */
+    simple(h, 1);
+    assert_int_equal(pop(h), 1);
+    vblk_vq_push(&h->vq, 1, 1, 0);
+    assert_false(vblk_vq_publish(&h->vq));
+    *used_event(h) = 2;
+    simple(h, 2);
+    simple(h, 3);
+    assert_int_equal(pop(h), 1);
+    assert_int_equal(pop(h), 1);
+    vblk_vq_push(&h->vq, 2, 1, 0);
+    vblk_vq_push(&h->vq, 3, 1, 0);
+    assert_true(vblk_vq_publish(&h->vq));
+    assert_int_equal(vblk_vq_stats(&h->vq)->notifies, 2);
+}
+
+static void notify_flags_form_sets_used_flags(void **state)
+{
+    struct h *h = *state;
+    start(h, 4, false, false, NULL);
+    vblk_vq_disable_notify(&h->vq);
+    assert_int_equal(h->used->flags, VBLK_USED_F_NO_NOTIFY);
+    assert_false(vblk_vq_enable_notify(&h->vq));
+    assert_int_equal(h->used->flags, 0);
+    vblk_vq_disable_notify(&h->vq);
+    simple(h, 0);
+    /* A buffer slipped in while kicks were off: the caller must look. */
+    assert_true(vblk_vq_enable_notify(&h->vq));
+    assert_int_equal(h->used->flags, 0);
+    assert_true(vblk_vq_has_avail(&h->vq));
+    assert_int_equal(pop(h), 1);
+    assert_false(vblk_vq_has_avail(&h->vq));
+}
+
+static void notify_event_idx_writes_avail_event(void **state)
+{
+    struct h *h = *state;
+    struct vblk_vq_state st = {.last_avail_idx = 65535, .used_idx = 65535};
+    start(h, 4, true, false, &st);
+    *avail_event(h) = 0x1234;
+    assert_false(vblk_vq_enable_notify(&h->vq));
+    assert_int_equal(*avail_event(h), 65535);
+    assert_int_equal(h->used->flags, 0);
+    simple(h, 0);
+    simple(h, 1);
+    assert_int_equal(pop(h), 1);
+    /* Disabling leaves avail_event behind; the flags field is untouched. */
+    vblk_vq_disable_notify(&h->vq);
+    assert_int_equal(*avail_event(h), 65535);
+    assert_int_equal(h->used->flags, 0);
+    assert_true(vblk_vq_enable_notify(&h->vq));
+    assert_int_equal(*avail_event(h), 0);
+    assert_int_equal(pop(h), 1);
+    assert_false(vblk_vq_enable_notify(&h->vq));
+    assert_int_equal(*avail_event(h), 1);
+}
+
+static void dirty_log_marks_used_ring_writes(void **state)
+{
+    struct h *h = *state;
+    const uint64_t used_page = G(USED_OFF) >> 12, avail_page = G(AVAIL_OFF) >> 12;
+    size_t log_len = (size_t)(used_page / 8 + 1);
+    uint8_t *log = calloc(1, log_len);
+    assert_non_null(log);
+    start(h, 4, true, false, NULL);
+    vblk_mem_set_log(&h->mem, log, log_len);
+    simple(h, 0);
+    assert_int_equal(pop(h), 1);
+    assert_int_equal(log[used_page / 8], 0); /* reading logs nothing */
+    vblk_vq_push(&h->vq, 0, 1, 0);
+    assert_int_equal(log[used_page / 8], 1u << (used_page % 8));
+    log[used_page / 8] = 0;
+    vblk_vq_publish(&h->vq);
+    assert_int_equal(log[used_page / 8], 1u << (used_page % 8));
+    log[used_page / 8] = 0;
+    assert_false(vblk_vq_enable_notify(&h->vq)); /* writes avail_event */
+    assert_int_equal(log[used_page / 8], 1u << (used_page % 8));
+    assert_int_equal(log[avail_page / 8] & (1u << (avail_page % 8)), 0);
+    vblk_mem_set_log(&h->mem, NULL, 0);
+    free(log);
+}
+
+static void pop_at_rereads_chain_without_advancing(void **state)
+{
+    struct h *h = *state;
+    struct vblk_vq_state st;
+    start(h, 8, false, false, NULL);
+    set_desc(&h->desc[6], G(DATA_OFF), 16, N, 4);
+    set_desc(&h->desc[4], G(DATA_OFF + 0x100), 8, W, 0);
+    make_avail(h, 6);
+    assert_int_equal(pop(h), 1);
+    memset(&h->c, 0xa5, offsetof(struct vblk_chain, cap));
+    assert_int_equal(vblk_vq_pop_at(&h->vq, 6, 0, &h->c), 1);
+    assert_int_equal(h->c.id, 6);
+    assert_int_equal(h->c.nout, 1);
+    assert_int_equal(h->c.nin, 1);
+    assert_int_equal(h->c.in_len, 8);
+    assert_int_equal(h->c.fault, 0);
+    vblk_vq_get_state(&h->vq, &st);
+    assert_int_equal(st.last_avail_idx, 1);
+    assert_int_equal(pop(h), 0);
+    assert_int_equal(vblk_vq_pop_at(&h->vq, 8, 0, &h->c), -EIO);
+    assert_true(vblk_vq_broken(&h->vq));
+    assert_int_equal(vblk_vq_stats(&h->vq)->broken, 1);
+}
+
+static void descriptor_loop_breaks_queue(void **state)
+{
+    struct h *h = *state;
+    start(h, 4, false, true, NULL);
+    set_desc(&h->desc[0], G(DATA_OFF), 16, N, 1);
+    set_desc(&h->desc[1], G(DATA_OFF), 16, N, 2);
+    set_desc(&h->desc[2], G(DATA_OFF), 16, N, 0);
+    make_avail(h, 0);
+    expect_broken(h);
+    /* Completions and kicks are ignored on a broken queue. */
+    uint16_t before = h->used->idx;
+    vblk_vq_push(&h->vq, 0, 1, 1);
+    assert_false(vblk_vq_publish(&h->vq));
+    assert_false(vblk_vq_enable_notify(&h->vq));
+    assert_false(vblk_vq_has_avail(&h->vq));
+    assert_int_equal(h->used->idx, before);
+    assert_int_equal(vblk_vq_pop_at(&h->vq, 0, 0, &h->c), -EIO);
+}
+
+static void chain_longer_than_queue_breaks_queue(void **state)
+{
+    struct h *h = *state;
+    start(h, 4, false, true, NULL);
+    set_desc(&h->desc[3], G(DATA_OFF), 16, N, 3); /* points at itself */
+    make_avail(h, 3);
+    expect_broken(h);
+}
+
+static void next_out_of_range_breaks_queue(void **state)
+{
+    struct h *h = *state;
+    start(h, 4, false, true, NULL);
+    set_desc(&h->desc[0], G(DATA_OFF), 16, N, 4);
+    make_avail(h, 0);
+    expect_broken(h);
+}
+
+static void head_out_of_range_breaks_queue(void **state)
+{
+    struct h *h = *state;
+    start(h, 4, false, true, NULL);
+    make_avail(h, 4);
+    expect_broken(h);
+}
+
+static void avail_idx_beyond_queue_size_breaks_queue(void **state)
+{
+    struct h *h = *state;
+    start(h, 4, false, true, NULL);
+    /* Exactly a full ring is fine. */
+    for (uint16_t d = 0; d < 4; d++)
+        simple(h, d);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pop(h), 1);
+    h->avail->idx = (uint16_t)(h->avail->idx + 5);
+    assert_false(vblk_vq_has_avail(&h->vq));
+    assert_true(vblk_vq_broken(&h->vq));
+    assert_int_equal(pop(h), -EIO);
+    assert_int_equal(vblk_vq_stats(&h->vq)->broken, 1);
+}
+
+static void avail_idx_jump_on_fresh_queue_breaks_queue(void **state)
+{
+    struct h *h = *state;
+    start(h, 4, false, true, NULL);
+    h->avail->idx = 5;
+    expect_broken(h);
+}
+
+/* Starts a queue (INDIRECT_DESC negotiated if @feature), writes @n table
+ * entries at IND_OFF, makes descriptor 0 an indirect descriptor with
+ * @flags over @len bytes at @addr, and expects the pop to break the queue. */
+static void expect_indirect_breaks(void **state, bool feature, const struct vblk_split_desc *tab,
+                                   unsigned n, uint64_t addr, uint32_t len, uint16_t flags)
+{
+    struct h *h = *state;
+    start(h, 4, false, feature, NULL);
+    memcpy(h->buf + IND_OFF, tab, 16 * n);
+    set_desc(&h->desc[0], addr, len, flags, 1);
+    set_desc(&h->desc[1], G(DATA_OFF), 1, W, 0);
+    make_avail(h, 0);
+    expect_broken(h);
+}
+
+/* A well-formed two-entry table: the tests below break one thing each. */
+static const struct vblk_split_desc good_table[2] = {{G(DATA_OFF), 16, N, 1},
+                                                     {G(DATA_OFF + 16), 1, W, 0}};
+
+static void nested_indirect_breaks_queue(void **state)
+{
+    const struct vblk_split_desc t[2] = {{G(DATA_OFF), 16, N, 1}, {G(IND_OFF), 32, I, 0}};
+    expect_indirect_breaks(state, true, t, 2, G(IND_OFF), 32, I);
+}
+
+static void indirect_with_next_breaks_queue(void **state)
+{
+    expect_indirect_breaks(state, true, good_table, 2, G(IND_OFF), 32, I | N);
+}
+
+static void indirect_empty_table_breaks_queue(void **state)
+{
+    expect_indirect_breaks(state, true, good_table, 2, G(IND_OFF), 0, I);
+}
+
+static void indirect_partial_descriptor_breaks_queue(void **state)
+{
+    expect_indirect_breaks(state, true, good_table, 2, G(IND_OFF), 24, I);
+}
+
+static void indirect_without_feature_breaks_queue(void **state)
+{
+    expect_indirect_breaks(state, false, good_table, 2, G(IND_OFF), 32, I);
+}
+
+static void indirect_table_outside_map_breaks_queue(void **state)
+{
+    /* The last 16 bytes of the map plus 16 unmapped ones. */
+    expect_indirect_breaks(state, true, good_table, 2, G(MEM_LEN - 16), 32, I);
+}
+
+static void indirect_loop_breaks_queue(void **state)
+{
+    const struct vblk_split_desc t[2] = {{G(DATA_OFF), 16, N, 1}, {G(DATA_OFF), 16, N, 0}};
+    expect_indirect_breaks(state, true, t, 2, G(IND_OFF), 32, I);
+}
+
+static void indirect_next_out_of_table_breaks_queue(void **state)
+{
+    /* Entry 2 exists in memory but not in the 2-entry table. */
+    const struct vblk_split_desc t[3] = {
+        {G(DATA_OFF), 16, N, 2}, {G(DATA_OFF), 16, N, 0}, {G(DATA_OFF), 1, W, 0}};
+    expect_indirect_breaks(state, true, t, 3, G(IND_OFF), 32, I);
+}
+
+static void readable_after_writable_in_indirect_breaks_queue(void **state)
+{
+    const struct vblk_split_desc t[2] = {{G(DATA_OFF), 16, W | N, 1}, {G(DATA_OFF), 16, R, 0}};
+    expect_indirect_breaks(state, true, t, 2, G(IND_OFF), 32, I);
+}
+
+static void readable_after_writable_breaks_queue(void **state)
+{
+    struct h *h = *state;
+    start(h, 4, false, true, NULL);
+    set_desc(&h->desc[0], G(DATA_OFF), 16, W | N, 1);
+    set_desc(&h->desc[1], G(DATA_OFF), 16, R, 0);
+    make_avail(h, 0);
+    expect_broken(h);
+}
+
+static void readable_indirect_after_writable_direct_breaks_queue(void **state)
+{
+    struct h *h = *state;
+    struct vblk_split_desc *t = (struct vblk_split_desc *)(h->buf + IND_OFF);
+    start(h, 4, false, true, NULL);
+    set_desc(&h->desc[2], G(DATA_OFF), 16, W | N, 3);
+    set_desc(&h->desc[3], G(IND_OFF), 16, I, 0);
+    set_desc(&t[0], G(DATA_OFF), 16, R, 0);
+    make_avail(h, 2);
+    expect_broken(h);
+}
+
+static void buffer_wrapping_2_64_faults_chain(void **state)
+{
+    struct h *h = *state;
+    start(h, 4, false, true, NULL);
+    set_desc(&h->desc[0], UINT64_MAX - 7, 16, N, 1);
+    set_desc(&h->desc[1], G(DATA_OFF), 1, W, 0);
+    make_avail(h, 0);
+    assert_int_equal(pop(h), 1);
+    assert_int_equal(h->c.fault, 1);
+    assert_int_equal(h->c.nout, 0);
+    assert_int_equal(h->c.nin, 1);
+    assert_int_equal(h->c.last_mapped, 1);
+    assert_false(vblk_vq_broken(&h->vq));
+    assert_int_equal(vblk_vq_stats(&h->vq)->bad_chains, 1);
+    assert_int_equal(vblk_vq_stats(&h->vq)->chains, 1);
+}
+
+static void buffer_straddling_region_into_hole_faults_chain(void **state)
+{
+    struct h *h = *state;
+    uint8_t *other = calloc(1, 0x1000);
+    assert_non_null(other);
+    /* A second region after a one-page hole. */
+    assert_int_equal(vblk_mem_add(&h->mem, G(MEM_LEN + 0x1000), 0x1000, other, NULL), 0);
+    start(h, 4, false, true, NULL);
+    set_desc(&h->desc[0], G(DATA_OFF), 16, N, 1);
+    set_desc(&h->desc[1], G(MEM_LEN - 0x100), 0x200, W | N, 2);
+    set_desc(&h->desc[2], G(MEM_LEN + 0x1000), 1, W, 0);
+    make_avail(h, 0);
+    assert_int_equal(pop(h), 1);
+    assert_int_equal(h->c.fault, 1);
+    assert_int_equal(h->c.ndata, 3);
+    assert_int_equal(h->c.nout, 1);
+    assert_int_equal(h->c.nin, 1); /* only the status-like last buffer */
+    assert_ptr_equal(h->iov[1].base, other);
+    assert_false(vblk_vq_broken(&h->vq));
+    free(other);
+}
+
+static void more_buffers_than_iovecs_faults_chain(void **state)
+{
+    struct h *h = *state;
+    start(h, 8, false, true, NULL);
+    h->c.cap = 2;
+    set_desc(&h->desc[0], G(DATA_OFF), 16, N, 1);
+    set_desc(&h->desc[1], G(DATA_OFF + 16), 16, N, 2);
+    set_desc(&h->desc[2], G(DATA_OFF + 32), 1, W, 0);
+    make_avail(h, 0);
+    assert_int_equal(pop(h), 1);
+    assert_int_equal(h->c.fault, 1);
+    assert_int_equal(h->c.nout, 2);
+    assert_int_equal(h->c.nin, 0);
+    assert_int_equal(h->c.last_mapped, 0);
+}
+
+static void rings_outside_memory_fail_init(void **state)
+{
+    struct h *h = *state;
+    struct vblk_vq_config c = cfg(8);
+    c.addrs.desc = 0x1000;
+    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EFAULT);
+    assert_true(vblk_vq_broken(&h->vq));
+    c = cfg(8);
+    c.addrs.driver = G(MEM_LEN - 16); /* avail ring needs 22 bytes */
+    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EFAULT);
+    c = cfg(8);
+    c.addrs.device = G(MEM_LEN - 68); /* used ring needs 70 bytes */
+    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EFAULT);
+    c.addrs.device = G(MEM_LEN - 72); /* fits exactly */
+    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), 0);
+    c = cfg(8);
+    c.addrs.desc = G(MEM_LEN - 64); /* table needs 128 bytes */
+    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EFAULT);
+}
+
+static void misaligned_rings_fail_init(void **state)
+{
+    struct h *h = *state;
+    struct vblk_vq_config c = cfg(8);
+    c.addrs.desc += 8;
+    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EINVAL);
+    c = cfg(8);
+    c.addrs.driver += 1;
+    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EINVAL);
+    c = cfg(8);
+    c.addrs.device += 2;
+    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EINVAL);
+    c = cfg(8);
+    c.addrs.driver += 2; /* 2-byte alignment is enough for avail */
+    c.addrs.device += 4; /* and 4 for used */
+    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), 0);
+}
+
+static void bad_queue_sizes_fail_init(void **state)
+{
+    struct h *h = *state;
+    struct vblk_vq_config c = cfg(0);
+    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EINVAL);
+    c.size = 6;
+    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EINVAL);
+    c.size = 32769;
+    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EINVAL);
+    c.size = 65535;
+    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EINVAL);
+    c.size = 1;
+    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), 0);
+}
+
+static void largest_queue_size_is_accepted(void **state)
+{
+    struct h *h = *state;
+    const uint16_t n = VBLK_QUEUE_SIZE_MAX;
+    const uint64_t base = G(0x100000), avail = base + VBLK_SPLIT_DESC_SIZE(n);
+    const uint64_t used = avail + 0x20000, len = used - base + VBLK_SPLIT_USED_SIZE(n);
+    uint8_t *b = calloc(1, len);
+    assert_non_null(b);
+    assert_int_equal(vblk_mem_add(&h->mem, base, len, b, NULL), 0);
+    struct vblk_vq_state st = {.last_avail_idx = n - 1};
+    struct vblk_vq_config c = {.size = n, .addrs = {base, avail, used}, .state = &st};
+    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), 0);
+    /* The last descriptor and the last avail slot are reachable. */
+    set_desc((struct vblk_split_desc *)b + n - 1, G(DATA_OFF), 1, W, 0);
+    struct vblk_split_avail *a = (struct vblk_split_avail *)(b + (avail - base));
+    a->ring[n - 1] = n - 1;
+    a->idx = n;
+    assert_int_equal(pop(h), 1);
+    assert_int_equal(h->c.id, n - 1);
+    free(b);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(direct_chain_gives_readable_then_writable_iovecs),
+        T(zero_length_descriptor_adds_no_iovec),
+        T(indirect_table_is_walked_through_next),
+        T(direct_descriptors_then_indirect_form_one_chain),
+        T(avail_and_used_indices_wrap_at_65535),
+        T(out_of_order_pushes_appear_at_publish_and_in_state),
+        T(publish_honours_no_interrupt_flag),
+        T(publish_event_idx_window_boundaries),
+        T(publish_event_idx_across_16bit_wrap),
+        T(publish_event_idx_counts_from_last_publish),
+        T(notify_flags_form_sets_used_flags),
+        T(notify_event_idx_writes_avail_event),
+        T(dirty_log_marks_used_ring_writes),
+        T(pop_at_rereads_chain_without_advancing),
+        T(descriptor_loop_breaks_queue),
+        T(chain_longer_than_queue_breaks_queue),
+        T(next_out_of_range_breaks_queue),
+        T(head_out_of_range_breaks_queue),
+        T(avail_idx_beyond_queue_size_breaks_queue),
+        T(avail_idx_jump_on_fresh_queue_breaks_queue),
+        T(nested_indirect_breaks_queue),
+        T(indirect_with_next_breaks_queue),
+        T(indirect_empty_table_breaks_queue),
+        T(indirect_partial_descriptor_breaks_queue),
+        T(indirect_without_feature_breaks_queue),
+        T(indirect_table_outside_map_breaks_queue),
+        T(indirect_loop_breaks_queue),
+        T(indirect_next_out_of_table_breaks_queue),
+        T(readable_after_writable_breaks_queue),
+        T(readable_indirect_after_writable_direct_breaks_queue),
+        T(readable_after_writable_in_indirect_breaks_queue),
+        T(buffer_wrapping_2_64_faults_chain),
+        T(buffer_straddling_region_into_hole_faults_chain),
+        T(more_buffers_than_iovecs_faults_chain),
+        T(rings_outside_memory_fail_init),
+        T(misaligned_rings_fail_init),
+        T(bad_queue_sizes_fail_init),
+        T(largest_queue_size_is_accepted),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
