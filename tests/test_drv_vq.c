@@ -188,7 +188,7 @@ static bool fdev_pop(struct fdev *d, struct chain *c)
 }
 
 /* Writes one used entry; @p skip is the packed ring slot count to skip. */
-static void fdev_push_raw(struct fdev *d, uint16_t id, uint16_t skip, uint32_t len, bool wflag)
+static void fdev_push_raw(struct fdev *d, uint32_t id, uint16_t skip, uint32_t len, bool wflag)
 {
     if (!d->packed) {
         struct vblk_split_used *u = (void *)d->dev;
@@ -201,7 +201,7 @@ static void fdev_push_raw(struct fdev *d, uint16_t id, uint16_t skip, uint32_t l
     uint16_t f = (uint16_t)((d->used_wrap ? VBLK_DESC_F_AVAIL | VBLK_DESC_F_USED : 0) |
                             (wflag ? VBLK_DESC_F_WRITE : 0));
 
-    x->id = id;
+    x->id = (uint16_t)id;
     x->len = len;
     __atomic_store_n(&x->flags, f, __ATOMIC_RELEASE);
     d->used = (uint16_t)(d->used + skip);
@@ -461,66 +461,72 @@ static void test_roundtrip(void **state)
  * over many iterations: the free lists must always come back whole, and
  * -ENOSPC must happen exactly when the ring has no room.
  */
-static void run_recycle(const struct vblk_drv_vq_config *cfg, unsigned iters, uint32_t seed)
+static void run_recycle_on(struct q *q, unsigned iters, uint32_t seed)
 {
     static struct req reqs[NREQ];
+    const struct vblk_drv_vq_config *cfg = &q->cfg;
     struct chain pend[NREQ];
     unsigned npend = 0, busy = 0;
     bool can_ind = cfg->indirect && cfg->indirect_max > 0;
-    struct q q;
 
     memset(reqs, 0, sizeof(reqs));
-    q_open(&q, cfg);
     for (unsigned it = 0; it < iters; it++) {
         for (unsigned k = rnd(&seed) % 4; k > 0; k--) {
             struct req *r = &reqs[rnd(&seed) % NREQ];
             unsigned nout = 1 + rnd(&seed) % 3, nin = rnd(&seed) % 4;
-            bool ind = rnd(&seed) % 2;
-            unsigned need = (ind && can_ind && nout + nin > 1) ? 1 : nout + nin;
-            uint16_t nfree = vblk_drv_vq_num_free(&q.vq);
+            bool ind = rnd(&seed) % 2 && can_ind && nout + nin > 1;
+            unsigned need = ind ? 1 : nout + nin;
+            uint16_t nfree = vblk_drv_vq_num_free(&q->vq);
             int rc;
 
-            if (r->busy || nout + nin > cfg->size)
+            if (r->busy)
                 continue;
             req_fill(r, nout, nin, (uint8_t)rnd(&seed));
-            rc = req_add(&q, r, ind);
+            rc = req_add(q, r, ind);
+            if (nout + nin > (ind ? cfg->indirect_max : cfg->size)) {
+                assert_int_equal(rc, -EINVAL);
+                continue;
+            }
             if (need > nfree) {
                 assert_int_equal(rc, -ENOSPC);
-                assert_int_equal(vblk_drv_vq_num_free(&q.vq), nfree);
+                assert_int_equal(vblk_drv_vq_num_free(&q->vq), nfree);
                 continue;
             }
             assert_int_equal(rc, 0);
-            assert_int_equal(vblk_drv_vq_num_free(&q.vq), nfree - need);
+            assert_int_equal(vblk_drv_vq_num_free(&q->vq), nfree - need);
             r->busy = true;
             busy++;
         }
         if (rnd(&seed) % 3)
-            vblk_drv_vq_kick_prepare(&q.vq);
-        while (npend < NREQ && fdev_pop(&q.d, &pend[npend]))
+            vblk_drv_vq_kick_prepare(&q->vq);
+        while (npend < NREQ && fdev_pop(&q->d, &pend[npend]))
             npend++;
         for (unsigned k = rnd(&seed) % (npend + 1); k > 0; k--) {
             unsigned j = rnd(&seed) % npend;
 
-            fdev_push(&q.d, &pend[j], serve(&pend[j]));
+            fdev_push(&q->d, &pend[j], serve(&pend[j]));
             pend[j] = pend[--npend];
         }
-        busy -= reap(&q);
+        busy -= reap(q);
     }
-    vblk_drv_vq_kick_prepare(&q.vq);
+    vblk_drv_vq_kick_prepare(&q->vq);
     while (npend > 0) {
-        fdev_push(&q.d, &pend[npend - 1], serve(&pend[npend - 1]));
+        fdev_push(&q->d, &pend[npend - 1], serve(&pend[npend - 1]));
         npend--;
     }
-    serve_all(&q);
-    busy -= reap(&q);
+    serve_all(q);
+    busy -= reap(q);
     assert_int_equal(busy, 0);
-    assert_int_equal(vblk_drv_vq_num_free(&q.vq), cfg->size);
-    q_close(&q);
+    assert_int_equal(vblk_drv_vq_num_free(&q->vq), cfg->size);
 }
 
 static void test_recycle(void **state)
 {
-    run_recycle(*state, 20000, 1);
+    struct q q;
+
+    q_open(&q, *state);
+    run_recycle_on(&q, 20000, 1);
+    q_close(&q);
 }
 
 /* Split: 16-bit avail and used indices wrap past 65535 several times. */
@@ -658,4 +664,559 @@ static void test_indirect(void **state)
     assert_false(c.indirect);
     assert_int_equal(c.n, 3);
     q_close(&q);
+}
+
+/* Drains the device and the used ring; used buffers here carry no token. */
+static void drain(struct q *q)
+{
+    serve_all(q);
+    while (vblk_drv_vq_get_used(&q->vq, NULL, NULL) == 1)
+        ;
+}
+
+static int add_singles(struct q *q, unsigned n)
+{
+    static uint8_t b[1];
+    struct vblk_iov iov = {b, 1};
+
+    for (unsigned k = 0; k < n; k++)
+        if (vblk_drv_vq_add(&q->vq, &iov, 1, NULL, 0, NULL, false) != 0)
+            return -1;
+    return 0;
+}
+
+/* Split: publishes @p n buffers with avail_event = old idx + @p off. */
+static bool split_kick_case(struct q *q, unsigned n, int off)
+{
+    struct vblk_split_avail *av = (void *)q->d.drv;
+    uint16_t *avail_event = (uint16_t *)(void *)(q->d.dev + 4 + 8 * q->cfg.size);
+    uint16_t old = av->idx;
+    bool kick;
+
+    *avail_event = (uint16_t)(old + off);
+    assert_int_equal(add_singles(q, n), 0);
+    assert_int_equal(av->idx, old); /* not published before the kick */
+    kick = vblk_drv_vq_kick_prepare(&q->vq);
+    assert_int_equal(av->idx, (uint16_t)(old + n));
+    drain(q);
+    return kick;
+}
+
+static void split_event_round(struct q *q)
+{
+    static const int offs[] = {-100, -2, -1, 0, 1, 2, 3, 4, 100};
+
+    for (unsigned n = 1; n <= 4; n++)
+        for (unsigned k = 0; k < sizeof(offs) / sizeof(offs[0]); k++)
+            assert_int_equal(split_kick_case(q, n, offs[k]), offs[k] >= 0 && offs[k] < (int)n);
+}
+
+static void test_split_kick(void **state)
+{
+    struct vblk_drv_vq_config cfg = {.size = 8, .event_idx = true, .addr_delta = DELTA};
+    struct vblk_split_used *u;
+    struct q q;
+    (void)state;
+
+    q_open(&q, &cfg);
+    u = (void *)q.d.dev;
+    split_event_round(&q);
+    /* With EVENT_IDX the NO_NOTIFY bit is ignored (virtio 1.2 2.7.10). */
+    u->flags = VBLK_USED_F_NO_NOTIFY;
+    assert_true(split_kick_case(&q, 1, 0));
+    /* Same boundaries with batches that cross 65535 -> 0. */
+    while (((struct vblk_split_avail *)(void *)q.d.drv)->idx != 65530) {
+        assert_int_equal(add_singles(&q, 1), 0);
+        vblk_drv_vq_kick_prepare(&q.vq);
+        drain(&q);
+    }
+    for (unsigned r = 0; r < 3; r++)
+        split_event_round(&q);
+    q_close(&q);
+
+    /* Flags form: NO_NOTIFY decides, avail_event is ignored. */
+    cfg.event_idx = false;
+    q_open(&q, &cfg);
+    u = (void *)q.d.dev;
+    u->flags = VBLK_USED_F_NO_NOTIFY;
+    assert_false(split_kick_case(&q, 2, 0));
+    u->flags = 0;
+    assert_true(split_kick_case(&q, 2, -5));
+    q_close(&q);
+}
+
+/* Packed: publishes @p n slots; the device event names (old + @p off). */
+static bool packed_kick_case(struct q *q, unsigned n, int off, uint16_t evflags)
+{
+    struct vblk_packed_event *ev = (void *)q->d.dev;
+    int pos = q->d.avail + off;
+    unsigned wrap = q->d.avail_wrap;
+    bool kick;
+
+    for (; pos < 0; pos += q->cfg.size)
+        wrap ^= 1;
+    for (; pos >= q->cfg.size; pos -= q->cfg.size)
+        wrap ^= 1;
+    ev->off_wrap = (uint16_t)(pos | wrap << 15);
+    ev->flags = evflags;
+    assert_int_equal(add_singles(q, n), 0);
+    kick = vblk_drv_vq_kick_prepare(&q->vq);
+    drain(q);
+    return kick;
+}
+
+static void test_packed_kick(void **state)
+{
+    struct vblk_drv_vq_config cfg = {.size = 5, .packed = true, .event_idx = true};
+    struct q q;
+    (void)state;
+
+    q_open(&q, &cfg);
+    for (unsigned r = 0; r < 7; r++) {
+        for (int n = 1; n <= 5; n++) {
+            const int offs[] = {-5, -1, 0, n / 2, n - 1, n, 5};
+
+            for (unsigned k = 0; k < sizeof(offs) / sizeof(offs[0]); k++)
+                assert_int_equal(packed_kick_case(&q, (unsigned)n, offs[k], VBLK_EVENT_F_DESC),
+                                 offs[k] >= 0 && offs[k] < n);
+        }
+        assert_false(packed_kick_case(&q, 2, 0, VBLK_EVENT_F_DISABLE));
+        assert_true(packed_kick_case(&q, 2, 7, VBLK_EVENT_F_ENABLE));
+        assert_true(packed_kick_case(&q, 1, 0, 3)); /* reserved value: kick */
+    }
+    q_close(&q);
+
+    /* Without EVENT_IDX a DESC value is not meaningful: kick. */
+    cfg.event_idx = false;
+    q_open(&q, &cfg);
+    assert_true(packed_kick_case(&q, 1, 3, VBLK_EVENT_F_DESC));
+    assert_false(packed_kick_case(&q, 1, 0, VBLK_EVENT_F_DISABLE));
+    assert_true(packed_kick_case(&q, 1, 0, VBLK_EVENT_F_ENABLE));
+    q_close(&q);
+}
+
+static void test_cb_split(void **state)
+{
+    struct vblk_drv_vq_config cfg = {.size = 8};
+    struct vblk_split_avail *av;
+    uint16_t *used_event;
+    struct q q;
+    (void)state;
+
+    q_open(&q, &cfg);
+    av = (void *)q.d.drv;
+    assert_false(vblk_drv_vq_enable_cb(&q.vq, false));
+    assert_int_equal(av->flags, VBLK_AVAIL_F_NO_INTERRUPT);
+    assert_false(vblk_drv_vq_enable_cb(&q.vq, true));
+    assert_int_equal(av->flags, 0);
+    add_singles(&q, 1);
+    vblk_drv_vq_kick_prepare(&q.vq);
+    serve_all(&q);
+    assert_true(vblk_drv_vq_enable_cb(&q.vq, false));
+    assert_true(vblk_drv_vq_enable_cb(&q.vq, true));
+    q_close(&q);
+
+    cfg.event_idx = true;
+    q_open(&q, &cfg);
+    av = (void *)q.d.drv;
+    used_event = &av->ring[cfg.size];
+    assert_int_equal(*used_event, 0);
+    add_singles(&q, 2);
+    vblk_drv_vq_kick_prepare(&q.vq);
+    serve_all(&q);
+    assert_int_equal(vblk_drv_vq_get_used(&q.vq, NULL, NULL), 1);
+    assert_int_equal(*used_event, 1); /* next entry */
+    assert_true(vblk_drv_vq_enable_cb(&q.vq, false));
+    assert_int_equal(*used_event, 0); /* behind: not reached for 2^16 entries */
+    assert_int_equal(av->flags, 0);   /* virtio 1.2 2.7.7.1 */
+    assert_int_equal(vblk_drv_vq_get_used(&q.vq, NULL, NULL), 1);
+    assert_int_equal(*used_event, 0);
+    assert_false(vblk_drv_vq_enable_cb(&q.vq, true));
+    assert_int_equal(*used_event, 2);
+    q_close(&q);
+}
+
+static void test_cb_packed(void **state)
+{
+    struct vblk_drv_vq_config cfg = {.size = 5, .packed = true};
+    uint8_t b[4];
+    struct vblk_iov iov[3] = {{b, 1}, {b + 1, 1}, {b + 2, 1}};
+    struct vblk_packed_event *ev;
+    struct q q;
+    (void)state;
+
+    q_open(&q, &cfg);
+    ev = (void *)q.d.drv;
+    assert_int_equal(ev->flags, VBLK_EVENT_F_ENABLE);
+    assert_false(vblk_drv_vq_enable_cb(&q.vq, false));
+    assert_int_equal(ev->flags, VBLK_EVENT_F_DISABLE);
+    add_singles(&q, 1);
+    vblk_drv_vq_kick_prepare(&q.vq);
+    serve_all(&q);
+    assert_true(vblk_drv_vq_enable_cb(&q.vq, true));
+    assert_int_equal(ev->flags, VBLK_EVENT_F_ENABLE);
+    q_close(&q);
+
+    cfg.event_idx = true;
+    q_open(&q, &cfg);
+    ev = (void *)q.d.drv;
+    assert_int_equal(ev->flags, VBLK_EVENT_F_DESC);
+    assert_int_equal(ev->off_wrap, 0x8000);
+    assert_int_equal(vblk_drv_vq_add(&q.vq, iov, 3, NULL, 0, NULL, false), 0);
+    add_singles(&q, 1);
+    vblk_drv_vq_kick_prepare(&q.vq);
+    serve_all(&q);
+    assert_int_equal(vblk_drv_vq_get_used(&q.vq, NULL, NULL), 1);
+    assert_int_equal(ev->off_wrap, 0x8000 | 3); /* skipped the 3-slot chain */
+    assert_true(vblk_drv_vq_enable_cb(&q.vq, false));
+    assert_int_equal(ev->flags, VBLK_EVENT_F_DISABLE);
+    assert_int_equal(vblk_drv_vq_get_used(&q.vq, NULL, NULL), 1);
+    assert_int_equal(ev->off_wrap, 0x8000 | 3);
+    assert_false(vblk_drv_vq_enable_cb(&q.vq, true));
+    assert_int_equal(ev->flags, VBLK_EVENT_F_DESC);
+    assert_int_equal(ev->off_wrap, 0x8000 | 4);
+    /* A 2-slot chain over the wrap: next used position is 1, wrap 0. */
+    assert_int_equal(vblk_drv_vq_add(&q.vq, iov, 2, NULL, 0, NULL, false), 0);
+    vblk_drv_vq_kick_prepare(&q.vq);
+    serve_all(&q);
+    assert_int_equal(vblk_drv_vq_get_used(&q.vq, NULL, NULL), 1);
+    assert_int_equal(ev->off_wrap, 1);
+    q_close(&q);
+}
+
+/* -EINVAL / -ENOSPC leave no trace in the ring or the counters. */
+static void test_limits(void **state)
+{
+    struct vblk_drv_vq_config *cfg = *state;
+    static uint8_t b[16];
+    struct vblk_iov iov[9], big[2];
+    struct chain c;
+    struct q q;
+
+    for (unsigned k = 0; k < 9; k++)
+        iov[k] = (struct vblk_iov){b + k, 1};
+    q_open(&q, cfg);
+    assert_int_equal(vblk_drv_vq_add(&q.vq, NULL, 0, NULL, 0, NULL, false), -EINVAL);
+    assert_int_equal(vblk_drv_vq_add(&q.vq, NULL, 1, NULL, 0, NULL, false), -EINVAL);
+    assert_int_equal(vblk_drv_vq_add(&q.vq, iov, 5, iov + 5, 4, NULL, false), -EINVAL);
+#if SIZE_MAX > UINT32_MAX
+    big[0] = (struct vblk_iov){b, (size_t)UINT32_MAX + 1};
+    assert_int_equal(vblk_drv_vq_add(&q.vq, big, 1, NULL, 0, NULL, false), -EINVAL);
+#endif
+    big[0] = big[1] = (struct vblk_iov){b, UINT32_MAX};
+    assert_int_equal(vblk_drv_vq_add(&q.vq, big, 1, big + 1, 1, NULL, false), -EINVAL);
+    assert_int_equal(vblk_drv_vq_num_free(&q.vq), cfg->size);
+
+    assert_int_equal(add_singles(&q, cfg->size), 0);
+    assert_int_equal(vblk_drv_vq_num_free(&q.vq), 0);
+    assert_int_equal(vblk_drv_vq_add(&q.vq, iov, 1, NULL, 0, NULL, false), -ENOSPC);
+    vblk_drv_vq_kick_prepare(&q.vq);
+    assert_true(fdev_pop(&q.d, &c));
+    fdev_push(&q.d, &c, 0);
+    assert_int_equal(vblk_drv_vq_get_used(&q.vq, NULL, NULL), 1);
+    assert_int_equal(vblk_drv_vq_add(&q.vq, iov, 1, iov + 1, 1, NULL, false), -ENOSPC);
+    assert_int_equal(vblk_drv_vq_add(&q.vq, iov, 1, NULL, 0, NULL, false), 0);
+    vblk_drv_vq_kick_prepare(&q.vq);
+    for (unsigned k = 1; k < cfg->size; k++) {
+        assert_true(fdev_pop(&q.d, &c));
+        assert_int_equal(c.n, 1);
+    }
+    assert_true(fdev_pop(&q.d, &c)); /* the one added after -ENOSPC */
+    assert_false(fdev_pop(&q.d, &c));
+    q_close(&q);
+}
+
+static int push_and_get(struct q *q, uint32_t id, uint16_t skip, uint32_t len, bool wflag,
+                        void **tok, uint32_t *outlen)
+{
+    fdev_push_raw(&q->d, id, skip, len, wflag);
+    return vblk_drv_vq_get_used(&q->vq, tok, outlen);
+}
+
+static void test_eproto_split(void **state)
+{
+    struct vblk_drv_vq_config cfg = {.size = 8, .addr_delta = DELTA};
+    static struct req a, b;
+    struct chain ca, cb;
+    uint16_t inner;
+    uint32_t len;
+    void *tok;
+    struct q q;
+    (void)state;
+
+    q_open(&q, &cfg);
+    req_fill(&a, 1, 1, 1);
+    req_fill(&b, 2, 1, 2);
+    assert_int_equal(req_add(&q, &a, false), 0);
+    assert_int_equal(req_add(&q, &b, false), 0);
+    vblk_drv_vq_kick_prepare(&q.vq);
+    assert_true(fdev_pop(&q.d, &ca) && fdev_pop(&q.d, &cb));
+    inner = ((struct vblk_split_desc *)(void *)q.d.desc)[cb.id].next;
+
+    /* Out of range, far out of range, inside a chain, never added. */
+    const uint32_t bad[] = {8, 1000000, inner, 7};
+    for (unsigned k = 0; k < 4; k++) {
+        tok = &tok;
+        len = 99;
+        assert_int_equal(push_and_get(&q, bad[k], 0, 0, false, &tok, &len), -EPROTO);
+        assert_null(tok);
+        assert_int_equal(len, 0);
+        assert_int_equal(vblk_drv_vq_num_free(&q.vq), 3);
+    }
+    /* Too long: the buffer is released and named. */
+    assert_int_equal(push_and_get(&q, ca.id, 0, a.in_len + 1, true, &tok, &len), -EPROTO);
+    assert_ptr_equal(tok, &a);
+    assert_int_equal(vblk_drv_vq_num_free(&q.vq), 5);
+    /* Used twice. */
+    assert_int_equal(push_and_get(&q, ca.id, 0, 0, true, &tok, &len), -EPROTO);
+    assert_null(tok);
+    assert_int_equal(vblk_drv_vq_num_free(&q.vq), 5);
+    b.busy = true;
+    fdev_push(&q.d, &cb, serve(&cb));
+    assert_int_equal(reap(&q), 1);
+    assert_int_equal(vblk_drv_vq_num_free(&q.vq), 8);
+
+    /* The free list is intact: fill the ring with chains again and again. */
+    for (unsigned it = 0; it < 500; it++) {
+        static struct req r[8];
+        unsigned n = 0;
+
+        for (; n < 8; n++) {
+            req_fill(&r[n], 1 + n % 2, n % 3, (uint8_t)(it + n));
+            if (req_add(&q, &r[n], false) != 0)
+                break;
+            r[n].busy = true;
+        }
+        assert_true(vblk_drv_vq_num_free(&q.vq) < 4);
+        vblk_drv_vq_kick_prepare(&q.vq);
+        serve_all(&q);
+        assert_int_equal(reap(&q), n);
+        assert_int_equal(vblk_drv_vq_num_free(&q.vq), 8);
+    }
+    q_close(&q);
+}
+
+static void test_eproto_packed(void **state)
+{
+    struct vblk_drv_vq_config cfg = {.size = 5, .packed = true, .addr_delta = DELTA};
+    static struct req a, b, c;
+    struct chain ca, cb, cc;
+    uint32_t len;
+    void *tok;
+    struct q q;
+    (void)state;
+
+    q_open(&q, &cfg);
+    req_fill(&a, 1, 1, 1);
+    req_fill(&b, 1, 0, 2);
+    assert_int_equal(req_add(&q, &a, false), 0);
+    assert_int_equal(req_add(&q, &b, false), 0);
+    vblk_drv_vq_kick_prepare(&q.vq);
+    assert_true(fdev_pop(&q.d, &ca) && fdev_pop(&q.d, &cb));
+    /* A readable-only buffer cannot have bytes written into it. */
+    assert_int_equal(push_and_get(&q, cb.id, 1, 1, true, &tok, &len), -EPROTO);
+    assert_ptr_equal(tok, &b);
+    assert_int_equal(len, 0);
+    assert_int_equal(vblk_drv_vq_num_free(&q.vq), 3);
+    /* virtio 1.2 2.8.4: without WRITE the length is ignored. */
+    assert_int_equal(push_and_get(&q, ca.id, 2, 1000, false, &tok, &len), 1);
+    assert_ptr_equal(tok, &a);
+    assert_int_equal(len, 0);
+    assert_int_equal(vblk_drv_vq_num_free(&q.vq), 5);
+    run_recycle_on(&q, 300, 7);
+    /* One byte too many. */
+    assert_int_equal(req_add(&q, &a, false), 0);
+    vblk_drv_vq_kick_prepare(&q.vq);
+    assert_true(fdev_pop(&q.d, &ca));
+    assert_int_equal(push_and_get(&q, ca.id, 2, a.in_len + 1, true, &tok, &len), -EPROTO);
+    assert_ptr_equal(tok, &a);
+    assert_int_equal(vblk_drv_vq_num_free(&q.vq), 5);
+
+    /* Bad ids: out of range, not in flight, used twice. Nothing is freed. */
+    req_fill(&c, 1, 1, 3);
+    assert_int_equal(req_add(&q, &c, false), 0);
+    vblk_drv_vq_kick_prepare(&q.vq);
+    assert_true(fdev_pop(&q.d, &cc));
+    assert_int_equal(push_and_get(&q, 5, 1, 0, false, &tok, &len), -EPROTO);
+    assert_null(tok);
+    assert_int_equal(push_and_get(&q, 0xffff, 1, 0, false, &tok, &len), -EPROTO);
+    assert_int_equal(push_and_get(&q, (uint16_t)((cc.id + 1) % 5), 1, 0, false, &tok, &len),
+                     -EPROTO);
+    assert_null(tok);
+    assert_int_equal(vblk_drv_vq_num_free(&q.vq), 3);
+    assert_int_equal(push_and_get(&q, cc.id, 2, 0, false, &tok, &len), 1);
+    assert_ptr_equal(tok, &c);
+    assert_int_equal(push_and_get(&q, cc.id, 2, 0, false, &tok, &len), -EPROTO);
+    assert_int_equal(vblk_drv_vq_num_free(&q.vq), 5);
+    q_close(&q);
+}
+
+static void test_blk(void **state)
+{
+    static const struct {
+        uint32_t type;
+        unsigned ndata;
+        bool wr;
+    } cases[] = {
+        {VBLK_T_IN, 2, true},           {VBLK_T_OUT, 2, false},
+        {VBLK_T_FLUSH, 0, false},       {VBLK_T_GET_ID, 1, true},
+        {VBLK_T_GET_LIFETIME, 1, true}, {VBLK_T_DISCARD, 1, false},
+        {VBLK_T_WRITE_ZEROES, 1, false}, {VBLK_T_SECURE_ERASE, 1, false},
+    };
+    struct vblk_drv_vq_config *cfg = *state;
+    static _Alignas(16) struct vblk_drv_blk_frame frame;
+    static uint8_t data[2][512];
+    struct vblk_iov iov[2] = {{data[0], 512}, {data[1], 512}};
+    struct chain c;
+    struct q q;
+
+    q_open(&q, cfg);
+    assert_int_equal(vblk_drv_blk_add(&q.vq, NULL, VBLK_T_IN, 0, iov, 1, NULL, false), -EINVAL);
+    for (unsigned ind = 0; ind < 2; ind++) {
+        for (unsigned k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+            uint64_t sector = 0x1122334455667788ull + k;
+            unsigned n = 2 + cases[k].ndata;
+            uint8_t hdr[16] = {0};
+            uint32_t want = cases[k].wr ? 512 * cases[k].ndata + 1 : 1;
+
+            for (unsigned i = 0; i < 4; i++)
+                hdr[i] = (uint8_t)(cases[k].type >> (8 * i));
+            for (unsigned i = 0; i < 8; i++)
+                hdr[8 + i] = (uint8_t)(sector >> (8 * i));
+            memset(&frame, 0x5a, sizeof(frame));
+            /* FLUSH ignores the data it is given. */
+            assert_int_equal(vblk_drv_blk_add(&q.vq, &frame, cases[k].type, sector, iov,
+                                              cases[k].type == VBLK_T_FLUSH ? 2 : cases[k].ndata,
+                                              &frame, ind),
+                             0);
+            assert_int_equal(frame.status, 0xff);
+            assert_memory_equal(&frame.hdr, hdr, 16);
+            vblk_drv_vq_kick_prepare(&q.vq);
+            assert_true(fdev_pop(&q.d, &c));
+            assert_int_equal(c.n, n);
+            assert_int_equal(c.indirect, ind && cfg->indirect);
+            assert_ptr_equal(c.s[0].p, &frame.hdr);
+            assert_int_equal(c.s[0].len, 16);
+            assert_false(c.s[0].write);
+            for (unsigned i = 0; i < cases[k].ndata; i++) {
+                assert_ptr_equal(c.s[1 + i].p, data[i]);
+                assert_int_equal(c.s[1 + i].write, cases[k].wr);
+            }
+            assert_ptr_equal(c.s[n - 1].p, &frame.status);
+            assert_int_equal(c.s[n - 1].len, 1);
+            assert_true(c.s[n - 1].write);
+            c.s[n - 1].p[0] = VBLK_S_OK;
+            fdev_push(&q.d, &c, want);
+            assert_int_equal(reap_one_len(&q, &frame), want);
+            assert_int_equal(frame.status, VBLK_S_OK);
+        }
+    }
+    assert_int_equal(vblk_drv_vq_num_free(&q.vq), cfg->size);
+    q_close(&q);
+}
+
+/* ---- the device on another thread ------------------------------------- */
+
+struct dev_thread {
+    struct fdev *d;
+    int stop;
+};
+
+static void *dev_main(void *arg)
+{
+    struct dev_thread *t = arg;
+    struct chain c;
+
+    while (!__atomic_load_n(&t->stop, __ATOMIC_ACQUIRE))
+        if (fdev_pop(t->d, &c))
+            fdev_push(t->d, &c, serve(&c));
+    return NULL;
+}
+
+static void test_threaded(void **state)
+{
+    static struct req reqs[NREQ];
+    const unsigned total = 100000;
+    unsigned submitted = 0, done = 0;
+    uint32_t seed = 11;
+    struct dev_thread t;
+    pthread_t th;
+    struct q q;
+
+    q_open(&q, *state);
+    t = (struct dev_thread){.d = &q.d};
+    assert_int_equal(pthread_create(&th, NULL, dev_main, &t), 0);
+    for (unsigned long spins = 0; done < total; spins++) {
+        assert_true(spins < 1000000000ul);
+        while (submitted < total) {
+            struct req *r = &reqs[submitted % NREQ];
+
+            if (r->busy)
+                break;
+            int rc;
+
+            req_fill(r, 1 + rnd(&seed) % 2, rnd(&seed) % 2, (uint8_t)submitted);
+            rc = req_add(&q, r, submitted % 3 == 0);
+            if (rc == -ENOSPC)
+                break;
+            assert_int_equal(rc, 0);
+            r->busy = true;
+            submitted++;
+        }
+        vblk_drv_vq_kick_prepare(&q.vq);
+        done += reap(&q);
+    }
+    __atomic_store_n(&t.stop, 1, __ATOMIC_RELEASE);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(vblk_drv_vq_num_free(&q.vq), q.cfg.size);
+    q_close(&q);
+}
+
+#define PARAM(f, c) cmocka_unit_test_prestate(f, &(c))
+
+int main(void)
+{
+    static struct vblk_drv_vq_config c_split_ev = {
+        .size = 16, .event_idx = true, .indirect = true, .indirect_max = 4};
+    static struct vblk_drv_vq_config c_packed_ev = {
+        .size = 7, .packed = true, .event_idx = true, .indirect = true, .indirect_max = 4};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config),
+        cmocka_unit_test(test_layout),
+        PARAM(test_roundtrip, c_split),
+        PARAM(test_roundtrip, c_packed),
+        PARAM(test_roundtrip, c_packed5),
+        PARAM(test_recycle, c_split),
+        PARAM(test_recycle, c_split_ind),
+        PARAM(test_recycle, c_split_ev),
+        PARAM(test_recycle, c_packed),
+        PARAM(test_recycle, c_packed3_ind),
+        PARAM(test_recycle, c_packed5),
+        PARAM(test_recycle, c_packed5_ind),
+        PARAM(test_recycle, c_packed_ev),
+        cmocka_unit_test(test_split_wrap),
+        PARAM(test_packed_wrap, c_packed3_ind),
+        PARAM(test_packed_wrap, c_packed5),
+        PARAM(test_packed_wrap, c_packed),
+        PARAM(test_indirect, c_split_ind),
+        PARAM(test_indirect, c_packed3_ind),
+        PARAM(test_indirect, c_packed5_ind),
+        cmocka_unit_test(test_split_kick),
+        cmocka_unit_test(test_packed_kick),
+        cmocka_unit_test(test_cb_split),
+        cmocka_unit_test(test_cb_packed),
+        PARAM(test_limits, c_split),
+        PARAM(test_limits, c_packed),
+        PARAM(test_limits, c_packed5),
+        cmocka_unit_test(test_eproto_split),
+        cmocka_unit_test(test_eproto_packed),
+        PARAM(test_blk, c_split_ind),
+        PARAM(test_blk, c_packed5_ind),
+        PARAM(test_blk, c_packed),
+        PARAM(test_threaded, c_split_ev),
+        PARAM(test_threaded, c_packed_ev),
+        PARAM(test_threaded, c_packed3_ind),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,8 @@
 #include "blk.h"
 #include "driver.h"
 #include "loopback.h"
+#include "vhost_user.h"
+#include "vduse.h"
 
 /** Library version as "MAJOR.MINOR.PATCH". */
 const char *vblk_version(void);

@@ -1,0 +1,632 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Writes the seed corpora: a handful of small, valid inputs per target
+ * (well-formed rings carrying each request type, indirect tables, ring
+ * positions near the 16-bit wrap, requests split across memory regions,
+ * typical config and memory map sessions). The fuzzers mutate from there.
+ *
+ *   fuzz-gen-corpus OUTDIR     writes OUTDIR/<target>/seed-*
+ *
+ * Regression inputs for fixed bugs live next to the seeds (regress-*) and
+ * are kept by hand.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fuzz_format.h"
+#include "virtioblk/spec.h"
+
+static const char *g_outdir;
+
+static void put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    put16(p, (uint16_t)v);
+    put16(p + 2, (uint16_t)(v >> 16));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    put32(p, (uint32_t)v);
+    put32(p + 4, (uint32_t)(v >> 32));
+}
+
+static void write_seed(const char *target, const char *name, const uint8_t *data, size_t len)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", g_outdir, target);
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+        perror(path);
+        exit(1);
+    }
+    snprintf(path, sizeof(path), "%s/%s/seed-%s", g_outdir, target, name);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(data, 1, len, f) != len || fclose(f) != 0) {
+        perror(path);
+        exit(1);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Ring inputs                                                               */
+
+struct ring_gen {
+    bool packed;
+    uint16_t size;
+    struct ring_layout l;
+    uint8_t hdr[RING_HDR_SIZE];
+    uint8_t desc[16 * RING_MAX_SIZE];
+    uint8_t driver[6 + 2 * RING_MAX_SIZE];
+    uint8_t pool[RING_POOL_SIZE];
+    uint32_t pool_used;
+    uint16_t next_desc;  /* split: next free descriptor; packed: next ring slot */
+    uint16_t avail_idx;  /* split: driver's avail idx */
+    uint8_t wrap;        /* packed: driver wrap counter */
+    uint16_t next_id;    /* packed buffer ids */
+};
+
+struct seg {
+    uint64_t addr;
+    uint32_t len;
+    bool write;
+};
+
+static void ring_init(struct ring_gen *g, bool packed, uint8_t size_sel, uint8_t feat)
+{
+    memset(g, 0, sizeof(*g));
+    g->packed = packed;
+    g->size = ring_size_from(size_sel, packed);
+    ring_layout_of(packed, g->size, &g->l);
+    g->hdr[RH_SIZE] = size_sel;
+    g->hdr[RH_FEAT] = feat;
+    g->hdr[RH_SEG_MAX] = 0xff;
+    g->wrap = 1;
+}
+
+/* Reserves pool bytes; returns their driver address. */
+static uint64_t pool_alloc(struct ring_gen *g, uint32_t len, const void *content)
+{
+    uint32_t off = (g->pool_used + 15u) & ~15u;
+    if (off + len > RING_POOL_SIZE) {
+        fprintf(stderr, "pool exhausted\n");
+        exit(1);
+    }
+    if (content)
+        memcpy(&g->pool[off], content, len);
+    g->pool_used = off + len;
+    return g->l.pool + off;
+}
+
+static uint64_t req_hdr(struct ring_gen *g, uint32_t type, uint64_t sector)
+{
+    uint8_t h[16];
+    put32(h, type);
+    put32(h + 4, 0);
+    put64(h + 8, sector);
+    return pool_alloc(g, 16, h);
+}
+
+static void write_desc(uint8_t *d, uint64_t addr, uint32_t len, uint16_t a, uint16_t b)
+{
+    /* split: flags = a, next = b; packed: id = a, flags = b */
+    put64(d, addr);
+    put32(d + 8, len);
+    put16(d + 12, a);
+    put16(d + 14, b);
+}
+
+static uint16_t split_flags(const struct seg *s, bool more)
+{
+    return (uint16_t)((s->write ? VBLK_DESC_F_WRITE : 0) | (more ? VBLK_DESC_F_NEXT : 0));
+}
+
+/* Adds a chain (or, with @indirect, a table in the pool) and publishes it. */
+static void ring_add(struct ring_gen *g, const struct seg *segs, unsigned n, bool indirect)
+{
+    if (!g->packed) {
+        uint16_t head = g->next_desc;
+        if (indirect) {
+            uint8_t table[16 * 16];
+            for (unsigned i = 0; i < n; i++)
+                write_desc(&table[16 * i], segs[i].addr, segs[i].len,
+                           split_flags(&segs[i], i + 1 < n), (uint16_t)(i + 1 < n ? i + 1 : 0));
+            uint64_t t = pool_alloc(g, 16 * n, table);
+            write_desc(&g->desc[16 * head], t, 16 * n, VBLK_DESC_F_INDIRECT, 0);
+            g->next_desc = (uint16_t)((head + 1) % g->size);
+        } else {
+            for (unsigned i = 0; i < n; i++) {
+                uint16_t cur = (uint16_t)((head + i) % g->size);
+                uint16_t next = (uint16_t)((cur + 1) % g->size);
+                write_desc(&g->desc[16 * cur], segs[i].addr, segs[i].len,
+                           split_flags(&segs[i], i + 1 < n), i + 1 < n ? next : 0);
+            }
+            g->next_desc = (uint16_t)((head + n) % g->size);
+        }
+        put16(&g->driver[4 + 2 * (g->avail_idx % g->size)], head);
+        g->avail_idx++;
+        put16(&g->driver[2], g->avail_idx);
+        return;
+    }
+    uint16_t id = g->next_id++;
+    uint16_t avail = g->wrap ? VBLK_DESC_F_AVAIL : VBLK_DESC_F_USED;
+    if (indirect) {
+        uint8_t table[16 * 16];
+        for (unsigned i = 0; i < n; i++)
+            write_desc(&table[16 * i], segs[i].addr, segs[i].len, 0,
+                       segs[i].write ? VBLK_DESC_F_WRITE : 0);
+        uint64_t t = pool_alloc(g, 16 * n, table);
+        write_desc(&g->desc[16 * g->next_desc], t, 16 * n, id,
+                   (uint16_t)(VBLK_DESC_F_INDIRECT | avail));
+        if (++g->next_desc == g->size) {
+            g->next_desc = 0;
+            g->wrap ^= 1;
+        }
+        return;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        avail = g->wrap ? VBLK_DESC_F_AVAIL : VBLK_DESC_F_USED;
+        uint16_t f = (uint16_t)((segs[i].write ? VBLK_DESC_F_WRITE : 0) |
+                                (i + 1 < n ? VBLK_DESC_F_NEXT : 0) | avail);
+        write_desc(&g->desc[16 * g->next_desc], segs[i].addr, segs[i].len, id, f);
+        if (++g->next_desc == g->size) {
+            g->next_desc = 0;
+            g->wrap ^= 1;
+        }
+    }
+}
+
+/* A request: header, optional data, status byte. */
+static void ring_req(struct ring_gen *g, uint32_t type, uint64_t sector, uint32_t data_len,
+                     bool data_write, const void *data, bool indirect)
+{
+    struct seg s[3];
+    unsigned n = 0;
+    s[n++] = (struct seg){req_hdr(g, type, sector), 16, false};
+    if (data_len)
+        s[n++] = (struct seg){pool_alloc(g, data_len, data), data_len, data_write};
+    s[n++] = (struct seg){pool_alloc(g, 1, NULL), 1, true};
+    ring_add(g, s, n, indirect);
+}
+
+static void ring_emit(struct ring_gen *g, const char *name)
+{
+    static uint8_t out[RING_HDR_SIZE + sizeof(g->desc) + sizeof(g->driver) + RING_POOL_SIZE];
+    size_t len = 0;
+    memcpy(out + len, g->hdr, RING_HDR_SIZE);
+    len += RING_HDR_SIZE;
+    memcpy(out + len, g->desc, g->l.desc_len);
+    len += g->l.desc_len;
+    memcpy(out + len, g->driver, g->l.driver_len);
+    len += g->l.driver_len;
+    memcpy(out + len, g->pool, RING_POOL_SIZE);
+    len += RING_POOL_SIZE;
+    /* Missing bytes read as zero: trim them. */
+    while (len > RING_HDR_SIZE && out[len - 1] == 0)
+        len--;
+    write_seed(g->packed ? "packed_ring" : "split_ring", name, out, len);
+}
+
+static void set_ops(struct ring_gen *g, const uint8_t *ops, unsigned n)
+{
+    memcpy(&g->hdr[RH_OPS], ops, n);
+}
+
+static void seg_bytes(uint8_t *p, uint64_t sector, uint32_t num, uint32_t flags)
+{
+    put64(p, sector);
+    put32(p + 8, num);
+    put32(p + 12, flags);
+}
+
+static void gen_ring(bool packed)
+{
+    struct ring_gen g;
+    uint8_t segs[32];
+    /* sizes: split 1 << (v % 9); packed v + 1 */
+    uint8_t s16 = packed ? 15 : 4, s32 = packed ? 31 : 5, s7 = packed ? 6 : 3;
+
+    /* Every request type, null backend, no ring features. */
+    ring_init(&g, packed, s32, RB_NULL << 6);
+    ring_req(&g, VBLK_T_IN, 0, 512, true, NULL, false);
+    ring_req(&g, VBLK_T_OUT, 8, 1024, false, NULL, false);
+    ring_req(&g, VBLK_T_FLUSH, 0, 0, false, NULL, false);
+    ring_req(&g, VBLK_T_GET_ID, 0, 20, true, NULL, false);
+    ring_req(&g, VBLK_T_GET_LIFETIME, 0, 8, true, NULL, false);
+    seg_bytes(segs, 16, 8, 0);
+    seg_bytes(segs + 16, 64, 8, 0);
+    ring_req(&g, VBLK_T_DISCARD, 0, 32, false, segs, false);
+    seg_bytes(segs, 128, 16, VBLK_WZ_F_UNMAP);
+    ring_req(&g, VBLK_T_WRITE_ZEROES, 0, 16, false, segs, false);
+    seg_bytes(segs, 256, 8, 0);
+    ring_req(&g, VBLK_T_SECURE_ERASE, 0, 16, false, segs, false);
+    ring_req(&g, 99, 0, 0, false, NULL, false);
+    ring_emit(&g, "types");
+
+    /* Indirect tables and event index, fuzz backend completing inline. */
+    ring_init(&g, packed, s16, (uint8_t)(RF_INDIRECT | RF_EVENT_IDX | RF_HOOKS | (RB_INLINE << 6)));
+    ring_req(&g, VBLK_T_IN, 0, 4096, true, NULL, true);
+    ring_req(&g, VBLK_T_OUT, 0, 512, false, NULL, false);
+    ring_req(&g, VBLK_T_IN, 16, 512, true, NULL, true);
+    {
+        uint8_t ops[] = {OP_PROCESS, OP_NOTIFY | 1 << 4, OP_NOTIFY | 3 << 4, OP_RUN};
+        set_ops(&g, ops, sizeof(ops));
+    }
+    ring_emit(&g, "indirect");
+
+    /* Deferred and asynchronous completions, out of order, with IN_ORDER. */
+    ring_init(&g, packed, s16, (uint8_t)(RF_IN_ORDER | RF_HOOKS | (RB_MIXED << 6)));
+    for (unsigned i = 0; i < 5; i++)
+        ring_req(&g, i & 1 ? VBLK_T_OUT : VBLK_T_IN, i * 8, 512, !(i & 1), NULL, false);
+    {
+        const uint8_t tape[8] = {2, 2, 3, 2, 0, 1 | 4, 2, 3};
+        memcpy(&g.hdr[RH_DECIDE], tape, sizeof(tape));
+        uint8_t ops[] = {OP_PROCESS | 2 << 4, OP_PROCESS, OP_COMPLETE | 1 << 4, OP_ASYNC,
+                         OP_PROCESS, OP_COMPLETE_ALL, OP_FLUSH};
+        set_ops(&g, ops, sizeof(ops));
+    }
+    ring_emit(&g, "deferred");
+
+    /* Ring position near the wrap, and a reconnect from the saved state. */
+    ring_init(&g, packed, s16, (uint8_t)(RF_STATE | RF_EVENT_IDX | RF_HOOKS | (RB_MIXED << 6)));
+    if (!packed) {
+        put16(&g.hdr[RH_LAST_AVAIL], 0xfffe);
+        put16(&g.hdr[RH_USED_IDX], 0xfffe);
+        g.avail_idx = 0xfffe;
+    } else {
+        put16(&g.hdr[RH_LAST_AVAIL], (uint16_t)(g.size - 2));
+        put16(&g.hdr[RH_USED_IDX], (uint16_t)(g.size - 2));
+        g.hdr[RH_WRAPS] = 3;
+        g.next_desc = (uint16_t)(g.size - 2);
+    }
+    for (unsigned i = 0; i < 4; i++)
+        ring_req(&g, VBLK_T_IN, i, 512, true, NULL, false);
+    {
+        /* Keep the first chains in flight so pop_at / resubmit find them. */
+        const uint8_t tape[8] = {2, 2, 2, 2, 0, 0, 0, 0};
+        memcpy(&g.hdr[RH_DECIDE], tape, sizeof(tape));
+        uint8_t ops[] = {OP_PROCESS | 1 << 4, OP_POP_AT | 4 << 4, OP_RESUBMIT | 4 << 4,
+                         OP_COMPLETE_ALL, OP_RECONNECT, OP_PROCESS, OP_LOG, OP_PROCESS};
+        set_ops(&g, ops, sizeof(ops));
+        put16(&g.hdr[RH_POS], packed ? (uint16_t)(g.size - 2) : (uint16_t)0);
+    }
+    ring_emit(&g, "wrap");
+
+    /* Buffers straddling pool pieces, a dirty log, a small queue. */
+    ring_init(&g, packed, s7, (uint8_t)(RF_LOG | (RB_NULL << 6)));
+    g.hdr[RH_POOL] = 2;
+    put16(&g.hdr[RH_SPLITS], 100);
+    put16(&g.hdr[RH_SPLITS + 2], 700);
+    g.hdr[RH_WRAPS] = 0x30;
+    ring_req(&g, VBLK_T_IN, 0, 1024, true, NULL, false);
+    ring_req(&g, VBLK_T_OUT, 2, 512, false, NULL, false);
+    {
+        uint8_t ops[] = {OP_PROCESS, OP_DRIVER_ADD, OP_POLLING | 1 << 4, OP_PROCESS};
+        set_ops(&g, ops, sizeof(ops));
+    }
+    ring_emit(&g, "regions");
+
+    /* A malformed ring: a descriptor loop (split) / bad indirect (packed). */
+    ring_init(&g, packed, s16, (uint8_t)(RF_INDIRECT | (RB_NULL << 6)));
+    if (!packed) {
+        write_desc(&g.desc[0], req_hdr(&g, VBLK_T_IN, 0), 16, VBLK_DESC_F_NEXT, 1);
+        write_desc(&g.desc[16], pool_alloc(&g, 512, NULL), 512,
+                   VBLK_DESC_F_NEXT | VBLK_DESC_F_WRITE, 0);
+        put16(&g.driver[2], 1);
+    } else {
+        write_desc(&g.desc[0], pool_alloc(&g, 24, NULL), 24, 0,
+                   VBLK_DESC_F_INDIRECT | VBLK_DESC_F_AVAIL);
+    }
+    ring_emit(&g, "broken");
+}
+
+/* ------------------------------------------------------------------------ */
+/* blk_request inputs                                                        */
+
+struct blk_gen {
+    uint8_t buf[8192];
+    size_t len;
+};
+
+static void b8(struct blk_gen *g, uint8_t v)
+{
+    g->buf[g->len++] = v;
+}
+
+static void bbytes(struct blk_gen *g, const void *p, size_t n)
+{
+    memcpy(&g->buf[g->len], p, n);
+    g->len += n;
+}
+
+static void bzero_(struct blk_gen *g, size_t n)
+{
+    memset(&g->buf[g->len], 0, n);
+    g->len += n;
+}
+
+static void blk_header(struct blk_gen *g, uint8_t ring, uint8_t dev, uint8_t splits)
+{
+    g->len = 0;
+    uint8_t h[BLK_HDR_SIZE] = {0};
+    h[0] = ring;
+    h[1] = dev;
+    h[2] = 7;   /* seg_max 8 */
+    h[3] = 0;   /* no size_max */
+    h[4] = 0x15; /* 2 ranges each */
+    h[5] = 255; /* 2048 sectors */
+    h[6] = splits;
+    h[7] = 0;
+    bbytes(g, h, sizeof(h));
+}
+
+/* Record: type index, shape, sector selector (1: zero, 6: small u8), data buffers. */
+static void blk_rec(struct blk_gen *g, uint8_t type, uint8_t shape, uint8_t sector_small,
+                    unsigned nbuf, const uint8_t *lens)
+{
+    b8(g, type);
+    b8(g, shape);
+    b8(g, 6);
+    b8(g, sector_small);
+    b8(g, (uint8_t)nbuf);
+    for (unsigned i = 0; i < nbuf; i++)
+        b8(g, lens[i]);
+}
+
+static void gen_blk(void)
+{
+    struct blk_gen g;
+    uint8_t seg[16];
+    const uint8_t one_sector = 0, two_sectors = 4, raw20 = (20 << 2) | 2, raw8 = (8 << 2) | 2,
+                  one_seg = 1, two_segs = 1 | 4;
+
+    /* One of each type over the memory backend, split ring. */
+    blk_header(&g, 2, 4 | 8, 0);
+    blk_rec(&g, 0, 0, 0, 1, &one_sector);
+    blk_rec(&g, 1, 0, 1, 1, &one_sector);
+    bzero_(&g, 512);
+    blk_rec(&g, 2, 0, 0, 0, NULL);
+    blk_rec(&g, 3, 0, 0, 1, &raw20);
+    blk_rec(&g, 4, 0, 0, 1, &raw8);
+    blk_rec(&g, 5, 0, 0, 1, &one_seg);
+    seg_bytes(seg, 8, 8, 0);
+    bbytes(&g, seg, 16);
+    blk_rec(&g, 6, 0, 0, 1, &one_seg);
+    seg_bytes(seg, 16, 8, VBLK_WZ_F_UNMAP);
+    bbytes(&g, seg, 16);
+    blk_rec(&g, 7, 0, 0, 1, &one_seg);
+    seg_bytes(seg, 32, 8, 0);
+    bbytes(&g, seg, 16);
+    write_seed("blk_request", "types-split", g.buf, g.len);
+
+    /* The same over a packed ring with indirect tables and split headers. */
+    blk_header(&g, 2 | 8 | 16 | 32, 16, 2);
+    blk_rec(&g, 0, 1 | 8, 3, 1, &two_sectors);
+    blk_rec(&g, 1, 3 | 8, 4, 1, &one_sector);
+    bzero_(&g, 512);
+    blk_rec(&g, 5, 0, 0, 1, &two_segs);
+    seg_bytes(seg, 8, 8, 0);
+    bbytes(&g, seg, 16);
+    seg_bytes(seg, 100, 4, 0);
+    bbytes(&g, seg, 16);
+    blk_rec(&g, 0, 4, 9, 2, (const uint8_t[]){one_sector, one_sector});
+    write_seed("blk_request", "shapes-packed", g.buf, g.len);
+
+    /* Fuzz backend with deferred completions, IN_ORDER, read-only device. */
+    blk_header(&g, 0x80 | 1 | 64, 1 | 64 | 128, 1);
+    memcpy(&g.buf[8], (const uint8_t[]){2, 2, 3, 0, 2, 0x81, 1, 2}, 8);
+    for (unsigned i = 0; i < 6; i++) {
+        blk_rec(&g, (uint8_t)(i % 2), 0, (uint8_t)i, 1, &one_sector);
+        if (i % 2)
+            bzero_(&g, 512);
+    }
+    write_seed("blk_request", "deferred-ro", g.buf, g.len);
+
+    /* Errors: out of range, short header, no status, unknown type. */
+    blk_header(&g, 3, 0, 0);
+    blk_rec(&g, 0, 0, 255, 1, &two_sectors);
+    b8(&g, 0);
+    b8(&g, 2);
+    b8(&g, 1);
+    b8(&g, 0);
+    b8(&g, 0xf0);
+    put32(seg, 0x12345678);
+    bbytes(&g, seg, 4);
+    b8(&g, 0);
+    b8(&g, 1);
+    b8(&g, 0);
+    /* last: no status byte at all, which breaks the queue */
+    b8(&g, 1);
+    b8(&g, 16);
+    b8(&g, 1);
+    b8(&g, 0);
+    write_seed("blk_request", "errors", g.buf, g.len);
+}
+
+/* ------------------------------------------------------------------------ */
+/* config and mem_map inputs                                                 */
+
+static void gen_config(void)
+{
+    uint8_t b[256];
+    size_t n = 0;
+    b[n++] = 0xff; /* every field group at its default */
+    b[n++] = 1;    /* capacity: u16 sectors */
+    put16(&b[n], 2048);
+    n += 2;
+    b[n++] = 2 | 4; /* writeback, may unmap */
+    memcpy(&b[n], "serial-0123456789abc", 20);
+    n += 20;
+    b[n++] = 0x0f; /* caps: flush, discard, write zeroes, secure erase */
+    b[n++] = 0;    /* 64 MiB backend */
+    /* read all config; write writeback; negotiate everything; read again */
+    b[n++] = 0;
+    b[n++] = 0;
+    b[n++] = 72;
+    b[n++] = 1;
+    b[n++] = 32;
+    b[n++] = 1;
+    memset(&b[n], 0, 8);
+    n += 8;
+    b[n++] = 3;
+    memset(&b[n], 0xff, 8);
+    n += 8;
+    b[n++] = 1;
+    b[n++] = 32;
+    b[n++] = 1;
+    memset(&b[n], 1, 8);
+    n += 8;
+    b[n++] = 0;
+    b[n++] = 30;
+    b[n++] = 8;
+    b[n++] = 4;
+    b[n++] = 1;
+    put16(&b[n], 4096);
+    n += 2;
+    b[n++] = 5; /* queue: index 0, size 8 */
+    b[n++] = 0;
+    put16(&b[n], 8);
+    n += 2;
+    b[n++] = 0;
+    b[n++] = 7;
+    write_seed("config", "default", b, n);
+
+    /* All groups fuzzed from a plausible image. */
+    n = 0;
+    b[n++] = 0;
+    b[n++] = 1;
+    put16(&b[n], 4096);
+    n += 2;
+    b[n++] = 1 | (12 << 2); /* blk_size 1 << 12 */
+    b[n++] = 2 | (32 << 2); /* seg_max 32 */
+    b[n++] = 1 | (16 << 2); /* size_max 65536 */
+    put16(&b[n], 4);
+    n += 2;
+    put16(&b[n], 1024);
+    n += 2;
+    b[n++] = 1 | 8; /* read-only, lifetime */
+    memset(&b[n], 'x', 20);
+    n += 20;
+    put16(&b[n], 100);
+    n += 2;
+    b[n++] = 16;
+    b[n++] = 63;
+    b[n++] = 3;
+    b[n++] = 0;
+    put16(&b[n], 8);
+    n += 2;
+    put32(&b[n], 64);
+    n += 4;
+    for (unsigned i = 0; i < 8; i++)
+        b[n++] = 2 | (4 << 2); /* discard, write zeroes, secure erase: small values */
+    put16(&b[n], 1);
+    n += 2;
+    put16(&b[n], 2);
+    n += 2;
+    put16(&b[n], 3);
+    n += 2;
+    put64(&b[n], 0);
+    n += 8;
+    b[n++] = 0x1f;
+    b[n++] = 0;
+    b[n++] = 2;
+    put64(&b[n], 1ull << 32);
+    n += 8;
+    b[n++] = 1;
+    b[n++] = 32;
+    b[n++] = 1;
+    memset(&b[n], 0, 8);
+    n += 8;
+    write_seed("config", "readonly", b, n);
+}
+
+static void gen_mem_map(void)
+{
+    uint8_t b[128];
+    size_t n = 0;
+    /* add [0x1000, +0x1000) and [0x2000, +0x1000), map across, ptr, log */
+    b[n++] = 0;
+    b[n++] = 0 | (8 << 2);
+    b[n++] = 0x10;
+    b[n++] = 0 | (8 << 2);
+    b[n++] = 0x10;
+    put16(&b[n], 1);
+    n += 2;
+    b[n++] = 0;
+    b[n++] = 0 | (8 << 2);
+    b[n++] = 0x20;
+    b[n++] = 0 | (8 << 2);
+    b[n++] = 0x10;
+    put16(&b[n], 7);
+    n += 2;
+    b[n++] = 3;
+    b[n++] = 0 | (4 << 2);
+    b[n++] = 0xf0;
+    b[n++] = 0 | (8 << 2);
+    b[n++] = 0x02;
+    b[n++] = 4;
+    b[n++] = 4;
+    b[n++] = 0 | (4 << 2);
+    b[n++] = 0x10;
+    b[n++] = 0 | (4 << 2);
+    b[n++] = 0x10;
+    b[n++] = 5;
+    b[n++] = 4;
+    b[n++] = 6;
+    b[n++] = 0 | (8 << 2);
+    b[n++] = 0x10;
+    b[n++] = 0 | (8 << 2);
+    b[n++] = 0x20;
+    b[n++] = 8;
+    b[n++] = 0;
+    b[n++] = 0 | (4 << 2);
+    b[n++] = 0x40;
+    put16(&b[n], 0x10);
+    n += 2;
+    b[n++] = 2;
+    b[n++] = 0;
+    /* lazily filled: answer a miss at 0x8000 */
+    b[n++] = 7;
+    b[n++] = 0;
+    b[n++] = 0 | (8 << 2);
+    b[n++] = 0x80;
+    b[n++] = 0 | (8 << 2);
+    b[n++] = 0x10;
+    put16(&b[n], 3);
+    n += 2;
+    b[n++] = 7;
+    b[n++] = 3;
+    b[n++] = 3;
+    b[n++] = 0 | (8 << 2);
+    b[n++] = 0x80;
+    b[n++] = 0 | (4 << 2);
+    b[n++] = 0x10;
+    b[n++] = 2;
+    write_seed("mem_map", "basic", b, n);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s OUTDIR\n", argv[0]);
+        return 2;
+    }
+    g_outdir = argv[1];
+    if (mkdir(g_outdir, 0755) != 0 && errno != EEXIST) {
+        perror(g_outdir);
+        return 1;
+    }
+    gen_ring(false);
+    gen_ring(true);
+    gen_blk();
+    gen_config();
+    gen_mem_map();
+    return 0;
+}

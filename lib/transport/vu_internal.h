@@ -1,0 +1,358 @@
+/* SPDX-License-Identifier: MIT */
+/* Shared by the vhost-user transport files (lib/transport/vu_*.c). Not installed. */
+#ifndef VBLK_VU_INTERNAL_H
+#define VBLK_VU_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "virtioblk/blk.h"
+#include "virtioblk/vhost_user.h"
+
+/* Everything declared here is internal to the library, static archive
+ * included. */
+#pragma GCC visibility push(hidden)
+
+/* ---- messages (vu_msg.c) ---- */
+
+enum vu_request {
+    VU_GET_FEATURES = 1,
+    VU_SET_FEATURES = 2,
+    VU_SET_OWNER = 3,
+    VU_RESET_OWNER = 4,
+    VU_SET_MEM_TABLE = 5,
+    VU_SET_LOG_BASE = 6,
+    VU_SET_LOG_FD = 7,
+    VU_SET_VRING_NUM = 8,
+    VU_SET_VRING_ADDR = 9,
+    VU_SET_VRING_BASE = 10,
+    VU_GET_VRING_BASE = 11,
+    VU_SET_VRING_KICK = 12,
+    VU_SET_VRING_CALL = 13,
+    VU_SET_VRING_ERR = 14,
+    VU_GET_PROTOCOL_FEATURES = 15,
+    VU_SET_PROTOCOL_FEATURES = 16,
+    VU_GET_QUEUE_NUM = 17,
+    VU_SET_VRING_ENABLE = 18,
+    VU_SEND_RARP = 19,
+    VU_NET_SET_MTU = 20,
+    VU_SET_SLAVE_REQ_FD = 21,
+    VU_IOTLB_MSG = 22,
+    VU_SET_VRING_ENDIAN = 23,
+    VU_GET_CONFIG = 24,
+    VU_SET_CONFIG = 25,
+    VU_GET_INFLIGHT_FD = 31,
+    VU_SET_INFLIGHT_FD = 32,
+    VU_RESET_DEVICE = 34,
+    VU_VRING_KICK = 35,
+    VU_GET_MAX_MEM_SLOTS = 36,
+    VU_ADD_MEM_REG = 37,
+    VU_REM_MEM_REG = 38,
+    VU_SET_STATUS = 39,
+    VU_GET_STATUS = 40,
+    VU_REQUEST_MAX = 41,
+};
+
+#define VU_VERSION         0x1u
+#define VU_VERSION_MASK    0x3u
+#define VU_FLAG_REPLY      (1u << 2)
+#define VU_FLAG_NEED_REPLY (1u << 3)
+
+/* SET_VRING_KICK / CALL / ERR payload: index in bits 0-7, "no fd" in bit 8. */
+#define VU_VRING_IDX_MASK 0xffu
+#define VU_VRING_NOFD     (1u << 8)
+/* SET_VRING_ADDR flags: log used-ring writes. */
+#define VU_VRING_F_LOG 1u
+/* Largest config space access (GET_CONFIG / SET_CONFIG). */
+#define VU_CONFIG_MAX 256u
+/* Regions in one SET_MEM_TABLE message. */
+#define VU_MEM_TABLE_MAX 8u
+
+struct vu_hdr {
+    uint32_t request;
+    uint32_t flags;
+    uint32_t size;
+};
+
+struct vu_vring_state {
+    uint32_t index;
+    uint32_t num;
+};
+
+struct vu_vring_addr {
+    uint32_t index;
+    uint32_t flags;
+    uint64_t desc;
+    uint64_t used;
+    uint64_t avail;
+    uint64_t log;
+};
+
+struct vu_region_desc {
+    uint64_t gpa;
+    uint64_t size;
+    uint64_t uaddr;
+    uint64_t mmap_offset;
+};
+
+struct vu_mem_table {
+    uint32_t nregions;
+    uint32_t padding;
+    struct vu_region_desc regions[VU_MEM_TABLE_MAX];
+};
+
+struct vu_mem_single {
+    uint64_t padding;
+    struct vu_region_desc region;
+};
+
+struct vu_log {
+    uint64_t size;
+    uint64_t offset;
+};
+
+struct vu_config {
+    uint32_t offset;
+    uint32_t size;
+    uint32_t flags;
+    uint8_t data[VU_CONFIG_MAX];
+};
+
+struct vu_inflight {
+    uint64_t mmap_size;
+    uint64_t mmap_offset;
+    uint16_t num_queues;
+    uint16_t queue_size;
+};
+
+/* A validated message. The payload is copied; unused bytes are zero. */
+struct vu_msg {
+    struct vu_hdr hdr;
+    union {
+        uint64_t u64;
+        struct vu_vring_state state;
+        struct vu_vring_addr addr;
+        struct vu_mem_table mem;
+        struct vu_mem_single single;
+        struct vu_log log;
+        struct vu_config config;
+        struct vu_inflight inflight;
+        uint8_t raw[VBLK_VU_MAX_PAYLOAD];
+    } p;
+    int fds[VBLK_VU_MAX_FDS];
+    unsigned nfds;
+};
+
+/* Checks @buf as a message with @nfds fds and copies it into @m (fds are
+ * copied from @fds, ownership unchanged). Returns 0, -EINVAL or -EBADMSG. */
+int vu_msg_parse(const void *buf, size_t len, const int *fds, unsigned nfds, struct vu_msg *m);
+
+/* Name of a request type, for messages. */
+const char *vu_req_name(uint32_t request);
+
+/* Incremental receiver for a non-blocking stream socket. */
+struct vu_rx {
+    uint8_t buf[VBLK_VU_MAX_MSG];
+    size_t have;
+    int fds[VBLK_VU_MAX_FDS];
+    unsigned nfds;
+    bool fd_overflow;
+};
+
+void vu_rx_init(struct vu_rx *rx);
+/* Closes any fds held by @rx and empties it. */
+void vu_rx_reset(struct vu_rx *rx);
+/* Reads from @sock. Returns the length of a complete message now in
+ * rx->buf (its fds in rx->fds), 0 if more bytes are needed, -ECONNRESET if
+ * the peer closed, -EPROTO for a malformed frame or another negative errno. */
+int vu_rx_read(int sock, struct vu_rx *rx);
+/* Sends @len bytes and at most one fd. Returns 0 or a negative errno. */
+int vu_send(int sock, const void *buf, size_t len, int fd);
+
+/* ---- guest memory (vu_mem.c) ---- */
+
+struct vu_region {
+    uint64_t gpa;
+    uint64_t size;
+    uint64_t uaddr;
+    uint64_t mmap_offset;
+    void *map;
+    size_t map_len;
+    uint8_t *host;
+};
+
+struct vu_mem {
+    uint32_t n;
+    struct vu_region r[VBLK_VU_MAX_MEM_SLOTS];
+};
+
+/* Maps [offset, offset + size) of @fd, checking ranges and the file size.
+ * Returns 0 and sets *map / *map_len (for munmap) and *ptr, or -EINVAL. */
+int vu_shm_map(int fd, uint64_t offset, uint64_t size, void **map, size_t *map_len, void **ptr);
+/* Validates @desc and maps it from @fd into @r. Returns 0 or -EINVAL. */
+int vu_region_map(struct vu_region *r, const struct vu_region_desc *desc, int fd);
+void vu_region_unmap(struct vu_region *r);
+/* -EEXIST if @r overlaps a region of @m (guest-physical or user address). */
+int vu_mem_check(const struct vu_mem *m, const struct vu_region *r);
+/* Unmaps every region. */
+void vu_mem_clear(struct vu_mem *m);
+/* Rebuilds @out (keeping its log) from @m. Returns 0 or a negative errno. */
+int vu_mem_build(const struct vu_mem *m, struct vblk_mem *out);
+/* Front-end user address -> guest-physical address for a @len byte range
+ * that lies in one region. Returns 0 or -EFAULT. */
+int vu_mem_ua_to_gpa(const struct vu_mem *m, uint64_t ua, uint64_t len, uint64_t *gpa);
+
+/* ---- queues (vu_queue.c) and in-flight tracking (vu_inflight.c) ---- */
+
+struct vu_inflight_q {
+    void *region;     /* this queue's part of the shared region, or NULL */
+    uint64_t counter; /* next fetch order value */
+    uint16_t batch;   /* used entries pushed since the last publish */
+};
+
+struct vu_queue {
+    pthread_mutex_t lock;
+    atomic_uint ctl_waiting; /* the message handler wants the lock */
+    atomic_bool active;      /* live and enabled: worth processing */
+    struct vblk_vu_dev *d;
+    uint16_t index;
+    int epfd;    /* the stable fd the application watches */
+    int wake_fd; /* eventfd: completions, reconfiguration */
+    int kick_fd;
+    int call_fd;
+    int err_fd;
+    int be_fd; /* backend queue_fd() in epfd, or -1 */
+    /* ring configuration from the front-end */
+    uint32_t num;
+    uint32_t base;
+    uint32_t addr_flags;
+    uint64_t ua_desc, ua_avail, ua_used, log_addr;
+    bool addr_set;
+    bool started; /* SET_VRING_KICK seen, no GET_VRING_BASE since */
+    bool enabled;
+    bool live;          /* @q is initialised */
+    atomic_bool broken; /* the driver corrupted the ring */
+    bool have_saved;    /* restart from @saved (memory changed under a live ring) */
+    struct vblk_vq_state saved;
+    struct vblk_queue q;
+    void *pool;
+    struct vblk_mem mem; /* this queue's copy of the memory map */
+    struct vu_inflight_q inf;
+    struct vblk_vu_queue_stats stats; /* summed over finished runs */
+};
+
+struct vblk_vu_dev {
+    struct vblk_dev dev;
+    struct vblk_dev_params params;
+    struct vblk_backend be;
+    struct vblk_vu_opts opts;
+    uint16_t nq;
+    struct vu_queue *q;
+    /* connection */
+    int sock;
+    struct vu_rx rx;
+    bool owner;
+    bool features_set;
+    uint64_t features;          /* acked vhost features */
+    uint64_t protocol_features; /* acked protocol features */
+    uint8_t status;
+    /* guest memory and the dirty log */
+    struct vu_mem mem;
+    struct vblk_mem map; /* master copy of the memory map (no log) */
+    void *log_map;
+    size_t log_map_len;
+    void *log;
+    uint64_t log_size;
+    /* in-flight region */
+    void *inflight_map;
+    size_t inflight_map_len;
+    uint8_t *inflight;
+    uint64_t inflight_size;
+    uint16_t inflight_nq;
+    uint16_t inflight_qsize;
+};
+
+void vu_log(const struct vblk_vu_dev *d, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static inline bool vu_has_feature(const struct vblk_vu_dev *d, unsigned bit)
+{
+    return (d->features >> bit) & 1;
+}
+
+static inline bool vu_has_protocol(const struct vblk_vu_dev *d, unsigned bit)
+{
+    return (d->protocol_features >> bit) & 1;
+}
+
+static inline bool vu_packed(const struct vblk_vu_dev *d)
+{
+    return vu_has_feature(d, VBLK_F_RING_PACKED);
+}
+
+int vu_queue_setup(struct vblk_vu_dev *d, struct vu_queue *q, uint16_t index);
+void vu_queue_teardown(struct vu_queue *q);
+void vu_queue_lock(struct vu_queue *q);
+void vu_queue_unlock(struct vu_queue *q);
+void vu_lock_all(struct vblk_vu_dev *d);
+void vu_unlock_all(struct vblk_vu_dev *d);
+/* Starts the ring (lock held). Returns 0 or a negative errno. */
+int vu_queue_start(struct vu_queue *q);
+/* Waits for the requests in flight and releases the core queue, keeping
+ * the ring position in q->saved (lock held). */
+void vu_queue_quiesce(struct vu_queue *q);
+/* Stops the ring for GET_VRING_BASE or a reset; returns its position. */
+void vu_queue_stop(struct vu_queue *q, struct vblk_vq_state *st);
+/* Forgets everything the front-end configured (lock held). */
+void vu_queue_reset(struct vu_queue *q);
+/* Replaces one of the eventfds (lock held); closes the old one. */
+void vu_queue_set_kick(struct vu_queue *q, int fd);
+void vu_queue_set_enabled(struct vu_queue *q, bool enabled);
+/* Installs or removes the dirty log in the queue's memory map (lock held). */
+void vu_queue_refresh_log(struct vu_queue *q);
+/* Recomputes q->active and pokes the queue's loop. */
+void vu_queue_update_active(struct vu_queue *q);
+void vu_queue_poke(struct vu_queue *q);
+/* Ring sizes for one queue of @num entries. */
+void vu_ring_sizes(bool packed, uint32_t num, uint64_t *desc, uint64_t *avail, uint64_t *used);
+
+/* Message handlers (vu_vring.c, vu_mem.c, vu_inflight.c). They return 0,
+ * a negative errno (the request is refused), or -EPROTO (the connection
+ * must end). Handlers that take an fd set m->fds[i] to -1. */
+void vu_reply(struct vblk_vu_reply *rep, const struct vu_msg *m, const void *payload,
+              uint32_t size);
+int vu_h_set_vring_num(struct vblk_vu_dev *d, struct vu_msg *m);
+int vu_h_set_vring_addr(struct vblk_vu_dev *d, struct vu_msg *m);
+int vu_h_set_vring_base(struct vblk_vu_dev *d, struct vu_msg *m);
+int vu_h_get_vring_base(struct vblk_vu_dev *d, struct vu_msg *m, struct vblk_vu_reply *rep);
+int vu_h_set_vring_fd(struct vblk_vu_dev *d, struct vu_msg *m);
+int vu_h_set_vring_enable(struct vblk_vu_dev *d, struct vu_msg *m);
+int vu_h_set_mem_table(struct vblk_vu_dev *d, struct vu_msg *m);
+int vu_h_add_mem_reg(struct vblk_vu_dev *d, struct vu_msg *m);
+int vu_h_rem_mem_reg(struct vblk_vu_dev *d, struct vu_msg *m);
+int vu_h_set_log_base(struct vblk_vu_dev *d, struct vu_msg *m);
+int vu_h_get_inflight_fd(struct vblk_vu_dev *d, struct vu_msg *m, struct vblk_vu_reply *rep);
+int vu_h_set_inflight_fd(struct vblk_vu_dev *d, struct vu_msg *m);
+/* True if some queue is running on the core. */
+bool vu_any_live(const struct vblk_vu_dev *d);
+/* Unmaps the dirty log / the in-flight region. */
+void vu_log_unmap(struct vblk_vu_dev *d);
+void vu_inflight_unmap(struct vblk_vu_dev *d);
+
+/* Per-queue bytes of the in-flight region for rings of @qsize entries. */
+uint64_t vu_inflight_queue_bytes(uint16_t qsize);
+/* Prepares in-flight tracking for a ring start: picks this queue's part of
+ * the region (if it can be tracked), and after a back-end restart recovers
+ * the ring position into @st (whose used_idx was read from the ring).
+ * Returns the number of heads to resubmit, stored in fetch order in a
+ * malloc'ed *@heads, or a negative errno. */
+int vu_inflight_prepare(struct vu_queue *q, struct vblk_vq_state *st, uint16_t **heads);
+/* The hooks the core calls, or NULL when the queue is not tracked. */
+const struct vblk_queue_hooks *vu_inflight_hooks(struct vu_queue *q);
+
+#pragma GCC visibility pop
+
+#endif

@@ -1,0 +1,417 @@
+/* SPDX-License-Identifier: MIT */
+/* vhost-user queues: starting and stopping rings on the core, the fds that
+ * wake a queue's event loop, and the processing entry point.
+ *
+ * Each queue has a mutex. The thread that processes the queue holds it for
+ * one vblk_queue_run(); the message handler holds it while it reconfigures
+ * the queue. ctl_waiting tells a busy-polling thread to step aside so the
+ * handler gets the lock promptly. */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "vu_internal.h"
+
+static void on_notify(void *opaque)
+{
+    struct vu_queue *q = opaque;
+    if (q->call_fd >= 0 && eventfd_write(q->call_fd, 1) == 0)
+        q->stats.calls++;
+}
+
+static void on_wake(void *opaque)
+{
+    struct vu_queue *q = opaque;
+    (void)eventfd_write(q->wake_fd, 1);
+}
+
+static void drain_fd(int fd, uint64_t *count)
+{
+    eventfd_t v;
+    if (fd >= 0 && eventfd_read(fd, &v) == 0 && count)
+        (*count)++;
+}
+
+static void watch(struct vu_queue *q, int fd, bool add)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+    if (fd >= 0)
+        (void)epoll_ctl(q->epfd, add ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, fd, &ev);
+}
+
+int vu_queue_setup(struct vblk_vu_dev *d, struct vu_queue *q, uint16_t index)
+{
+    memset(q, 0, sizeof(*q));
+    q->d = d;
+    q->index = index;
+    q->kick_fd = q->call_fd = q->err_fd = q->be_fd = -1;
+    q->epfd = epoll_create1(EPOLL_CLOEXEC);
+    q->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (q->epfd < 0 || q->wake_fd < 0) {
+        int err = -errno;
+        if (q->epfd >= 0)
+            close(q->epfd);
+        if (q->wake_fd >= 0)
+            close(q->wake_fd);
+        q->epfd = q->wake_fd = -1;
+        return err;
+    }
+    watch(q, q->wake_fd, true);
+    pthread_mutex_init(&q->lock, NULL);
+    atomic_init(&q->ctl_waiting, 0);
+    atomic_init(&q->active, false);
+    return 0;
+}
+
+void vu_queue_teardown(struct vu_queue *q)
+{
+    if (q->epfd < 0)
+        return;
+    vu_queue_lock(q);
+    vu_queue_reset(q);
+    vu_queue_unlock(q);
+    close(q->wake_fd);
+    close(q->epfd);
+    q->epfd = q->wake_fd = -1;
+    pthread_mutex_destroy(&q->lock);
+}
+
+void vu_queue_lock(struct vu_queue *q)
+{
+    atomic_fetch_add(&q->ctl_waiting, 1);
+    pthread_mutex_lock(&q->lock);
+}
+
+void vu_queue_unlock(struct vu_queue *q)
+{
+    pthread_mutex_unlock(&q->lock);
+    atomic_fetch_sub(&q->ctl_waiting, 1);
+}
+
+void vu_lock_all(struct vblk_vu_dev *d)
+{
+    for (uint16_t i = 0; i < d->nq; i++)
+        vu_queue_lock(&d->q[i]);
+}
+
+void vu_unlock_all(struct vblk_vu_dev *d)
+{
+    for (uint16_t i = d->nq; i-- > 0;)
+        vu_queue_unlock(&d->q[i]);
+}
+
+void vu_queue_poke(struct vu_queue *q)
+{
+    (void)eventfd_write(q->wake_fd, 1);
+}
+
+void vu_queue_update_active(struct vu_queue *q)
+{
+    bool on = q->live && q->enabled && !q->broken;
+    atomic_store(&q->active, on);
+    /* Wake the loop: it processes what arrived meanwhile, or a polling
+     * thread notices it has something to spin on. */
+    vu_queue_poke(q);
+}
+
+void vu_queue_set_kick(struct vu_queue *q, int fd)
+{
+    watch(q, q->kick_fd, false);
+    if (q->kick_fd >= 0)
+        close(q->kick_fd);
+    q->kick_fd = fd;
+    watch(q, fd, true);
+}
+
+void vu_queue_set_enabled(struct vu_queue *q, bool enabled)
+{
+    q->enabled = enabled;
+    vu_queue_update_active(q);
+}
+
+void vu_ring_sizes(bool packed, uint32_t num, uint64_t *desc, uint64_t *avail, uint64_t *used)
+{
+    *desc = 16ull * num;
+    if (packed) {
+        /* virtio 1.2 2.8.10: the event suppression structures. */
+        *avail = 4;
+        *used = 4;
+    } else {
+        *avail = VBLK_SPLIT_AVAIL_SIZE(num);
+        *used = VBLK_SPLIT_USED_SIZE(num);
+    }
+}
+
+/* Bits 0-14: avail index, 15: avail wrap counter; bits 16-30 and 31: the
+ * same for the used side. A front-end that sends only the low half means
+ * "everything fetched was used". */
+static void packed_base_decode(uint32_t b, struct vblk_vq_state *st)
+{
+    uint32_t used = b >> 16 ? b >> 16 : (b & 0xffff);
+    st->last_avail_idx = b & 0x7fff;
+    st->avail_wrap = (b >> 15) & 1;
+    st->used_idx = used & 0x7fff;
+    st->used_wrap = (used >> 15) & 1;
+}
+
+/* The starting ring position when the front-end (re)starts a ring. */
+static int initial_state(struct vu_queue *q, uint64_t used_gpa, struct vblk_vq_state *st)
+{
+    memset(st, 0, sizeof(*st));
+    if (vu_packed(q->d)) {
+        packed_base_decode(q->base, st);
+        return 0;
+    }
+    /* Split: the used index lives in guest memory. */
+    const uint16_t *idx = vblk_mem_ptr(&q->mem, used_gpa + 2, 2);
+    if (!idx)
+        return -EFAULT;
+    st->last_avail_idx = (uint16_t)q->base;
+    st->used_idx = __atomic_load_n(idx, __ATOMIC_ACQUIRE);
+    return 0;
+}
+
+void vu_queue_refresh_log(struct vu_queue *q)
+{
+    struct vblk_vu_dev *d = q->d;
+    bool log = d->log && vu_has_feature(d, VBLK_VU_F_LOG_ALL);
+    vblk_mem_set_log(&q->mem, log ? d->log : NULL, log ? d->log_size : 0);
+}
+
+int vu_queue_start(struct vu_queue *q)
+{
+    struct vblk_vu_dev *d = q->d;
+    if (q->live)
+        return 0;
+    if (!d->features_set || !q->addr_set || q->num == 0 || d->mem.n == 0)
+        return -EINVAL;
+    bool packed = vu_packed(d);
+    if (q->num > d->params.queue_size || (!packed && (q->num & (q->num - 1))))
+        return -EINVAL;
+
+    struct vblk_queue_params qp = {
+        .index = q->index,
+        .size = (uint16_t)q->num,
+        .notify = on_notify,
+        .notify_opaque = q,
+        .wake = d->opts.poll ? NULL : on_wake,
+        .wake_opaque = q,
+        .hooks_opaque = q,
+    };
+    uint64_t ldesc, lavail, lused;
+    vu_ring_sizes(packed, q->num, &ldesc, &lavail, &lused);
+    if (vu_mem_ua_to_gpa(&d->mem, q->ua_desc, ldesc, &qp.addrs.desc) < 0 ||
+        vu_mem_ua_to_gpa(&d->mem, q->ua_avail, lavail, &qp.addrs.driver) < 0 ||
+        vu_mem_ua_to_gpa(&d->mem, q->ua_used, lused, &qp.addrs.device) < 0)
+        return -EFAULT;
+    memcpy(&q->mem, &d->map, sizeof(q->mem));
+    vu_queue_refresh_log(q);
+
+    struct vblk_vq_state st;
+    uint16_t *heads = NULL;
+    if (q->have_saved) {
+        st = q->saved;
+    } else {
+        int rc = initial_state(q, qp.addrs.device, &st);
+        if (rc < 0)
+            return rc;
+    }
+    int nres = vu_inflight_prepare(q, &st, &heads);
+    if (nres < 0)
+        return nres;
+    qp.state = &st;
+    qp.hooks = vu_inflight_hooks(q);
+
+    size_t len = (vblk_queue_mem_size(&d->dev, qp.size) + 15) & ~(size_t)15;
+    q->pool = aligned_alloc(16, len);
+    if (!q->pool) {
+        free(heads);
+        return -ENOMEM;
+    }
+    int rc = vblk_queue_init(&q->q, &d->dev, &q->mem, &qp, q->pool, len);
+    if (rc < 0) {
+        free(q->pool);
+        q->pool = NULL;
+        free(heads);
+        return rc;
+    }
+    q->live = true;
+    q->have_saved = false;
+    atomic_store(&q->broken, false);
+    q->stats.starts++;
+    q->be_fd = vblk_queue_backend_fd(&q->q);
+    watch(q, q->be_fd, true);
+    if (d->opts.poll)
+        vblk_queue_set_polling(&q->q, true);
+
+    /* Requests a previous back-end had fetched but not completed: the
+     * driver is still waiting for them (vhost-user inflight tracking). */
+    for (int i = 0; i < nres; i++) {
+        rc = vblk_queue_resubmit(&q->q, heads[i], 0);
+        if (rc < 0) {
+            vu_log(d, VBLK_VU_LOG_WARN, "queue %u: resubmitting head %u failed: %d", q->index,
+                   heads[i], rc);
+            break;
+        }
+        q->stats.resubmitted++;
+    }
+    free(heads);
+    if (nres) {
+        vblk_queue_flush(&q->q);
+        vu_log(d, VBLK_VU_LOG_INFO, "queue %u: resubmitted %d in-flight requests", q->index, nres);
+    }
+    vu_log(d, VBLK_VU_LOG_INFO, "queue %u: started (%s ring, %u entries, avail %u used %u)",
+           q->index, packed ? "packed" : "split", q->num, st.last_avail_idx, st.used_idx);
+    vu_queue_update_active(q);
+    return 0;
+}
+
+static void add_stats(struct vblk_vu_queue_stats *sum, const struct vblk_queue_stats *s)
+{
+    sum->req.submitted += s->submitted;
+    sum->req.completed += s->completed;
+    sum->req.ioerr += s->ioerr;
+    sum->req.unsupp += s->unsupp;
+    sum->req.pool_full += s->pool_full;
+}
+
+/* Waits until the backend has finished every request of the queue; their
+ * completions reach the guest on the way. */
+static void drain(struct vu_queue *q)
+{
+    unsigned rounds = 0;
+    while (vblk_queue_inflight(&q->q)) {
+        (void)vblk_queue_process(&q->q, 0);
+        if (!vblk_queue_inflight(&q->q))
+            break;
+        struct pollfd p[2] = {{.fd = q->wake_fd, .events = POLLIN},
+                              {.fd = q->be_fd, .events = POLLIN}};
+        (void)poll(p, q->be_fd >= 0 ? 2 : 1, 10);
+        drain_fd(q->wake_fd, NULL);
+        if (++rounds % 500 == 0)
+            vu_log(q->d, VBLK_VU_LOG_WARN, "queue %u: still waiting for %u requests", q->index,
+                   vblk_queue_inflight(&q->q));
+    }
+}
+
+void vu_queue_quiesce(struct vu_queue *q)
+{
+    if (!q->live)
+        return;
+    vblk_queue_stop(&q->q);
+    drain(q);
+    vblk_queue_get_state(&q->q, &q->saved);
+    q->have_saved = true;
+    add_stats(&q->stats, vblk_queue_stats(&q->q));
+    watch(q, q->be_fd, false);
+    q->be_fd = -1;
+    (void)vblk_queue_destroy(&q->q);
+    free(q->pool);
+    q->pool = NULL;
+    q->live = false;
+    vu_queue_update_active(q);
+}
+
+void vu_queue_stop(struct vu_queue *q, struct vblk_vq_state *st)
+{
+    bool was_live = q->live;
+    vu_queue_quiesce(q);
+    if (q->have_saved) {
+        *st = q->saved;
+    } else {
+        /* Never started: nothing was fetched, report what was set. */
+        memset(st, 0, sizeof(*st));
+        if (vu_packed(q->d))
+            packed_base_decode(q->base, st);
+        else
+            st->last_avail_idx = (uint16_t)q->base;
+    }
+    q->have_saved = false;
+    q->started = false;
+    vu_queue_set_kick(q, -1);
+    if (was_live)
+        vu_log(q->d, VBLK_VU_LOG_INFO, "queue %u: stopped at avail %u used %u", q->index,
+               st->last_avail_idx, st->used_idx);
+}
+
+void vu_queue_reset(struct vu_queue *q)
+{
+    vu_queue_quiesce(q);
+    q->have_saved = false;
+    q->started = false;
+    q->enabled = false;
+    q->addr_set = false;
+    q->num = q->base = q->addr_flags = 0;
+    vu_queue_set_kick(q, -1);
+    if (q->call_fd >= 0)
+        close(q->call_fd);
+    if (q->err_fd >= 0)
+        close(q->err_fd);
+    q->call_fd = q->err_fd = -1;
+    memset(&q->inf, 0, sizeof(q->inf));
+    atomic_store(&q->broken, false);
+    vu_queue_update_active(q);
+}
+
+uint16_t vblk_vu_dev_num_queues(const struct vblk_vu_dev *d)
+{
+    return d->nq;
+}
+
+int vblk_vu_queue_fd(struct vblk_vu_dev *d, uint16_t qidx)
+{
+    return d && qidx < d->nq ? d->q[qidx].epfd : -1;
+}
+
+bool vblk_vu_queue_active(struct vblk_vu_dev *d, uint16_t qidx)
+{
+    return d && qidx < d->nq && atomic_load_explicit(&d->q[qidx].active, memory_order_relaxed);
+}
+
+int vblk_vu_queue_process(struct vblk_vu_dev *d, uint16_t qidx)
+{
+    if (!d || qidx >= d->nq)
+        return -EINVAL;
+    struct vu_queue *q = &d->q[qidx];
+    bool polling = d->opts.poll && atomic_load_explicit(&q->active, memory_order_relaxed);
+    /* A spinning poller would starve the message handler of the lock. */
+    if (polling && atomic_load_explicit(&q->ctl_waiting, memory_order_relaxed))
+        return 0;
+    pthread_mutex_lock(&q->lock);
+    if (!polling) {
+        drain_fd(q->kick_fd, &q->stats.kicks);
+        drain_fd(q->wake_fd, NULL);
+    }
+    int rc = 0;
+    if (q->live && q->enabled) {
+        rc = vblk_queue_run(&q->q);
+        if (rc == -EIO && !atomic_load(&q->broken)) {
+            /* The driver corrupted the ring: report DEVICE_NEEDS_RESET. */
+            atomic_store(&q->broken, true);
+            atomic_store(&q->active, false);
+            if (q->err_fd >= 0)
+                (void)eventfd_write(q->err_fd, 1);
+            vu_log(d, VBLK_VU_LOG_ERR, "queue %u: the driver broke the ring; device needs reset",
+                   q->index);
+        }
+    }
+    pthread_mutex_unlock(&q->lock);
+    return rc;
+}
+
+int vblk_vu_queue_stats(struct vblk_vu_dev *d, uint16_t qidx, struct vblk_vu_queue_stats *st)
+{
+    if (!d || qidx >= d->nq || !st)
+        return -EINVAL;
+    struct vu_queue *q = &d->q[qidx];
+    vu_queue_lock(q);
+    *st = q->stats;
+    if (q->live)
+        add_stats(st, vblk_queue_stats(&q->q));
+    vu_queue_unlock(q);
+    return 0;
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# vduse-test.sh --program PATH [options] - boot a Linux 6.12 guest under
+# QEMU TCG and run vblk-vduse inside it through VDUSE + virtio_vdpa (see
+# vduse-workload.sh for what is checked).
+#
+# Options:
+#   --program PATH  the vblk-vduse binary to test (required)
+#   --cache DIR     prepare.sh cache (default ${VBLK_GUEST_CACHE:-/var/cache/vblk-guest})
+#   --count N       blkcheck verify writes per disk (default 300)
+#   --smp N         guest CPUs (default 2; the 2-queue part needs 2)
+#   --timeout SECS  guest timeout (default 900)
+#   --keep          keep the work directory (console log, initramfs)
+#   --no-prepare    do not run prepare.sh (the cache must be ready)
+# Exit status: 0 pass, 1 fail, 77 skipped (no QEMU / kernel cache and
+# prepare.sh cannot make one).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CACHE=${VBLK_GUEST_CACHE:-/var/cache/vblk-guest}
+PROGRAM= COUNT=300 SMP=2 TIMEOUT=900 KEEP=0 PREPARE=1
+die() { echo "vduse-test.sh: error: $*" >&2; exit 1; }
+say() { echo "vduse-test.sh: $*" >&2; }
+while (($#)); do
+    case $1 in
+    --program) PROGRAM=${2:?--program needs a value}; shift 2 ;;
+    --cache) CACHE=${2:?--cache needs a value}; shift 2 ;;
+    --count) COUNT=${2:?--count needs a value}; shift 2 ;;
+    --smp) SMP=${2:?--smp needs a value}; shift 2 ;;
+    --timeout) TIMEOUT=${2:?--timeout needs a value}; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    --no-prepare) PREPARE=0; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option '$1' (see --help)" ;;
+    esac
+done
+[[ -n $PROGRAM ]] || die "--program PATH is required"
+[[ -x $PROGRAM ]] || die "$PROGRAM is not an executable"
+[[ $COUNT =~ ^[1-9][0-9]*$ ]] || die "--count must be a positive number"
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
+if ((PREPARE)); then
+    if ! "$HERE/prepare.sh" "$CACHE"; then
+        [[ -s $CACHE/vmlinuz ]] || { say "SKIP: no guest kernel and prepare.sh failed"; exit 77; }
+        say "prepare.sh failed; using the existing cache"
+    fi
+fi
+[[ -s $CACHE/vmlinuz && -s $CACHE/modules/order ]] ||
+    { say "SKIP: $CACHE has no guest kernel (run prepare.sh)"; exit 77; }
+command -v qemu-system-x86_64 >/dev/null || { say "SKIP: qemu-system-x86_64 not installed"; exit 77; }
+for m in vdpa vduse virtio_vdpa; do
+    grep -q "^$m\.ko" "$CACHE/modules/order" || die "$CACHE has no $m module (is the kernel 6.12?)"
+done
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/vblk-vduse-test.XXXXXX")
+ok=0
+cleanup() {
+    if ((KEEP)) || ((!ok)); then
+        say "work directory kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+
+say "building blkcheck"
+gcc -std=c11 -static -O2 -pthread -Wall -Wextra -o "$WORK/blkcheck" "$HERE/blkcheck.c"
+cp "$PROGRAM" "$WORK/vblk-vduse"
+"$HERE/mkinitramfs.sh" "$CACHE" "$WORK/initrd.cpio.gz" "$HERE/vduse-workload.sh" \
+    "$WORK/vblk-vduse" "$WORK/blkcheck"
+
+SEED=$((RANDOM * 32768 + RANDOM))
+say "booting: $SMP CPUs, verify count $COUNT, seed $SEED"
+rc=0
+"$HERE/run-guest.sh" --cache "$CACHE" --initrd "$WORK/initrd.cpio.gz" --smp "$SMP" --mem 1G \
+    --timeout "$TIMEOUT" --log "$WORK/console.log" --quiet \
+    --env "VERIFY_COUNT=$COUNT" --env "PATTERN_SEED=$SEED" --env "VBLK_GUEST_TIMEOUT=$TIMEOUT" || rc=$?
+grep -a -E '^(=== |WORKLOAD FAIL|GUEST-RESULT|blkcheck .*(PASS|FAIL)|vblk-vduse|queue [01] served|ring:|serial|cache_type)' \
+    "$WORK/console.log" | tr -d '\r' >&2 || true
+if ((rc != 0)); then
+    say "FAIL (run-guest.sh exit $rc); console log: $WORK/console.log"
+    exit 1
+fi
+ok=1
+say "PASS"

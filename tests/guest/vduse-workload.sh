@@ -1,0 +1,238 @@
+# vduse-workload.sh - runs inside the test guest (see vduse-test.sh).
+#
+# Drives vblk-vduse through the kernel's VDUSE and virtio_vdpa:
+#   errors   missing /dev/vduse/control, permission denied
+#   rw1      1 queue, file image, serial: verify 4K..1M, flush, discard,
+#            write-zeroes, pattern, ext4 mkfs/mount/files/fsck, detach,
+#            then the image file is checked after vblk-vduse has exited
+#   mq2      2 queues, RAM disk, split rings only: both queues carry I/O
+#   ro       read-only image: writes refused, contents intact
+#   clash    a second device with a taken name is refused
+#   sigterm  SIGTERM before attach: clean exit, device gone
+#   reclaim  --reclaim replaces the device of a killed process, never a live one
+# Environment (from run-guest.sh --env): VERIFY_COUNT, PATTERN_SEED.
+. /usr/share/vblk-guest/lib.sh
+set -u
+COUNT=${VERIFY_COUNT:-300}
+SEED=${PATTERN_SEED:-12345}
+
+# start_dev NAME ARGS...: start vblk-vduse in the background, wait for the
+# VDUSE device node; sets PID
+start_dev() {
+    _name=$1
+    shift
+    echo "+ vblk-vduse --name $_name $*"
+    vblk-vduse --name "$_name" "$@" >"/tmp/$_name.log" 2>&1 &
+    PID=$!
+    _w=0
+    while [ ! -c "/dev/vduse/$_name" ]; do
+        kill -0 "$PID" 2>/dev/null || { cat "/tmp/$_name.log"; guest_fail "vblk-vduse $_name exited early"; }
+        _w=$((_w + 1))
+        [ $_w -le 100 ] || guest_fail "/dev/vduse/$_name did not appear"
+        sleep 0.1
+    done
+}
+
+# attach NAME: add the vDPA device; sets DISK to its /dev/vdX
+attach() {
+    run vdpa dev add name "$1" mgmtdev vduse
+    _w=0
+    DISK=
+    while [ -z "$DISK" ]; do
+        for b in /sys/bus/vdpa/devices/"$1"/virtio*/block/*; do
+            [ -e "$b" ] && DISK=/dev/$(basename "$b")
+        done
+        _w=$((_w + 1))
+        [ $_w -le 100 ] || guest_fail "no block device appeared for $1"
+        [ -n "$DISK" ] || sleep 0.1
+    done
+    wait_dev "$DISK"
+    echo "$1 is $DISK"
+}
+
+# detach NAME: delete the vDPA device, expect vblk-vduse to exit with 0
+detach() {
+    run vdpa dev del "$1"
+    _w=0
+    while kill -0 "$PID" 2>/dev/null; do
+        _w=$((_w + 1))
+        [ $_w -le 100 ] || { cat "/tmp/$1.log"; guest_fail "vblk-vduse $1 did not exit after 'vdpa dev del'"; }
+        sleep 0.1
+    done
+    wait "$PID"
+    _rc=$?
+    cat "/tmp/$1.log"
+    [ $_rc -eq 0 ] || guest_fail "vblk-vduse $1 exited with status $_rc after detach"
+    [ ! -e "/dev/vduse/$1" ] || guest_fail "/dev/vduse/$1 still exists after vblk-vduse exited"
+    grep -q "device destroyed" "/tmp/$1.log" || guest_fail "vblk-vduse $1 did not report a clean exit"
+}
+
+# feature DEV BIT 0|1: check a negotiated feature bit
+feature() {
+    if blkcheck features "$1" "$2" >/dev/null; then _set=1; else _set=0; fi
+    [ "$_set" = "$3" ] || guest_fail "$1: feature bit $2 is $_set, expected $3"
+}
+
+# ------------------------------------------------------------------ errors
+step "errors: module missing, permission denied"
+wait_for -c /dev/vduse/control 5
+run rmmod vduse
+vblk-vduse --name nomod --memory 1M >/tmp/nomod.log 2>&1 && guest_fail "vblk-vduse ran without the vduse module"
+cat /tmp/nomod.log
+grep -q "modprobe vduse" /tmp/nomod.log || guest_fail "missing-module error does not name the module"
+run insmod /modules/vduse.ko
+wait_for -c /dev/vduse/control 5
+grep -q '^nobody:' /etc/passwd || echo 'nobody:x:65534:65534:nobody:/:/bin/sh' >>/etc/passwd
+chmod 0600 /dev/vduse/control
+su -s /bin/sh nobody -c "vblk-vduse --name noperm --memory 1M" >/tmp/noperm.log 2>&1 &&
+    guest_fail "vblk-vduse ran as nobody"
+cat /tmp/noperm.log
+grep -q "permission denied" /tmp/noperm.log || guest_fail "permission error is not explained"
+
+# --------------------------------------------------------------------- rw1
+step "rw1: 1 queue, file image"
+run truncate -s 64M /tmp/rw1.img
+start_dev rw1 --image /tmp/rw1.img --serial vduse-serial-rw1
+attach rw1
+D=$(basename "$DISK")
+run blkcheck info "$DISK"
+run blkcheck features "$D"
+feature "$D" 32 1          # VERSION_1
+feature "$D" 33 1          # ACCESS_PLATFORM
+feature "$D" 11 0          # CONFIG_WCE: VDUSE refuses it
+feature "$D" 9 1           # FLUSH
+feature "$D" 34 1          # RING_PACKED: virtio_vdpa takes packed rings when offered
+nq=$(ls -d /sys/block/$D/mq/* | wc -l)
+[ "$nq" -eq 1 ] || guest_fail "expected 1 blk-mq queue on $D, found $nq"
+serial=$(cat /sys/block/$D/serial)
+[ "$serial" = vduse-serial-rw1 ] || guest_fail "serial is '$serial', expected vduse-serial-rw1"
+echo "serial (GET_ID): $serial"
+echo "cache_type: $(cat /sys/block/$D/cache_type)"
+run blkcheck verify "$DISK" --min 4K --max 1M --count "$COUNT" --threads 2 --seed "$SEED"
+run blkcheck flush "$DISK"
+run blkcheck discard "$DISK" 48M 4M
+run blkcheck zeroout "$DISK" 52M 4M
+run blkcheck pattern-write "$DISK" 56M 8M "$SEED"
+run blkcheck pattern-check "$DISK" 56M 8M "$SEED"
+run mkfs.ext4 -F -q -L vduse "$DISK" 48M
+mkdir -p /mnt
+run mount -t ext4 "$DISK" /mnt
+i=1
+while [ $i -le 8 ]; do
+    run dd if=/dev/urandom of=/mnt/file$i bs=64k count=$((i * 2)) 2>/dev/null
+    i=$((i + 1))
+done
+mkdir -p /mnt/a/b && echo hello >/mnt/a/b/c
+(cd /mnt && sha256sum file* a/b/c >/tmp/sums)
+run umount /mnt
+run mount -t ext4 -o ro "$DISK" /mnt
+(cd /mnt && sha256sum -c /tmp/sums >/dev/null) || guest_fail "files changed across umount/mount"
+run umount /mnt
+run e2fsck -fn "$DISK"
+detach rw1
+step "rw1: the image after vblk-vduse exited"
+run blkcheck pattern-check /tmp/rw1.img 56M 8M "$SEED"
+run e2fsck -fn /tmp/rw1.img
+# the write-zeroes range reads back as zeros from the file as well
+[ "$(dd if=/tmp/rw1.img bs=1M skip=52 count=4 2>/dev/null | tr -d '\000' | wc -c)" -eq 0 ] ||
+    guest_fail "the write-zeroes range of the image is not zero"
+step "rw1: the same image through a new vblk-vduse"
+start_dev rw1 --image /tmp/rw1.img
+attach rw1
+run mount -t ext4 -o ro "$DISK" /mnt
+(cd /mnt && sha256sum -c /tmp/sums >/dev/null) || guest_fail "files in the image differ"
+run umount /mnt
+run blkcheck pattern-check "$DISK" 56M 8M "$SEED"
+detach rw1
+
+# --------------------------------------------------------------------- mq2
+step "mq2: 2 queues, RAM disk, split rings"
+start_dev mq2 --memory 64M --queues 2 --no-packed --serial vduse-mq2
+attach mq2
+D=$(basename "$DISK")
+feature "$D" 12 1          # MQ
+feature "$D" 34 0          # RING_PACKED not offered
+nq=$(ls -d /sys/block/$D/mq/* | wc -l)
+[ "$nq" -eq 2 ] || guest_fail "expected 2 blk-mq queues on $D, found $nq"
+[ "$(cat /sys/block/$D/serial)" = vduse-mq2 ] || guest_fail "mq2 serial wrong"
+run blkcheck verify "$DISK" --min 4K --max 1M --count "$COUNT" --threads 4 --seed "$((SEED + 1))"
+run blkcheck flush "$DISK"
+run blkcheck discard "$DISK" 8M 8M
+run blkcheck zeroout "$DISK" 16M 4M
+run mkfs.ext4 -F -q "$DISK"
+run mount -t ext4 "$DISK" /mnt
+run dd if=/dev/urandom of=/mnt/big bs=1M count=8 2>/dev/null
+(cd /mnt && sha256sum big >/tmp/sums2)
+run umount /mnt
+run mount -t ext4 -o ro "$DISK" /mnt
+(cd /mnt && sha256sum -c /tmp/sums2 >/dev/null) || guest_fail "mq2 file changed"
+run umount /mnt
+run e2fsck -fn "$DISK"
+detach mq2
+for q in 0 1; do
+    n=$(sed -n "s/.*queue $q stopped: \([0-9]*\) requests.*/\1/p" /tmp/mq2.log | sort -n | tail -n 1)
+    echo "queue $q served ${n:-0} requests"
+    [ "${n:-0}" -gt 0 ] || guest_fail "queue $q carried no requests"
+done
+
+# ---------------------------------------------------------------------- ro
+step "ro: read-only image"
+run truncate -s 16M /tmp/ro.img
+run blkcheck pattern-write /tmp/ro.img 0 16M "$((SEED + 2))"
+start_dev ro --image /tmp/ro.img --read-only
+attach ro
+D=$(basename "$DISK")
+feature "$D" 5 1           # RO
+feature "$D" 13 0          # no DISCARD on a read-only disk
+run blkcheck readonly "$DISK"
+run blkcheck pattern-check "$DISK" 0 16M "$((SEED + 2))"
+
+# ------------------------------------------------------------------- clash
+step "clash: a second device named ro"
+vblk-vduse --name ro --memory 1M >/tmp/clash.log 2>&1 && guest_fail "a second device named ro was created"
+cat /tmp/clash.log
+grep -q "already exists" /tmp/clash.log || guest_fail "name clash is not explained"
+run blkcheck pattern-check "$DISK" 0 16M "$((SEED + 2))"
+step "ro: SIGTERM while attached keeps serving until the detach"
+run kill -TERM "$PID"
+sleep 1
+kill -0 "$PID" 2>/dev/null || guest_fail "vblk-vduse quit on SIGTERM with the disk still attached"
+run blkcheck pattern-check "$DISK" 0 16M "$((SEED + 2))"
+detach ro
+grep -q "waiting for 'vdpa dev del ro'" /tmp/ro.log || guest_fail "no notice about the pending detach"
+run blkcheck pattern-check /tmp/ro.img 0 16M "$((SEED + 2))"
+
+# ----------------------------------------------------------------- sigterm
+step "sigterm: stop before attach"
+start_dev idle --memory 1M
+run kill -TERM "$PID"
+wait "$PID"
+rc=$?
+cat /tmp/idle.log
+[ $rc -eq 0 ] || guest_fail "vblk-vduse exited with $rc on SIGTERM"
+[ ! -e /dev/vduse/idle ] || guest_fail "/dev/vduse/idle left behind"
+# the name is free again
+start_dev idle --memory 1M
+run kill -INT "$PID"
+wait "$PID" || guest_fail "vblk-vduse exited with $? on SIGINT"
+
+# ----------------------------------------------------------------- reclaim
+step "reclaim: the device of a killed vblk-vduse"
+start_dev stale --memory 1M
+run kill -KILL "$PID"
+wait "$PID"
+[ -c /dev/vduse/stale ] || guest_fail "the killed process's device is gone already?"
+vblk-vduse --name stale --memory 1M >/tmp/stale2.log 2>&1 && guest_fail "created over a stale device without --reclaim"
+cat /tmp/stale2.log
+grep -q -- "--reclaim" /tmp/stale2.log || guest_fail "no hint about --reclaim"
+start_dev stale --memory 1M --reclaim
+# --reclaim never takes a device that is in use
+vblk-vduse --name stale --memory 1M --reclaim >/tmp/stale3.log 2>&1 && guest_fail "--reclaim took a device in use"
+cat /tmp/stale3.log
+grep -q "in use" /tmp/stale3.log || guest_fail "reclaim refusal is not explained"
+run kill -TERM "$PID"
+wait "$PID" || guest_fail "vblk-vduse exited with $? on SIGTERM"
+cat /tmp/stale.log
+grep -q "destroyed the stale VDUSE device" /tmp/stale.log || guest_fail "stale device not reported"
+
+step "done"

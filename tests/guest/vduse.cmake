@@ -1,0 +1,10 @@
+# Guest integration test of the VDUSE transport (label "guest"): boots a
+# Linux 6.12 guest under QEMU TCG and runs vblk-vduse inside it through
+# VDUSE and virtio_vdpa (see vduse-workload.sh). Exits 77 (skipped) when no
+# guest kernel can be had. Run with: ctest -L guest -R guest_vduse
+if(TARGET vblk-vduse)
+  add_test(NAME guest_vduse
+    COMMAND ${CMAKE_CURRENT_LIST_DIR}/vduse-test.sh --program $<TARGET_FILE:vblk-vduse>)
+  set_tests_properties(guest_vduse PROPERTIES
+    LABELS guest TIMEOUT 1200 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+endif()

@@ -1,0 +1,626 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * VDUSE message handling without a kernel: a fake kernel (struct
+ * vduse_kops) with an IOTLB of a few entries over a "guest" arena, real
+ * rings built with the library's driver side, and requests fed to
+ * vblk_vduse_handle_request() as byte buffers.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "transport/vduse_internal.h"
+#include "virtioblk/virtioblk.h"
+
+#define ARENA_SIZE (1u << 20)
+#define RING_AREA  (64u << 10) /* first IOTLB entry: rings */
+#define IOVA_BASE  0x40000000ull
+#define QSIZE      16
+#define DISK_SIZE  (1u << 20)
+
+/* ---- the fake kernel ---- */
+
+struct fake_entry {
+    uint64_t start, last;
+    uint8_t perm;
+    uint8_t *host;
+};
+
+struct fake_kernel {
+    uint64_t features;
+    struct vduse_abi_vq_info info[2];
+    int kickfd[2];
+    unsigned irqs[2];
+    struct fake_entry e[4];
+    unsigned ne;
+    unsigned maps, unmaps, lookups;
+    uint8_t config[256];
+    uint32_t config_len;
+    unsigned config_irqs;
+};
+
+static int f_get_features(void *k, uint64_t *f)
+{
+    *f = ((struct fake_kernel *)k)->features;
+    return 0;
+}
+
+static int f_vq_info(void *k, struct vduse_abi_vq_info *info)
+{
+    struct fake_kernel *fk = k;
+    if (info->index >= 2)
+        return -EINVAL;
+    *info = fk->info[info->index];
+    return 0;
+}
+
+static int f_set_kickfd(void *k, uint32_t index, int fd)
+{
+    ((struct fake_kernel *)k)->kickfd[index] = fd;
+    return 0;
+}
+
+static int f_inject_irq(void *k, uint32_t index)
+{
+    ((struct fake_kernel *)k)->irqs[index]++;
+    return 0;
+}
+
+static int f_map(void *k, uint64_t iova, struct vduse_mapping *m)
+{
+    struct fake_kernel *fk = k;
+    fk->lookups++;
+    for (unsigned i = 0; i < fk->ne; i++) {
+        if (iova >= fk->e[i].start && iova <= fk->e[i].last) {
+            m->start = fk->e[i].start;
+            m->last = fk->e[i].last;
+            m->perm = fk->e[i].perm;
+            m->host = fk->e[i].host;
+            m->base = fk->e[i].host;
+            fk->maps++;
+            return 0;
+        }
+    }
+    return -EFAULT;
+}
+
+static void f_unmap(void *k, const struct vblk_mem_region *r)
+{
+    (void)r;
+    ((struct fake_kernel *)k)->unmaps++;
+}
+
+static int f_set_config(void *k, uint32_t off, const void *buf, uint32_t len)
+{
+    struct fake_kernel *fk = k;
+    memcpy(fk->config + off, buf, len);
+    fk->config_len = len;
+    return 0;
+}
+
+static int f_config_irq(void *k)
+{
+    ((struct fake_kernel *)k)->config_irqs++;
+    return 0;
+}
+
+static const struct vduse_kops fake_kops = {
+    .get_features = f_get_features,
+    .vq_info = f_vq_info,
+    .set_kickfd = f_set_kickfd,
+    .inject_irq = f_inject_irq,
+    .map = f_map,
+    .unmap = f_unmap,
+    .set_config = f_set_config,
+    .config_irq = f_config_irq,
+};
+
+/* ---- fixture: a device, a fake kernel and a driver over an arena ---- */
+
+struct fixture {
+    struct fake_kernel fk;
+    struct vblk_backend be;
+    struct vblk_vduse *v;
+    uint8_t *arena;
+    uint64_t delta; /* IOVA = host pointer + delta */
+    struct vblk_drv_vq drv;
+    void *drv_state;
+    size_t data_off;
+    uint32_t next_id;
+};
+
+static int setup(void **state)
+{
+    struct fixture *fx = calloc(1, sizeof(*fx));
+    assert_non_null(fx);
+    fx->arena = aligned_alloc(4096, ARENA_SIZE);
+    assert_non_null(fx->arena);
+    memset(fx->arena, 0, ARENA_SIZE);
+    fx->delta = IOVA_BASE - (uint64_t)(uintptr_t)fx->arena;
+    fx->fk.kickfd[0] = fx->fk.kickfd[1] = -1;
+    /* Two IOTLB entries: the ring area and the buffer area. */
+    fx->fk.e[0] =
+        (struct fake_entry){IOVA_BASE, IOVA_BASE + RING_AREA - 1, VDUSE_ABI_ACCESS_RW, fx->arena};
+    fx->fk.e[1] = (struct fake_entry){IOVA_BASE + RING_AREA, IOVA_BASE + ARENA_SIZE - 1,
+                                      VDUSE_ABI_ACCESS_RW, fx->arena + RING_AREA};
+    fx->fk.ne = 2;
+    assert_int_equal(vblk_backend_memory_create(DISK_SIZE, &fx->be), 0);
+
+    struct vblk_dev_params p;
+    vblk_dev_params_default(&p, DISK_SIZE);
+    p.num_queues = 2;
+    p.queue_size = QSIZE;
+    memcpy(p.serial, "vduse-test", 10);
+    assert_int_equal(vduse_alloc(&p, &fx->be, &fake_kops, &fx->fk, &fx->v), 0);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *fx = *state;
+    vduse_free(fx->v);
+    vblk_backend_destroy(&fx->be);
+    free(fx->drv_state);
+    free(fx->arena);
+    free(fx);
+    return 0;
+}
+
+/* Sends one request; returns the response. */
+static struct vduse_abi_response send_req(struct fixture *fx, uint32_t type,
+                                          const struct vduse_abi_request *body)
+{
+    struct vduse_abi_request req;
+    struct vduse_abi_response resp;
+    if (body)
+        req = *body;
+    else
+        memset(&req, 0, sizeof(req));
+    req.type = type;
+    req.request_id = ++fx->next_id;
+    memset(&resp, 0xee, sizeof(resp));
+    int n = vblk_vduse_handle_request(fx->v, &req, sizeof(req), &resp, sizeof(resp));
+    assert_int_equal(n, VBLK_VDUSE_MSG_SIZE);
+    assert_int_equal(resp.request_id, fx->next_id);
+    for (unsigned i = 0; i < 4; i++)
+        assert_int_equal(resp.reserved[i], 0);
+    return resp;
+}
+
+static uint32_t set_status(struct fixture *fx, uint8_t status)
+{
+    struct vduse_abi_request req;
+    memset(&req, 0, sizeof(req));
+    req.status = status;
+    return send_req(fx, VDUSE_MSG_SET_STATUS, &req).result;
+}
+
+static uint32_t update_iotlb(struct fixture *fx, uint64_t start, uint64_t last)
+{
+    struct vduse_abi_request req;
+    memset(&req, 0, sizeof(req));
+    req.iova.start = start;
+    req.iova.last = last;
+    return send_req(fx, VDUSE_MSG_UPDATE_IOTLB, &req).result;
+}
+
+/* The driver side of queue 0 in the arena's ring area; the kernel's view
+ * of it in fk.info[0]. */
+static void driver_setup(struct fixture *fx, bool packed)
+{
+    struct vblk_drv_vq_config dc = {
+        .size = QSIZE,
+        .packed = packed,
+        .event_idx = true,
+        .addr_delta = fx->delta,
+    };
+    size_t ring_len = vblk_drv_vq_ring_size(&dc);
+    assert_true(ring_len <= RING_AREA);
+    size_t st_len = vblk_drv_vq_state_size(&dc);
+    free(fx->drv_state);
+    fx->drv_state = aligned_alloc(16, (st_len + 15) & ~(size_t)15);
+    assert_int_equal(vblk_drv_vq_init(&fx->drv, &dc, fx->arena, ring_len, fx->drv_state, st_len),
+                     0);
+    struct vblk_vq_addrs a;
+    vblk_drv_vq_addrs(&fx->drv, &a);
+    struct vduse_abi_vq_info *info = &fx->fk.info[0];
+    memset(info, 0, sizeof(*info));
+    info->index = 0;
+    info->num = QSIZE;
+    info->desc_addr = a.desc;
+    info->driver_addr = a.driver;
+    info->device_addr = a.device;
+    if (packed) {
+        info->packed.last_avail_counter = 1;
+        info->packed.last_used_counter = 1;
+    }
+    info->ready = 1;
+    fx->fk.info[1].index = 1; /* not ready: the driver uses one queue */
+    fx->data_off = RING_AREA;
+    uint64_t f = vblk_dev_features(vblk_vduse_dev(fx->v)) | VBLK_BIT(VBLK_F_ACCESS_PLATFORM);
+    if (!packed)
+        f &= ~VBLK_BIT(VBLK_F_RING_PACKED);
+    f &= ~VBLK_BIT(VBLK_F_IN_ORDER);
+    fx->fk.features = f;
+}
+
+static void bring_up(struct fixture *fx, bool packed)
+{
+    driver_setup(fx, packed);
+    assert_int_equal(set_status(fx, VBLK_STATUS_ACKNOWLEDGE), VDUSE_ABI_RESULT_OK);
+    assert_int_equal(set_status(fx, VBLK_STATUS_ACKNOWLEDGE | VBLK_STATUS_DRIVER),
+                     VDUSE_ABI_RESULT_OK);
+    assert_int_equal(
+        set_status(fx, VBLK_STATUS_ACKNOWLEDGE | VBLK_STATUS_DRIVER | VBLK_STATUS_FEATURES_OK),
+        VDUSE_ABI_RESULT_OK);
+    assert_int_equal(set_status(fx, VBLK_STATUS_ACKNOWLEDGE | VBLK_STATUS_DRIVER |
+                                        VBLK_STATUS_FEATURES_OK | VBLK_STATUS_DRIVER_OK),
+                     VDUSE_ABI_RESULT_OK);
+}
+
+static void *arena_alloc(struct fixture *fx, size_t len)
+{
+    size_t off = (fx->data_off + 63) & ~(size_t)63;
+    assert_true(off + len <= ARENA_SIZE);
+    fx->data_off = off + len;
+    return fx->arena + off;
+}
+
+/* One request through the ring, the kick fd and the device; returns the
+ * status byte the device wrote. */
+static int do_request(struct fixture *fx, uint32_t type, uint64_t sector, void *buf, size_t len)
+{
+    struct vblk_drv_blk_frame *fr = arena_alloc(fx, sizeof(*fr));
+    fr->status = 0xff;
+    struct vblk_iov data = {buf, len};
+    assert_int_equal(vblk_drv_blk_add(&fx->drv, fr, type, sector, &data, buf ? 1 : 0, fr, false),
+                     0);
+    if (vblk_drv_vq_kick_prepare(&fx->drv)) {
+        assert_true(fx->fk.kickfd[0] >= 0);
+        assert_int_equal(eventfd_write(fx->fk.kickfd[0], 1), 0);
+    }
+    vduse_vq_run(fx->v, 0); /* what the event loop does on a kick */
+    void *tok;
+    uint32_t ulen;
+    assert_int_equal(vblk_drv_vq_get_used(&fx->drv, &tok, &ulen), 1);
+    assert_ptr_equal(tok, fr);
+    return fr->status;
+}
+
+/* ---- tests ---- */
+
+static void bad_lengths_are_not_answered(void **state)
+{
+    struct fixture *fx = *state;
+    uint8_t req[2 * VBLK_VDUSE_MSG_SIZE] = {0};
+    uint8_t resp[VBLK_VDUSE_MSG_SIZE];
+    size_t lens[] = {
+        0, 1, 8, VBLK_VDUSE_MSG_SIZE - 1, VBLK_VDUSE_MSG_SIZE + 1, 2 * VBLK_VDUSE_MSG_SIZE};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
+        assert_int_equal(vblk_vduse_handle_request(fx->v, req, lens[i], resp, sizeof(resp)),
+                         -EBADMSG);
+    assert_int_equal(vblk_vduse_handle_request(fx->v, req, VBLK_VDUSE_MSG_SIZE, resp, 100),
+                     -EINVAL);
+    struct vblk_vduse_stats st;
+    vblk_vduse_get_stats(fx->v, &st);
+    assert_int_equal(st.bad_messages, 6);
+    assert_int_equal(st.messages, 0);
+}
+
+static void unknown_types_fail(void **state)
+{
+    struct fixture *fx = *state;
+    uint32_t types[] = {3, 4, 0x100, UINT32_MAX};
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        struct vduse_abi_response r = send_req(fx, types[i], NULL);
+        assert_int_equal(r.result, VDUSE_ABI_RESULT_FAILED);
+    }
+    struct vblk_vduse_stats st;
+    vblk_vduse_get_stats(fx->v, &st);
+    assert_int_equal(st.bad_messages, 4);
+    assert_int_equal(st.failed, 4);
+}
+
+static void status_transitions(void **state)
+{
+    struct fixture *fx = *state;
+    driver_setup(fx, false);
+    uint64_t good = fx->fk.features;
+
+    /* A feature the device never offered is refused at FEATURES_OK, and the
+     * kernel keeps the old status. */
+    fx->fk.features = good | VBLK_BIT(50);
+    assert_int_equal(
+        set_status(fx, VBLK_STATUS_ACKNOWLEDGE | VBLK_STATUS_DRIVER | VBLK_STATUS_FEATURES_OK),
+        VDUSE_ABI_RESULT_FAILED);
+    assert_null(vblk_vduse_queue(fx->v, 0));
+    /* VERSION_1 is mandatory. */
+    fx->fk.features = good & ~VBLK_BIT(VBLK_F_VERSION_1);
+    assert_int_equal(set_status(fx, VBLK_STATUS_FEATURES_OK), VDUSE_ABI_RESULT_FAILED);
+
+    fx->fk.features = good;
+    bring_up(fx, false);
+    assert_true(vblk_vduse_attached(fx->v));
+    assert_non_null(vblk_vduse_queue(fx->v, 0));
+    assert_null(vblk_vduse_queue(fx->v, 1)); /* not made ready */
+    assert_true(fx->fk.kickfd[0] >= 0);
+    /* ACCESS_PLATFORM stays with the transport. */
+    assert_int_equal(vblk_dev_driver_features(vblk_vduse_dev(fx->v)),
+                     good & ~VBLK_BIT(VBLK_F_ACCESS_PLATFORM));
+
+    uint8_t *buf = arena_alloc(fx, 4096);
+    memset(buf, 0x5a, 4096);
+    assert_int_equal(do_request(fx, VBLK_T_OUT, 8, buf, 4096), VBLK_S_OK);
+    memset(buf, 0, 4096);
+    assert_int_equal(do_request(fx, VBLK_T_IN, 8, buf, 4096), VBLK_S_OK);
+    for (unsigned i = 0; i < 4096; i++)
+        assert_int_equal(buf[i], 0x5a);
+    uint8_t *id = arena_alloc(fx, VBLK_ID_BYTES);
+    assert_int_equal(do_request(fx, VBLK_T_GET_ID, 0, id, VBLK_ID_BYTES), VBLK_S_OK);
+    assert_memory_equal(id, "vduse-test", 10);
+    assert_true(fx->fk.irqs[0] > 0);
+
+    /* Reset: queues stop, the kick fd goes, every mapping is dropped and
+     * the device forgets the features. */
+    assert_int_equal(set_status(fx, 0), VDUSE_ABI_RESULT_OK);
+    assert_null(vblk_vduse_queue(fx->v, 0));
+    assert_int_equal(fx->fk.kickfd[0], -1);
+    assert_int_equal(fx->fk.maps, fx->fk.unmaps);
+    assert_int_equal(vblk_dev_driver_features(vblk_vduse_dev(fx->v)), 0);
+    struct vblk_vduse_stats st;
+    vblk_vduse_get_stats(fx->v, &st);
+    assert_int_equal(st.resets, 1);
+
+    /* And it comes up again, from a fresh ring. */
+    bring_up(fx, false);
+    assert_int_equal(do_request(fx, VBLK_T_IN, 8, buf, 4096), VBLK_S_OK);
+    assert_int_equal(buf[0], 0x5a);
+}
+
+static void driver_ok_with_unmapped_rings_fails(void **state)
+{
+    struct fixture *fx = *state;
+    driver_setup(fx, false);
+    fx->fk.info[0].desc_addr = 0x1000; /* no IOTLB entry there */
+    assert_int_equal(set_status(fx, VBLK_STATUS_FEATURES_OK), VDUSE_ABI_RESULT_OK);
+    assert_int_equal(set_status(fx, VBLK_STATUS_FEATURES_OK | VBLK_STATUS_DRIVER_OK),
+                     VDUSE_ABI_RESULT_FAILED);
+    assert_null(vblk_vduse_queue(fx->v, 0));
+    struct vblk_vduse_stats st;
+    vblk_vduse_get_stats(fx->v, &st);
+    assert_true(st.iotlb_faults > 0);
+    /* A queue size beyond what VQ_SETUP allowed is refused too. */
+    driver_setup(fx, false);
+    fx->fk.info[0].num = 2 * QSIZE;
+    assert_int_equal(set_status(fx, VBLK_STATUS_FEATURES_OK | VBLK_STATUS_DRIVER_OK),
+                     VDUSE_ABI_RESULT_FAILED);
+}
+
+static struct vduse_abi_response get_vq_state(struct fixture *fx, uint32_t index)
+{
+    struct vduse_abi_request req;
+    memset(&req, 0, sizeof(req));
+    req.vq_state.index = index;
+    return send_req(fx, VDUSE_MSG_GET_VQ_STATE, &req);
+}
+
+static void vq_state_split(void **state)
+{
+    struct fixture *fx = *state;
+    driver_setup(fx, false);
+    struct vduse_abi_response r = get_vq_state(fx, 0);
+    assert_int_equal(r.result, VDUSE_ABI_RESULT_OK);
+    assert_int_equal(r.vq_state.index, 0);
+    assert_int_equal(r.vq_state.split.avail_index, 0);
+
+    bring_up(fx, false);
+    uint8_t *buf = arena_alloc(fx, 512);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(do_request(fx, VBLK_T_IN, (uint64_t)i, buf, 512), VBLK_S_OK);
+    r = get_vq_state(fx, 0);
+    assert_int_equal(r.result, VDUSE_ABI_RESULT_OK);
+    assert_int_equal(r.vq_state.split.avail_index, 3);
+    assert_int_equal(get_vq_state(fx, 2).result, VDUSE_ABI_RESULT_FAILED);
+    assert_int_equal(get_vq_state(fx, UINT32_MAX).result, VDUSE_ABI_RESULT_FAILED);
+}
+
+static void vq_state_packed(void **state)
+{
+    struct fixture *fx = *state;
+    driver_setup(fx, true);
+    struct vduse_abi_response r = get_vq_state(fx, 0);
+    assert_int_equal(r.result, VDUSE_ABI_RESULT_OK);
+    /* Not started: the initial packed position, both wrap counters 1. */
+    assert_int_equal(r.vq_state.packed.last_avail_counter, 1);
+    assert_int_equal(r.vq_state.packed.last_avail_idx, 0);
+    assert_int_equal(r.vq_state.packed.last_used_counter, 1);
+    assert_int_equal(r.vq_state.packed.last_used_idx, 0);
+
+    bring_up(fx, true);
+    uint8_t *buf = arena_alloc(fx, 512);
+    /* Three descriptors per request (header, data, status): 6 requests go
+     * once around the 16-entry ring and wrap. */
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(do_request(fx, VBLK_T_IN, (uint64_t)i, buf, 512), VBLK_S_OK);
+    r = get_vq_state(fx, 0);
+    assert_int_equal(r.result, VDUSE_ABI_RESULT_OK);
+    assert_int_equal(r.vq_state.packed.last_avail_idx, 18 - QSIZE);
+    assert_int_equal(r.vq_state.packed.last_avail_counter, 0);
+    assert_int_equal(r.vq_state.packed.last_used_idx, 18 - QSIZE);
+    assert_int_equal(r.vq_state.packed.last_used_counter, 0);
+
+    /* A packed position outside the ring is refused at DRIVER_OK. */
+    assert_int_equal(set_status(fx, 0), VDUSE_ABI_RESULT_OK);
+    driver_setup(fx, true);
+    fx->fk.info[0].packed.last_avail_idx = QSIZE;
+    assert_int_equal(set_status(fx, VBLK_STATUS_FEATURES_OK | VBLK_STATUS_DRIVER_OK),
+                     VDUSE_ABI_RESULT_FAILED);
+}
+
+static void iotlb_update_bookkeeping(void **state)
+{
+    struct fixture *fx = *state;
+    bring_up(fx, false);
+    uint8_t *buf = arena_alloc(fx, 4096);
+    memset(buf, 0x11, 4096);
+    assert_int_equal(do_request(fx, VBLK_T_OUT, 0, buf, 4096), VBLK_S_OK);
+    /* Rings and buffers were mapped lazily, one entry each. */
+    assert_int_equal(fx->fk.maps, 2);
+    assert_int_equal(vblk_mem_count(&fx->v->mem), 2);
+
+    /* A range we never mapped: nothing to do. */
+    assert_int_equal(update_iotlb(fx, 0, IOVA_BASE - 1), VDUSE_ABI_RESULT_OK);
+    assert_int_equal(fx->fk.unmaps, 0);
+    assert_int_equal(update_iotlb(fx, IOVA_BASE + ARENA_SIZE, UINT64_MAX), VDUSE_ABI_RESULT_OK);
+    assert_int_equal(fx->fk.unmaps, 0);
+    /* A backwards range is refused. */
+    assert_int_equal(update_iotlb(fx, 2, 1), VDUSE_ABI_RESULT_FAILED);
+
+    /* One byte of the buffer entry drops the whole entry; the queue keeps
+     * running and maps it again on the next request. */
+    assert_int_equal(update_iotlb(fx, IOVA_BASE + RING_AREA + 100, IOVA_BASE + RING_AREA + 100),
+                     VDUSE_ABI_RESULT_OK);
+    assert_int_equal(fx->fk.unmaps, 1);
+    assert_int_equal(vblk_mem_count(&fx->v->mem), 1);
+    assert_non_null(vblk_vduse_queue(fx->v, 0));
+    memset(buf, 0, 4096);
+    assert_int_equal(do_request(fx, VBLK_T_IN, 0, buf, 4096), VBLK_S_OK);
+    assert_int_equal(buf[4095], 0x11);
+    assert_int_equal(fx->fk.maps, 3);
+
+    /* The ring entry: the queue is restarted where it stood. */
+    struct vduse_abi_response before = get_vq_state(fx, 0);
+    assert_int_equal(update_iotlb(fx, IOVA_BASE, IOVA_BASE), VDUSE_ABI_RESULT_OK);
+    assert_int_equal(fx->fk.unmaps, 2);
+    assert_non_null(vblk_vduse_queue(fx->v, 0));
+    struct vduse_abi_response after = get_vq_state(fx, 0);
+    assert_int_equal(before.vq_state.split.avail_index, after.vq_state.split.avail_index);
+    assert_int_equal(do_request(fx, VBLK_T_IN, 0, buf, 4096), VBLK_S_OK);
+
+    /* The kernel withdrew the buffer entry, where the status bytes live
+     * too: the device cannot even report an error, so the queue stops;
+     * nothing crashes, and a reset recovers. */
+    fx->fk.ne = 1;
+    assert_int_equal(update_iotlb(fx, IOVA_BASE + RING_AREA, IOVA_BASE + ARENA_SIZE - 1),
+                     VDUSE_ABI_RESULT_OK);
+    struct vblk_drv_blk_frame *fr = arena_alloc(fx, sizeof(*fr));
+    struct vblk_iov data = {buf, 4096};
+    assert_int_equal(vblk_drv_blk_add(&fx->drv, fr, VBLK_T_IN, 0, &data, 1, fr, false), 0);
+    vblk_drv_vq_kick_prepare(&fx->drv);
+    vduse_vq_run(fx->v, 0);
+    assert_false(vblk_drv_vq_has_used(&fx->drv));
+    struct vblk_vduse_stats st;
+    vblk_vduse_get_stats(fx->v, &st);
+    assert_true(st.iotlb_faults > 0);
+    assert_int_equal(st.broken_queues, 1);
+    assert_int_equal(st.iotlb_updates, 6);
+    assert_int_equal(st.iotlb_maps, fx->fk.maps);
+    assert_int_equal(st.iotlb_unmaps, fx->fk.unmaps);
+
+    /* Everything goes at reset. */
+    assert_int_equal(set_status(fx, 0), VDUSE_ABI_RESULT_OK);
+    assert_int_equal(vblk_mem_count(&fx->v->mem), 0);
+    assert_int_equal(fx->fk.maps, fx->fk.unmaps);
+}
+
+static void unmapped_buffer_is_ioerr(void **state)
+{
+    struct fixture *fx = *state;
+    bring_up(fx, false);
+    /* A buffer outside the arena has an IOVA no entry covers. */
+    uint8_t *outside = aligned_alloc(4096, 4096);
+    assert_non_null(outside);
+    assert_int_equal(do_request(fx, VBLK_T_IN, 0, outside, 4096), VBLK_S_IOERR);
+    free(outside);
+    uint8_t *buf = arena_alloc(fx, 512);
+    assert_int_equal(do_request(fx, VBLK_T_IN, 0, buf, 512), VBLK_S_OK);
+}
+
+static void config_update(void **state)
+{
+    struct fixture *fx = *state;
+    struct vblk_dev *dev = vblk_vduse_dev(fx->v);
+    vblk_dev_set_capacity(dev, DISK_SIZE / 2);
+    assert_int_equal(vblk_vduse_update_config(fx->v), 0);
+    assert_int_equal(fx->fk.config_len, vblk_dev_config_size(dev));
+    uint64_t cap;
+    memcpy(&cap, fx->fk.config, sizeof(cap));
+    assert_int_equal(cap, DISK_SIZE / 2 / 512);
+    assert_int_equal(fx->fk.config_irqs, 0); /* no driver yet */
+    bring_up(fx, false);
+    assert_int_equal(vblk_vduse_update_config(fx->v), 0);
+    assert_int_equal(fx->fk.config_irqs, 1);
+}
+
+static void config_wce_is_never_offered(void **state)
+{
+    struct fixture *fx = *state;
+    uint64_t f = vblk_dev_features(vblk_vduse_dev(fx->v));
+    assert_false(f & VBLK_BIT(VBLK_F_CONFIG_WCE));
+    assert_true(f & VBLK_BIT(VBLK_F_FLUSH));
+}
+
+/* ---- the core's translation-miss hook, which the adapter is built on ---- */
+
+static int miss_calls;
+static uint8_t miss_backing[8192];
+
+static int miss_add(void *opaque, struct vblk_mem *mem, uint64_t addr)
+{
+    (void)opaque;
+    miss_calls++;
+    if (addr >= 0x10000 && addr < 0x12000)
+        return vblk_mem_add(mem, 0x10000, sizeof(miss_backing), miss_backing, NULL);
+    return -EFAULT;
+}
+
+static void mem_miss_hook(void **state)
+{
+    (void)state;
+    struct vblk_mem *mem = malloc(sizeof(*mem));
+    assert_non_null(mem);
+    vblk_mem_init(mem);
+    miss_calls = 0;
+    vblk_mem_set_miss(mem, miss_add, NULL);
+    assert_ptr_equal(vblk_mem_ptr(mem, 0x10010, 16), miss_backing + 0x10);
+    assert_int_equal(miss_calls, 1);
+    assert_ptr_equal(vblk_mem_ptr(mem, 0x11000, 16), miss_backing + 0x1000);
+    assert_int_equal(miss_calls, 1); /* mapped now: no more misses */
+    /* Running off the end asks once more, for the first unmapped byte. */
+    struct vblk_iov iov[4];
+    assert_int_equal(vblk_mem_map(mem, 0x11ff0, 0x20, iov, 4), -EFAULT);
+    assert_int_equal(miss_calls, 2);
+    assert_null(vblk_mem_ptr(mem, 0x5000, 1));
+    assert_int_equal(miss_calls, 3);
+    vblk_mem_set_miss(mem, NULL, NULL);
+    assert_null(vblk_mem_ptr(mem, 0x5000, 1));
+    assert_int_equal(miss_calls, 3);
+    free(mem);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(bad_lengths_are_not_answered, setup, teardown),
+        cmocka_unit_test_setup_teardown(unknown_types_fail, setup, teardown),
+        cmocka_unit_test_setup_teardown(status_transitions, setup, teardown),
+        cmocka_unit_test_setup_teardown(driver_ok_with_unmapped_rings_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(vq_state_split, setup, teardown),
+        cmocka_unit_test_setup_teardown(vq_state_packed, setup, teardown),
+        cmocka_unit_test_setup_teardown(iotlb_update_bookkeeping, setup, teardown),
+        cmocka_unit_test_setup_teardown(unmapped_buffer_is_ioerr, setup, teardown),
+        cmocka_unit_test_setup_teardown(config_update, setup, teardown),
+        cmocka_unit_test_setup_teardown(config_wce_is_never_offered, setup, teardown),
+        cmocka_unit_test(mem_miss_hook),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
