@@ -79,8 +79,8 @@ int vblk_dev_init(struct vblk_dev *dev, const struct vblk_dev_params *p,
 
     uint64_t f = VBLK_BIT(VBLK_F_VERSION_1) | VBLK_BIT(VBLK_F_INDIRECT_DESC) |
                  VBLK_BIT(VBLK_F_EVENT_IDX) | VBLK_BIT(VBLK_F_RING_PACKED) |
-                 VBLK_BIT(VBLK_F_IN_ORDER) | VBLK_BIT(VBLK_F_SEG_MAX) |
-                 VBLK_BIT(VBLK_F_BLK_SIZE) | VBLK_BIT(VBLK_F_TOPOLOGY) | VBLK_BIT(VBLK_F_MQ);
+                 VBLK_BIT(VBLK_F_IN_ORDER) | VBLK_BIT(VBLK_F_SEG_MAX) | VBLK_BIT(VBLK_F_BLK_SIZE) |
+                 VBLK_BIT(VBLK_F_TOPOLOGY) | VBLK_BIT(VBLK_F_MQ);
     if (dev->p.size_max)
         f |= VBLK_BIT(VBLK_F_SIZE_MAX);
     if (dev->p.cylinders)

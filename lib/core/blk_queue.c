@@ -31,7 +31,8 @@ static uint32_t order_mask(uint16_t size)
 size_t vblk_queue_mem_size(const struct vblk_dev *dev, uint16_t size)
 {
     size_t n = size;
-    return ALIGN16(n * sizeof(struct vblk_req)) + ALIGN16(n * iov_cap(dev) * sizeof(struct vblk_iov)) +
+    return ALIGN16(n * sizeof(struct vblk_req)) +
+           ALIGN16(n * iov_cap(dev) * sizeof(struct vblk_iov)) +
            ALIGN16(n * dev->max_ranges * sizeof(struct vblk_discard_wz_seg)) +
            ALIGN16(((size_t)order_mask(size) + 1) * sizeof(struct vblk_req *));
 }

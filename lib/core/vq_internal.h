@@ -53,55 +53,115 @@ static inline int vq_break(struct vblk_vq *vq)
     return -EIO;
 }
 
-/* Adds one driver buffer to the chain being built. Faults are recorded, not
- * fatal: the chain is still well formed and must be completed. */
-static inline void chain_add(struct vblk_vq *vq, struct vblk_chain *c, uint64_t addr,
-                             uint32_t len, int writable)
+/* A chain under construction. It lives in the walker's stack frame, so the
+ * compiler keeps the counters in registers; the caller's vblk_chain is
+ * written once at the end. The last-matched region is cached here so the
+ * common case (every buffer in one region) costs a subtraction and two
+ * compares per descriptor. */
+struct walk {
+    struct vblk_iov *iov;
+    uint32_t cap;
+    uint32_t n;     /* iovecs used */
+    uint32_t nout;  /* iovecs before the first writable one */
+    uint32_t ndata; /* descriptors seen */
+    uint32_t max_len;
+    uint64_t out_len;
+    uint64_t in_len;
+    uint8_t seen_write;
+    uint8_t fault;
+    uint8_t last_mapped;
+    uint64_t rbase, rsize;
+    uint8_t *rhost;
+};
+
+static inline void walk_cache(struct walk *w, const struct vblk_mem *mem)
 {
-    unsigned used = (unsigned)c->nout + c->nin;
-    const struct vblk_mem *mem = vq->mem;
-    const struct vblk_mem_region *r = &mem->regions[mem->last];
-    uint64_t off = addr - r->addr;
-    int n;
-    /* Fast path: the whole buffer lies in the region that matched last. */
-    if (mem->last < mem->nregions && off < r->size && len <= r->size - off && len &&
-        used < c->cap) {
-        c->iov[used].base = r->host + off;
-        c->iov[used].len = len;
-        n = 1;
+    if (mem->last < mem->nregions) {
+        const struct vblk_mem_region *r = &mem->regions[mem->last];
+        w->rbase = r->addr;
+        w->rsize = r->size;
+        w->rhost = r->host;
     } else {
-        n = vblk_mem_map(vq->mem, addr, len, &c->iov[used], (unsigned)c->cap - used);
-    }
-    c->ndata++;
-    if (len > c->max_desc_len)
-        c->max_desc_len = len;
-    if (n < 0) {
-        c->fault = 1;
-        c->last_mapped = 0;
-        return;
-    }
-    if (writable) {
-        c->nin = (uint16_t)(c->nin + n);
-        c->in_len = (c->in_len + len < c->in_len) ? UINT32_MAX : c->in_len + len;
-        c->last_mapped = len != 0;
-    } else {
-        c->nout = (uint16_t)(c->nout + n);
-        c->out_len = (c->out_len + len < c->out_len) ? UINT32_MAX : c->out_len + len;
-        c->last_mapped = 0;
+        w->rbase = 0;
+        w->rsize = 0;
+        w->rhost = NULL;
     }
 }
 
-static inline void chain_reset(struct vblk_chain *c)
+static inline void walk_begin(struct walk *w, const struct vblk_mem *mem,
+                              const struct vblk_chain *c)
 {
-    c->nout = 0;
-    c->nin = 0;
-    c->out_len = 0;
-    c->in_len = 0;
-    c->ndata = 0;
-    c->fault = 0;
-    c->last_mapped = 0;
-    c->max_desc_len = 0;
-    c->ndescs = 0;
+    w->iov = c->iov;
+    w->cap = c->cap;
+    w->n = 0;
+    w->nout = 0;
+    w->ndata = 0;
+    w->max_len = 0;
+    w->out_len = 0;
+    w->in_len = 0;
+    w->seen_write = 0;
+    w->fault = 0;
+    w->last_mapped = 0;
+    walk_cache(w, mem);
+}
+
+/* Adds one driver buffer. Returns -1 if a readable buffer follows a
+ * writable one (virtio 1.2 2.7.4.2), which the caller treats as a broken
+ * ring. Unmapped memory is recorded as a fault, not fatal: the chain is
+ * still well formed and must be completed. */
+static inline int walk_add(struct vblk_vq *vq, struct walk *w, uint64_t addr, uint32_t len,
+                           int writable)
+{
+    if (writable) {
+        if (!w->seen_write) {
+            w->seen_write = 1;
+            w->nout = w->n;
+        }
+        w->in_len += len;
+    } else {
+        if (w->seen_write)
+            return -1;
+        w->out_len += len;
+    }
+    w->ndata++;
+    if (len > w->max_len)
+        w->max_len = len;
+    uint64_t off = addr - w->rbase;
+    if (off < w->rsize && len && len <= w->rsize - off && w->n < w->cap) {
+        w->iov[w->n].base = w->rhost + off;
+        w->iov[w->n].len = len;
+        w->n++;
+        w->last_mapped = (uint8_t)writable;
+        return 0;
+    }
+    int n = vblk_mem_map(vq->mem, addr, len, &w->iov[w->n], w->cap - w->n);
+    if (n < 0) {
+        w->fault = 1;
+        w->last_mapped = 0;
+        return 0;
+    }
+    w->n += (uint32_t)n;
+    w->last_mapped = (uint8_t)(writable && len);
+    walk_cache(w, vq->mem);
+    return 0;
+}
+
+static inline uint32_t sat32(uint64_t v)
+{
+    return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
+static inline void walk_end(const struct walk *w, struct vblk_chain *c)
+{
+    uint32_t nout = w->seen_write ? w->nout : w->n;
+    c->nout = (uint16_t)nout;
+    c->nin = (uint16_t)(w->n - nout);
+    c->out_len = sat32(w->out_len);
+    c->in_len = sat32(w->in_len);
+    c->ndata = w->ndata > UINT16_MAX ? UINT16_MAX : (uint16_t)w->ndata;
+    c->max_desc_len = w->max_len;
+    c->fault = w->fault;
+    c->last_mapped = w->last_mapped;
 }
 
 int vq_split_init(struct vblk_vq *vq);

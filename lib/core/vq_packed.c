@@ -34,7 +34,8 @@ bool vq_packed_has_avail(struct vblk_vq *vq)
 
 /* 2.8.7: an indirect table is a plain array; only WRITE is meaningful in
  * its entries, everything else is reserved and ignored. */
-static int walk_indirect(struct vblk_vq *vq, struct vblk_chain *c, const struct vblk_packed_desc *d)
+static inline __attribute__((always_inline)) int walk_indirect(struct vblk_vq *vq, struct walk *w,
+                                                               const struct vblk_packed_desc *d)
 {
     if (!vq->indirect || (d->flags & VBLK_DESC_F_NEXT) || d->len == 0 || (d->len & 15))
         return vq_break(vq);
@@ -44,15 +45,11 @@ static int walk_indirect(struct vblk_vq *vq, struct vblk_chain *c, const struct 
     const struct vblk_packed_desc *table = vblk_mem_ptr(vq->mem, d->addr, d->len);
     if (!table)
         return vq_break(vq);
-    int seen_write = 0;
     for (uint32_t i = 0; i < n; i++) {
         struct vblk_packed_desc e;
         desc_copy(&e, &table[i]);
-        int w = (e.flags & VBLK_DESC_F_WRITE) != 0;
-        if (seen_write && !w)
+        if (walk_add(vq, w, e.addr, e.len, (e.flags & VBLK_DESC_F_WRITE) != 0) < 0)
             return vq_break(vq);
-        seen_write |= w;
-        chain_add(vq, c, e.addr, e.len, w);
     }
     return 0;
 }
@@ -64,8 +61,7 @@ int vq_packed_pop(struct vblk_vq *vq, struct vblk_chain *c)
     /* 2.8.6: the driver publishes the head's flags last; everything in
      * the chain is read after observing them. */
     atomic_thread_fence(memory_order_acquire);
-    return vq_packed_walk(vq, vq->last_avail, vq->avail_wrap, c, &vq->last_avail,
-                          &vq->avail_wrap);
+    return vq_packed_walk(vq, vq->last_avail, vq->avail_wrap, c, &vq->last_avail, &vq->avail_wrap);
 }
 
 int vq_packed_walk(struct vblk_vq *vq, uint16_t pos, uint8_t wrap, struct vblk_chain *c,
@@ -75,9 +71,10 @@ int vq_packed_walk(struct vblk_vq *vq, uint16_t pos, uint8_t wrap, struct vblk_c
     if (pos >= vq->size)
         return vq_break(vq);
     wrap = wrap ? 1 : 0;
-    chain_reset(c);
+    struct walk w;
+    walk_begin(&w, vq->mem, c);
     uint32_t count = 0;
-    int seen_write = 0;
+    uint16_t id;
     for (;;) {
         struct vblk_packed_desc d;
         desc_copy(&d, &ring[pos]);
@@ -91,22 +88,21 @@ int vq_packed_walk(struct vblk_vq *vq, uint16_t pos, uint8_t wrap, struct vblk_c
         }
         if (d.flags & VBLK_DESC_F_INDIRECT) {
             /* An indirect descriptor stands alone in its list. */
-            if (count != 1 || walk_indirect(vq, c, &d) < 0)
+            if (count != 1 || walk_indirect(vq, &w, &d) < 0)
                 return vq_break(vq);
-            c->id = d.id;
+            id = d.id;
             break;
         }
-        int w = (d.flags & VBLK_DESC_F_WRITE) != 0;
-        if (seen_write && !w)
+        if (walk_add(vq, &w, d.addr, d.len, (d.flags & VBLK_DESC_F_WRITE) != 0) < 0)
             return vq_break(vq);
-        seen_write |= w;
-        chain_add(vq, c, d.addr, d.len, w);
         if (!(d.flags & VBLK_DESC_F_NEXT)) {
             /* 2.8.6: the buffer ID is in the last descriptor. */
-            c->id = d.id;
+            id = d.id;
             break;
         }
     }
+    walk_end(&w, c);
+    c->id = id;
     c->ndescs = (uint16_t)count;
     *end_pos = pos;
     *end_wrap = wrap;
@@ -167,8 +163,8 @@ void vq_packed_set_notify(struct vblk_vq *vq, bool enable)
     if (!enable)
         ev = (uint32_t)VBLK_EVENT_F_DISABLE << 16;
     else if (vq->event_idx)
-        ev = ((uint32_t)VBLK_EVENT_F_DESC << 16) | vq->last_avail |
-             ((uint32_t)vq->avail_wrap << 15);
+        ev =
+            ((uint32_t)VBLK_EVENT_F_DESC << 16) | vq->last_avail | ((uint32_t)vq->avail_wrap << 15);
     else
         ev = (uint32_t)VBLK_EVENT_F_ENABLE << 16;
     __atomic_store_n((uint32_t *)vq->r.pk.device, ev, __ATOMIC_RELAXED);

@@ -2,7 +2,7 @@
 /* Split virtqueue, device side (virtio 1.2 section 2.7). */
 #include "vq_internal.h"
 
-#define USED_EVENT(vq) (&(vq)->r.split.avail->ring[(vq)->size])
+#define USED_EVENT(vq)  (&(vq)->r.split.avail->ring[(vq)->size])
 #define AVAIL_EVENT(vq) ((uint16_t *)&(vq)->r.split.used->ring[(vq)->size])
 
 int vq_split_init(struct vblk_vq *vq)
@@ -43,8 +43,8 @@ bool vq_split_has_avail(struct vblk_vq *vq)
 }
 
 /* Walks an indirect table (virtio 1.2 2.7.5.3). */
-static int walk_indirect(struct vblk_vq *vq, struct vblk_chain *c, const struct vblk_split_desc *d,
-                         int *seen_write)
+static inline __attribute__((always_inline)) int walk_indirect(struct vblk_vq *vq, struct walk *w,
+                                                               const struct vblk_split_desc *d)
 {
     /* 2.7.5.3.1: INDIRECT needs the feature, excludes NEXT, and the table
      * holds whole descriptors. */
@@ -64,12 +64,8 @@ static int walk_indirect(struct vblk_vq *vq, struct vblk_chain *c, const struct 
         /* 2.7.5.3.1: no nested tables. The count bounds loops. */
         if ((e.flags & VBLK_DESC_F_INDIRECT) || ++count > n)
             return vq_break(vq);
-        int w = (e.flags & VBLK_DESC_F_WRITE) != 0;
-        /* 2.7.4.2: writable descriptors come after readable ones. */
-        if (*seen_write && !w)
+        if (walk_add(vq, w, e.addr, e.len, (e.flags & VBLK_DESC_F_WRITE) != 0) < 0)
             return vq_break(vq);
-        *seen_write |= w;
-        chain_add(vq, c, e.addr, e.len, w);
         if (!(e.flags & VBLK_DESC_F_NEXT))
             return 0;
         if (e.next >= n)
@@ -97,31 +93,33 @@ int vq_split_walk(struct vblk_vq *vq, uint16_t head, struct vblk_chain *c)
 {
     if (head >= vq->size)
         return vq_break(vq);
-    chain_reset(c);
-    c->id = head;
-    c->ndescs = 1;
+    struct walk w;
+    walk_begin(&w, vq->mem, c);
     const struct vblk_split_desc *table = vq->r.split.desc;
     uint32_t i = head, count = 0;
-    int seen_write = 0;
     for (;;) {
         struct vblk_split_desc d;
         desc_copy(&d, &table[i]);
         /* A chain can't be longer than the ring: this also stops loops. */
         if (++count > vq->size)
             return vq_break(vq);
-        if (d.flags & VBLK_DESC_F_INDIRECT)
-            return walk_indirect(vq, c, &d, &seen_write) < 0 ? -EIO : 1;
-        int w = (d.flags & VBLK_DESC_F_WRITE) != 0;
-        if (seen_write && !w)
+        if (d.flags & VBLK_DESC_F_INDIRECT) {
+            if (walk_indirect(vq, &w, &d) < 0)
+                return -EIO;
+            break;
+        }
+        if (walk_add(vq, &w, d.addr, d.len, (d.flags & VBLK_DESC_F_WRITE) != 0) < 0)
             return vq_break(vq);
-        seen_write |= w;
-        chain_add(vq, c, d.addr, d.len, w);
         if (!(d.flags & VBLK_DESC_F_NEXT))
-            return 1;
+            break;
         if (d.next >= vq->size)
             return vq_break(vq);
         i = d.next;
     }
+    walk_end(&w, c);
+    c->id = head;
+    c->ndescs = 1;
+    return 1;
 }
 
 void vq_split_push(struct vblk_vq *vq, uint16_t id, uint32_t len)
