@@ -55,7 +55,8 @@ void drv_split_add(struct vblk_drv_vq *vq, const struct drv_buf *b, void *token)
 
             t[k].addr = drv_addr(vq, v->base);
             t[k].len = (uint32_t)v->len;
-            t[k].flags = (uint16_t)((write ? VBLK_DESC_F_WRITE : 0) | (more ? VBLK_DESC_F_NEXT : 0));
+            t[k].flags =
+                (uint16_t)((write ? VBLK_DESC_F_WRITE : 0) | (more ? VBLK_DESC_F_NEXT : 0));
             t[k].next = more ? (uint16_t)(k + 1) : 0;
         }
         desc[head].addr = drv_addr(vq, t);

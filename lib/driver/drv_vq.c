@@ -10,8 +10,8 @@
 
 #define DRV_RING_ALIGN 4096u
 
-/* Largest element count any buffer can have (queue size or table size). */
-#define DRV_MAX_ELEMS 65535u
+/* Most elements in one buffer, direct or indirect; devices reject longer tables. */
+#define DRV_MAX_ELEMS VBLK_QUEUE_SIZE_MAX
 
 struct drv_layout {
     uint64_t driver;   /* offset of the avail ring / driver event struct */
