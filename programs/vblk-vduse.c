@@ -10,6 +10,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "virtioblk/virtioblk.h"
 
@@ -88,6 +90,19 @@ static void log_line(void *opaque, const char *msg)
     fprintf(stderr, "vblk-vduse: %s: %s\n", (const char *)opaque, msg);
 }
 
+/* True if another process serves /dev/vduse/NAME: the kernel lets one
+ * process at a time open a device. */
+static bool device_in_use(const char *name)
+{
+    char path[sizeof("/dev/vduse/") + VBLK_VDUSE_NAME_MAX];
+    snprintf(path, sizeof(path), "/dev/vduse/%s", name);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return errno == EBUSY;
+    close(fd);
+    return false;
+}
+
 /* One line that says what to do about a failed create. */
 static void explain_create_error(const char *name, bool reclaim, int rc)
 {
@@ -102,13 +117,20 @@ static void explain_create_error(const char *name, bool reclaim, int rc)
                         "grant access to the VDUSE device nodes\n");
         break;
     case EEXIST:
-        if (reclaim)
-            fprintf(stderr, "vblk-vduse: a VDUSE device named '%s' already exists and is in use\n",
+        if (device_in_use(name))
+            fprintf(stderr,
+                    "vblk-vduse: a VDUSE device named '%s' already exists and is in use: choose "
+                    "another --name\n",
                     name);
+        else if (reclaim)
+            fprintf(stderr,
+                    "vblk-vduse: a VDUSE device named '%s' already exists; nothing serves it, but "
+                    "it is still on the vDPA bus: run 'vdpa dev del %s' first\n",
+                    name, name);
         else
             fprintf(stderr,
-                    "vblk-vduse: a VDUSE device named '%s' already exists: choose another --name "
-                    "(or add --reclaim if the process that served it has died)\n",
+                    "vblk-vduse: a VDUSE device named '%s' already exists but nothing serves it "
+                    "(its process died?): add --reclaim to replace it\n",
                     name);
         break;
     case EPROTONOSUPPORT:

@@ -6,7 +6,9 @@
  * The device side of virtio-blk as a library. Start with blk.h (the device
  * model and the life of a request), backend.h (how storage plugs in),
  * vq.h and mem.h (the rings and guest memory), driver.h and loopback.h
- * (an in-process driver), and the transports (vhost_user.h, vduse.h).
+ * (an in-process driver), the transports (vhost_user.h, vduse.h), and a
+ * vhost-user front-end that drives any vhost-user-blk back-end
+ * (vhost_user_client.h).
  */
 #ifndef VIRTIOBLK_VIRTIOBLK_H
 #define VIRTIOBLK_VIRTIOBLK_H
@@ -19,6 +21,7 @@
 #include "driver.h"
 #include "loopback.h"
 #include "vhost_user.h"
+#include "vhost_user_client.h"
 #include "vduse.h"
 
 /** Library version as "MAJOR.MINOR.PATCH". */

@@ -185,11 +185,11 @@ int vblk_vduse_create(const struct vblk_vduse_opts *opts, const struct vblk_dev_
     if (rc < 0)
         goto fail;
     created = true;
-    rc = vduse_dev_open(v->name, &v->devfd);
+    rc = vduse_node_open(v->name, &v->devfd);
     if (rc < 0)
         goto fail;
     v->k = (void *)(intptr_t)v->devfd;
-    rc = vduse_dev_setup_vqs(v->devfd, v->nq, v->params.queue_size);
+    rc = vduse_node_setup_vqs(v->devfd, v->nq, v->params.queue_size);
     if (rc < 0)
         goto fail;
     rc = setup_loop(v);
@@ -242,6 +242,8 @@ static int handle_requests(struct vblk_vduse *v)
                 return 0;
             return -errno;
         }
+        if (n == 0)
+            return 0;
         v->last_request = now_ms();
         int len = vblk_vduse_handle_request(v, req, (size_t)n, resp, sizeof(resp));
         if (len < 0) {

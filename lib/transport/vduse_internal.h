@@ -51,15 +51,18 @@ struct vduse_kops {
 /* The real kernel, for a device file descriptor passed as @k (intptr_t). */
 extern const struct vduse_kops vduse_kernel_kops;
 
-/* Control device helpers (vduse_kernel.c). */
+/* /dev/vduse/control (vduse_kernel.c): open it and settle on API version
+ * 0 (-EPROTONOSUPPORT otherwise); create a virtio-blk device. */
 int vduse_ctl_open(int *ctl);
 int vduse_ctl_create(int ctl, const char *name, uint64_t features, uint16_t nq, const void *config,
                      uint32_t config_size);
 /* Destroys device @name; with @wait, retries while the kernel still holds it
  * (a vDPA device being deleted). -EBUSY: still in use. */
 int vduse_ctl_destroy(int ctl, const char *name, bool wait);
-int vduse_dev_open(const char *name, int *fd);
-int vduse_dev_setup_vqs(int devfd, uint16_t nq, uint16_t qsize);
+/* /dev/vduse/NAME: open it (waiting briefly for udev), and give every queue
+ * its maximum size, without which the kernel will not attach the device. */
+int vduse_node_open(const char *name, int *fd);
+int vduse_node_setup_vqs(int devfd, uint16_t nq, uint16_t qsize);
 
 /* epoll tags: kind in the high half, queue index in the low half. */
 enum vduse_tag {

@@ -129,16 +129,15 @@ static void k_unmap(void *k, const struct vblk_mem_region *r)
 
 static int k_set_config(void *k, uint32_t offset, const void *buf, uint32_t len)
 {
-    struct {
-        struct vduse_abi_config_data hdr;
-        uint8_t bytes[256];
-    } c;
-    if (len == 0 || len > sizeof(c.bytes))
+    /* The header, then the bytes (a flexible array member). */
+    _Alignas(8) uint8_t msg[sizeof(struct vduse_abi_config_data) + 256];
+    struct vduse_abi_config_data *c = (struct vduse_abi_config_data *)msg;
+    if (len == 0 || len > sizeof(msg) - sizeof(*c))
         return -EINVAL;
-    c.hdr.offset = offset;
-    c.hdr.length = len;
-    memcpy(c.bytes, buf, len);
-    int rc = xioctl(kfd(k), VDUSE_DEV_SET_CONFIG, &c);
+    c->offset = offset;
+    c->length = len;
+    memcpy(c->buffer, buf, len);
+    int rc = xioctl(kfd(k), VDUSE_DEV_SET_CONFIG, msg);
     return rc < 0 ? rc : 0;
 }
 
@@ -182,25 +181,24 @@ int vduse_ctl_open(int *ctl)
 int vduse_ctl_create(int ctl, const char *name, uint64_t features, uint16_t nq, const void *config,
                      uint32_t config_size)
 {
-    struct {
-        struct vduse_abi_dev_config c;
-        uint8_t config[256];
-    } d;
-    if (config_size > sizeof(d.config) || strlen(name) >= sizeof(d.c.name))
+    /* The header, then the config space (a flexible array member). */
+    _Alignas(8) uint8_t msg[sizeof(struct vduse_abi_dev_config) + 256];
+    struct vduse_abi_dev_config *d = (struct vduse_abi_dev_config *)msg;
+    if (config_size > sizeof(msg) - sizeof(*d) || strlen(name) >= sizeof(d->name))
         return -EINVAL;
-    memset(&d, 0, sizeof(d));
-    strcpy(d.c.name, name);
-    d.c.device_id = VIRTIO_ID_BLOCK;
-    d.c.features = features;
-    d.c.vq_num = nq;
-    d.c.vq_align = (uint32_t)sysconf(_SC_PAGESIZE);
-    d.c.config_size = config_size;
-    memcpy(d.config, config, config_size);
-    int rc = xioctl(ctl, VDUSE_CREATE_DEV, &d);
+    memset(msg, 0, sizeof(msg));
+    strcpy(d->name, name);
+    d->device_id = VIRTIO_ID_BLOCK;
+    d->features = features;
+    d->vq_num = nq;
+    d->vq_align = (uint32_t)sysconf(_SC_PAGESIZE);
+    d->config_size = config_size;
+    memcpy(d->config, config, config_size);
+    int rc = xioctl(ctl, VDUSE_CREATE_DEV, msg);
     return rc < 0 ? rc : 0;
 }
 
-int vduse_dev_setup_vqs(int devfd, uint16_t nq, uint16_t qsize)
+int vduse_node_setup_vqs(int devfd, uint16_t nq, uint16_t qsize)
 {
     /* The kernel will not put the device on the vDPA bus until every
      * queue has a maximum size. */
@@ -232,7 +230,7 @@ int vduse_ctl_destroy(int ctl, const char *name, bool wait)
     return rc < 0 ? rc : 0;
 }
 
-int vduse_dev_open(const char *name, int *out)
+int vduse_node_open(const char *name, int *out)
 {
     char path[sizeof(DEV_DIR) + VDUSE_ABI_NAME_MAX];
     strcpy(path, DEV_DIR);

@@ -169,7 +169,7 @@ void vduse_vq_stop(struct vblk_vduse *v, uint16_t index)
     vblk_queue_stop(&vq->q);
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    while (vblk_queue_inflight(&vq->q) && !vblk_queue_broken(&vq->q)) {
+    while (vblk_queue_inflight(&vq->q)) {
         vblk_queue_process(&vq->q, 0);
         if (!vblk_queue_inflight(&vq->q) || elapsed_ms(&t0) > DRAIN_TIMEOUT_MS)
             break;
@@ -203,15 +203,21 @@ void vduse_vq_stop(struct vblk_vduse *v, uint16_t index)
 void vduse_vq_run(struct vblk_vduse *v, uint16_t index)
 {
     struct vduse_vq *vq = &v->vqs[index];
-    if (!vq->running || vq->broken)
+    if (!vq->running)
         return;
+    if (vq->broken) {
+        /* Only reap what the backend finishes, so its requests are
+         * released; the ring itself is not touched again. */
+        (void)vblk_queue_process(&vq->q, 0);
+        return;
+    }
     if (vblk_queue_run(&vq->q) != -EIO)
         return;
     /* VDUSE has no way to set DEVICE_NEEDS_RESET: stop serving the queue
-     * until the driver resets the device. */
+     * until the driver resets the device. Kicks are ignored from now on. */
     vq->broken = true;
     v->stats.broken_queues++;
-    unwatch_all(vq);
+    vduse_unwatch(v, vq->kickfd);
     vduse_log(v, "queue %u: the driver corrupted the ring; queue stopped until reset", index);
 }
 

@@ -9,15 +9,16 @@
 #   ro       read-only image: writes refused, contents intact
 #   clash    a second device with a taken name is refused
 #   sigterm  SIGTERM before attach: clean exit, device gone
-#   reclaim  --reclaim replaces the device of a killed process, never a live one
+#   reclaim  --reclaim replaces the device of a killed process (also one killed
+#            while attached, after 'vdpa dev del'), never a live one
 # Environment (from run-guest.sh --env): VERIFY_COUNT, PATTERN_SEED.
 . /usr/share/vblk-guest/lib.sh
 set -u
 COUNT=${VERIFY_COUNT:-300}
 SEED=${PATTERN_SEED:-12345}
 
-# start_dev NAME ARGS...: start vblk-vduse in the background, wait for the
-# VDUSE device node; sets PID
+# start_dev NAME ARGS...: start vblk-vduse in the background, wait until it
+# reports the device ready (and its node exists); sets PID
 start_dev() {
     _name=$1
     shift
@@ -25,7 +26,7 @@ start_dev() {
     vblk-vduse --name "$_name" "$@" >"/tmp/$_name.log" 2>&1 &
     PID=$!
     _w=0
-    while [ ! -c "/dev/vduse/$_name" ]; do
+    while ! grep -q "attach with" "/tmp/$_name.log" || [ ! -c "/dev/vduse/$_name" ]; do
         kill -0 "$PID" 2>/dev/null || { cat "/tmp/$_name.log"; guest_fail "vblk-vduse $_name exited early"; }
         _w=$((_w + 1))
         [ $_w -le 100 ] || guest_fail "/dev/vduse/$_name did not appear"
@@ -191,7 +192,7 @@ run blkcheck pattern-check "$DISK" 0 16M "$((SEED + 2))"
 step "clash: a second device named ro"
 vblk-vduse --name ro --memory 1M >/tmp/clash.log 2>&1 && guest_fail "a second device named ro was created"
 cat /tmp/clash.log
-grep -q "already exists" /tmp/clash.log || guest_fail "name clash is not explained"
+grep -q "already exists and is in use" /tmp/clash.log || guest_fail "name clash is not explained"
 run blkcheck pattern-check "$DISK" 0 16M "$((SEED + 2))"
 step "ro: SIGTERM while attached keeps serving until the detach"
 run kill -TERM "$PID"
@@ -224,7 +225,7 @@ wait "$PID"
 [ -c /dev/vduse/stale ] || guest_fail "the killed process's device is gone already?"
 vblk-vduse --name stale --memory 1M >/tmp/stale2.log 2>&1 && guest_fail "created over a stale device without --reclaim"
 cat /tmp/stale2.log
-grep -q -- "--reclaim" /tmp/stale2.log || guest_fail "no hint about --reclaim"
+grep -q "nothing serves it.*--reclaim" /tmp/stale2.log || guest_fail "no hint about --reclaim"
 start_dev stale --memory 1M --reclaim
 # --reclaim never takes a device that is in use
 vblk-vduse --name stale --memory 1M --reclaim >/tmp/stale3.log 2>&1 && guest_fail "--reclaim took a device in use"
@@ -234,5 +235,21 @@ run kill -TERM "$PID"
 wait "$PID" || guest_fail "vblk-vduse exited with $? on SIGTERM"
 cat /tmp/stale.log
 grep -q "destroyed the stale VDUSE device" /tmp/stale.log || guest_fail "stale device not reported"
+
+step "reclaim: killed while attached"
+start_dev dead --memory 4M
+attach dead
+# the kernel waits this long for an answer from the dead process
+echo 2 >/sys/class/vduse/dead/msg_timeout || guest_fail "cannot set msg_timeout"
+run kill -KILL "$PID"
+wait "$PID"
+vblk-vduse --name dead --memory 1M --reclaim >/tmp/dead2.log 2>&1 && guest_fail "--reclaim took a device still on the vDPA bus"
+cat /tmp/dead2.log
+grep -q "vdpa dev del dead" /tmp/dead2.log || guest_fail "no hint about deleting the vDPA device"
+run vdpa dev del dead
+start_dev dead --memory 1M --reclaim
+run kill -TERM "$PID"
+wait "$PID" || guest_fail "vblk-vduse exited with $? on SIGTERM"
+grep -q "destroyed the stale VDUSE device" /tmp/dead.log || guest_fail "stale device not reported"
 
 step "done"
