@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* In-process transport: driver and device share an arena in this process. */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -157,9 +158,13 @@ void vblk_loopback_destroy(struct vblk_loopback *lb)
         struct lb_queue *lq = &lb->q[i];
         if (lq->pool) {
             vblk_queue_stop(&lq->dev);
-            /* Wait for backends that complete on other threads. */
-            while (vblk_queue_inflight(&lq->dev) && !vblk_queue_broken(&lq->dev))
+            /* Wait for backends that complete on other threads, even on a
+             * broken ring: their requests point into memory freed below. */
+            while (vblk_queue_inflight(&lq->dev)) {
                 vblk_queue_process(&lq->dev, 0);
+                if (vblk_queue_inflight(&lq->dev))
+                    sched_yield();
+            }
             vblk_queue_destroy(&lq->dev);
         }
         free(lq->pool);
