@@ -178,13 +178,17 @@ void vblk_req_complete_async(struct vblk_req *r, uint8_t status)
 
 static void drain_async(struct vblk_queue *q)
 {
-    if (!__atomic_load_n((struct vblk_req **)&q->async_head, __ATOMIC_RELAXED))
+    /* Nothing to do only if the list is empty and no wake is pending: a flag
+     * left set by a completion whose request an earlier drain already took
+     * must still be cleared, or later completions would never wake us. */
+    if (!__atomic_load_n(&q->wake_pending, __ATOMIC_RELAXED) &&
+        !__atomic_load_n((struct vblk_req **)&q->async_head, __ATOMIC_RELAXED))
         return;
     /* Clear the flag before taking the list: a completion racing with us
      * then wakes the queue again instead of being stranded. */
     __atomic_store_n(&q->wake_pending, 0u, __ATOMIC_SEQ_CST);
     struct vblk_req *list =
-        __atomic_exchange_n((struct vblk_req **)&q->async_head, NULL, __ATOMIC_ACQUIRE);
+        __atomic_exchange_n((struct vblk_req **)&q->async_head, NULL, __ATOMIC_ACQ_REL);
     struct vblk_req *rev = NULL;
     while (list) {
         struct vblk_req *next = list->next;

@@ -56,11 +56,11 @@ static inline __attribute__((always_inline)) int walk_indirect(struct vblk_vq *v
 
 int vq_packed_pop(struct vblk_vq *vq, struct vblk_chain *c)
 {
-    if (!is_avail(RING_LOAD(&vq->r.pk.desc[vq->last_avail].flags), vq->avail_wrap))
+    /* 2.8.6: the driver publishes the head's flags last; acquire, so
+     * everything in the chain is read after observing them. */
+    uint16_t flags = __atomic_load_n(&vq->r.pk.desc[vq->last_avail].flags, __ATOMIC_ACQUIRE);
+    if (!is_avail(flags, vq->avail_wrap))
         return 0;
-    /* 2.8.6: the driver publishes the head's flags last; everything in
-     * the chain is read after observing them. */
-    atomic_thread_fence(memory_order_acquire);
     return vq_packed_walk(vq, vq->last_avail, vq->avail_wrap, c, &vq->last_avail, &vq->avail_wrap);
 }
 

@@ -26,7 +26,9 @@ int vq_split_init(struct vblk_vq *vq)
  * if the driver claims more than a full ring of them. */
 static int refresh_avail(struct vblk_vq *vq)
 {
-    uint16_t idx = RING_LOAD(&vq->r.split.avail->idx);
+    /* Acquire: the ring entries and descriptors the driver wrote before
+     * this idx (virtio 1.2 2.7.13.3.1) are read after it. */
+    uint16_t idx = __atomic_load_n(&vq->r.split.avail->idx, __ATOMIC_ACQUIRE);
     uint16_t pending = (uint16_t)(idx - vq->last_avail);
     /* virtio 1.2 2.7.6: at most size heads can be outstanding. */
     if (pending > vq->size)
@@ -81,9 +83,8 @@ int vq_split_pop(struct vblk_vq *vq, struct vblk_chain *c)
         if (n <= 0)
             return n;
     }
-    /* virtio 1.2 2.7.13.3.1 (driver side: ring entry before idx): read the
-     * ring entry only after observing the idx that covers it. */
-    atomic_thread_fence(memory_order_acquire);
+    /* virtio 1.2 2.7.13.3.1 (driver side: ring entry before idx): the
+     * entry is read after the acquire load of the idx that covers it. */
     uint16_t head = RING_LOAD(&vq->r.split.avail->ring[vq->last_avail & (vq->size - 1)]);
     vq->last_avail++;
     return vq_split_walk(vq, head, c);
