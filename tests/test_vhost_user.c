@@ -362,6 +362,43 @@ static void test_two_queues(void **state)
     fe_free(f);
 }
 
+static void test_disable_enable(void **state)
+{
+    (void)state;
+    struct fe *f = fe_ready(false);
+    uint8_t *buf = f->mem + DATA_OFF;
+    memset(buf, 0x11, 4096);
+    assert_int_equal(fe_io(f, 0, VBLK_T_OUT, 0, buf, 4096), VBLK_S_OK);
+    /* A disabled ring is not processed, and keeps its position. */
+    struct vu_vring_state en = {0, 0};
+    assert_int_equal(fe_ack(f, VU_SET_VRING_ENABLE, &en, 8, NULL, 0), 0);
+    assert_false(vblk_vu_queue_active(f->d, 0));
+    struct vblk_drv_blk_frame *fr = (void *)(f->mem + DATA_OFF - 4096);
+    struct vblk_iov data = {buf, 4096};
+    assert_int_equal(vblk_drv_blk_add(&f->drv[0], fr, VBLK_T_IN, 0, &data, 1, fr, false), 0);
+    if (vblk_drv_vq_kick_prepare(&f->drv[0]))
+        assert_int_equal(eventfd_write(f->kick[0], 1), 0);
+    assert_int_equal(vblk_vu_queue_process(f->d, 0), 0);
+    void *tok;
+    uint32_t ulen;
+    assert_int_equal(vblk_drv_vq_get_used(&f->drv[0], &tok, &ulen), 0);
+    /* Enabled again: the waiting request is served. */
+    en.num = 1;
+    assert_int_equal(fe_ack(f, VU_SET_VRING_ENABLE, &en, 8, NULL, 0), 0);
+    assert_true(vblk_vu_queue_active(f->d, 0));
+    assert_true(vblk_vu_queue_process(f->d, 0) >= 0);
+    assert_int_equal(vblk_drv_vq_get_used(&f->drv[0], &tok, &ulen), 1);
+    assert_int_equal(fr->status, VBLK_S_OK);
+    assert_int_equal(buf[4095], 0x11);
+    en.num = 0;
+    assert_int_equal(fe_ack(f, VU_SET_VRING_ENABLE, &en, 8, NULL, 0), 0);
+    struct vu_vring_state st = {0, 0};
+    assert_int_equal(fe_send(f, VU_GET_VRING_BASE, 0, &st, 8, NULL, 0), 0);
+    assert_int_equal(fe_recv(f, VU_GET_VRING_BASE, &st, sizeof(st), NULL), 8);
+    assert_int_equal(st.num, 2);
+    fe_free(f);
+}
+
 static void test_unknown_request(void **state)
 {
     (void)state;
@@ -998,6 +1035,7 @@ int main(void)
         cmocka_unit_test(test_split_io),
         cmocka_unit_test(test_packed_io),
         cmocka_unit_test(test_two_queues),
+        cmocka_unit_test(test_disable_enable),
         cmocka_unit_test(test_unknown_request),
         cmocka_unit_test(test_before_owner),
         cmocka_unit_test(test_before_mem_table),

@@ -71,15 +71,17 @@ static void reset_region(struct split_region *r, uint16_t num, uint16_t used_idx
     STORE(&r->version, (uint16_t)REGION_VERSION);
 }
 
-struct order_ctx {
-    const struct split_region *r;
+struct pending {
+    uint64_t counter;
+    uint16_t head;
 };
 
-static int by_counter(const void *a, const void *b, void *arg)
+/* Sorts private copies: the front-end could change the region while a
+ * comparison runs, and qsort must see a consistent order. */
+static int by_counter(const void *a, const void *b)
 {
-    const struct split_region *r = ((const struct order_ctx *)arg)->r;
-    uint64_t ca = r->desc[*(const uint16_t *)a].counter;
-    uint64_t cb = r->desc[*(const uint16_t *)b].counter;
+    uint64_t ca = ((const struct pending *)a)->counter;
+    uint64_t cb = ((const struct pending *)b)->counter;
     return ca < cb ? -1 : ca > cb;
 }
 
@@ -90,6 +92,7 @@ int vu_inflight_prepare(struct vu_queue *q, struct vblk_vq_state *st, uint16_t *
     q->inf.region = NULL;
     q->inf.batch = 0;
     q->inf.counter = 1;
+    q->inf.last_head = 0;
     if (!d->inflight || vu_packed(d) || q->index >= d->inflight_nq || q->num > d->inflight_qsize)
         return 0;
     struct split_region *r =
@@ -103,13 +106,14 @@ int vu_inflight_prepare(struct vu_queue *q, struct vblk_vq_state *st, uint16_t *
         reset_region(r, num, st->used_idx);
         return 0;
     }
+    q->inf.last_head = r->last_batch_head < num ? r->last_batch_head : 0;
 
     /* The used index reached the ring but the batch's marks were not
      * cleared yet: clear them now. */
     uint16_t used = st->used_idx;
     if (r->used_idx != used) {
         uint16_t batch = (uint16_t)(used - r->used_idx);
-        uint16_t h = r->last_batch_head;
+        uint16_t h = q->inf.last_head;
         for (uint32_t i = 0; i < batch && i < num && h < num; i++) {
             STORE(&r->desc[h].inflight, 0);
             h = r->desc[h].next;
@@ -117,30 +121,33 @@ int vu_inflight_prepare(struct vu_queue *q, struct vblk_vq_state *st, uint16_t *
         STORE(&r->used_idx, used);
     }
 
-    uint16_t *list = malloc(sizeof(*list) * num);
+    struct pending *list = malloc(sizeof(*list) * num);
     if (!list)
         return -ENOMEM;
     uint32_t n = 0;
     uint64_t max_counter = 0;
     for (uint16_t i = 0; i < num; i++) {
-        if (r->desc[i].inflight != 1) {
+        if (__atomic_load_n(&r->desc[i].inflight, __ATOMIC_RELAXED) != 1) {
             r->desc[i].inflight = 0;
             continue;
         }
-        list[n++] = i;
-        if (r->desc[i].counter > max_counter)
-            max_counter = r->desc[i].counter;
+        list[n].head = i;
+        list[n].counter = __atomic_load_n(&r->desc[i].counter, __ATOMIC_RELAXED);
+        if (list[n].counter > max_counter)
+            max_counter = list[n].counter;
+        n++;
     }
-    struct order_ctx ctx = {r};
-    qsort_r(list, n, sizeof(*list), by_counter, &ctx);
+    qsort(list, n, sizeof(*list), by_counter);
     q->inf.counter = max_counter + 1;
     /* Every head fetched is either used or still in flight. */
     st->last_avail_idx = (uint16_t)(used + n);
-    if (n == 0) {
-        free(list);
-        return 0;
-    }
-    *heads = list;
+    uint16_t *order = n ? malloc(sizeof(*order) * n) : NULL;
+    for (uint32_t i = 0; order && i < n; i++)
+        order[i] = list[i].head;
+    free(list);
+    if (n && !order)
+        return -ENOMEM;
+    *heads = order;
     return (int)n;
 }
 
@@ -149,12 +156,15 @@ static struct split_region *region_of(void *opaque)
     return ((struct vu_queue *)opaque)->inf.region;
 }
 
+/* The front-end can rewrite the region at any time: indices come from the
+ * ring (checked against our own ring size) or from private copies, never
+ * from the region. */
 static void on_started(void *opaque, const struct vblk_req *req)
 {
     struct vu_queue *q = opaque;
     struct split_region *r = region_of(opaque);
     uint16_t id = req->chain.id;
-    if (id >= r->desc_num)
+    if (id >= q->num)
         return;
     r->desc[id].counter = q->inf.counter++;
     STORE(&r->desc[id].inflight, 1);
@@ -165,10 +175,11 @@ static void on_done(void *opaque, const struct vblk_req *req)
     struct vu_queue *q = opaque;
     struct split_region *r = region_of(opaque);
     uint16_t id = req->chain.id;
-    if (id >= r->desc_num)
+    if (id >= q->num)
         return;
-    STORE(&r->desc[id].next, r->last_batch_head);
+    STORE(&r->desc[id].next, q->inf.last_head);
     STORE(&r->last_batch_head, id);
+    q->inf.last_head = id;
     q->inf.batch++;
 }
 
@@ -178,10 +189,10 @@ static void on_published(void *opaque, const struct vblk_vq_state *st)
     struct split_region *r = region_of(opaque);
     /* The used index store must be in memory before any mark is cleared. */
     atomic_thread_fence(memory_order_seq_cst);
-    uint16_t h = r->last_batch_head;
-    for (uint32_t i = 0; i < q->inf.batch && h < r->desc_num; i++) {
+    uint16_t h = q->inf.last_head;
+    for (uint32_t i = 0; i < q->inf.batch && h < q->num; i++) {
         STORE(&r->desc[h].inflight, 0);
-        h = r->desc[h].next;
+        h = __atomic_load_n(&r->desc[h].next, __ATOMIC_RELAXED);
     }
     STORE(&r->used_idx, st->used_idx);
     q->inf.batch = 0;

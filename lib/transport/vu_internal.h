@@ -208,9 +208,10 @@ int vu_mem_ua_to_gpa(const struct vu_mem *m, uint64_t ua, uint64_t len, uint64_t
 /* ---- queues (vu_queue.c) and in-flight tracking (vu_inflight.c) ---- */
 
 struct vu_inflight_q {
-    void *region;     /* this queue's part of the shared region, or NULL */
-    uint64_t counter; /* next fetch order value */
-    uint16_t batch;   /* used entries pushed since the last publish */
+    void *region;       /* this queue's part of the shared region, or NULL */
+    uint64_t counter;   /* next fetch order value */
+    uint16_t batch;     /* used entries pushed since the last publish */
+    uint16_t last_head; /* private copy of the region's last_batch_head */
 };
 
 struct vu_queue {

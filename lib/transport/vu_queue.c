@@ -130,6 +130,17 @@ void vu_queue_set_kick(struct vu_queue *q, int fd)
 void vu_queue_set_enabled(struct vu_queue *q, bool enabled)
 {
     q->enabled = enabled;
+    if (!enabled) {
+        /* A disabled ring is not processed: finish its requests and let go
+         * of the core queue (and the backend's fd), keeping its position. */
+        vu_queue_quiesce(q);
+    } else if (q->started && !q->live) {
+        int rc = vu_queue_start(q);
+        if (rc < 0) {
+            vu_log(q->d, VBLK_VU_LOG_ERR, "queue %u: cannot restart: %d", q->index, rc);
+            atomic_store(&q->broken, true);
+        }
+    }
     vu_queue_update_active(q);
 }
 
@@ -318,7 +329,7 @@ void vu_queue_quiesce(struct vu_queue *q)
 
 void vu_queue_stop(struct vu_queue *q, struct vblk_vq_state *st)
 {
-    bool was_live = q->live;
+    bool ran = q->live || q->have_saved;
     vu_queue_quiesce(q);
     if (q->have_saved) {
         *st = q->saved;
@@ -333,7 +344,7 @@ void vu_queue_stop(struct vu_queue *q, struct vblk_vq_state *st)
     q->have_saved = false;
     q->started = false;
     vu_queue_set_kick(q, -1);
-    if (was_live)
+    if (ran)
         vu_log(q->d, VBLK_VU_LOG_INFO, "queue %u: stopped at avail %u used %u", q->index,
                st->last_avail_idx, st->used_idx);
 }

@@ -234,8 +234,12 @@ static void accept_one(struct vblk_vu_server *s)
         close(fd);
         return;
     }
-    if (vblk_vu_dev_attach(s->d, fd) < 0 || ep_add(s->epfd, fd, TAG_CONN) < 0) {
-        vblk_vu_dev_detach(s->d);
+    if (vblk_vu_dev_attach(s->d, fd) < 0) {
+        close(fd);
+        return;
+    }
+    if (ep_add(s->epfd, fd, TAG_CONN) < 0) {
+        vblk_vu_dev_detach(s->d); /* closes fd */
         return;
     }
     s->connections++;

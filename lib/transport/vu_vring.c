@@ -19,10 +19,12 @@ int vu_h_set_vring_num(struct vblk_vu_dev *d, struct vu_msg *m)
     if (!q)
         return -EINVAL;
     /* virtio 1.2 2.7 / 2.8: 1..32768, a power of two for split rings. */
-    if (num == 0 || num > VBLK_QUEUE_SIZE_MAX || num > d->params.queue_size)
+    if (num == 0 || num > VBLK_QUEUE_SIZE_MAX || num > d->params.queue_size ||
+        (d->features_set && !vu_packed(d) && (num & (num - 1)))) {
+        vu_log(d, VBLK_VU_LOG_WARN, "queue %u: ring size %u refused (1..%u%s)", q->index, num,
+               d->params.queue_size, vu_packed(d) ? "" : ", a power of two");
         return -EINVAL;
-    if (d->features_set && !vu_packed(d) && (num & (num - 1)))
-        return -EINVAL;
+    }
     int rc = 0;
     vu_queue_lock(q);
     if (q->live)
