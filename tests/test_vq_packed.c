@@ -499,6 +499,44 @@ static void pop_at_position_out_of_range_breaks_queue(void **state)
     assert_int_equal(vblk_vq_stats(&h->vq)->broken, 1);
 }
 
+static void saved_list_is_resubmitted_after_ring_reuse(void **state)
+{
+    struct h *h = *state;
+    struct vblk_packed_desc saved[2];
+    struct seg s[] = {{G(DATA_OFF), 16, R}, {G(DATA_OFF + 16), 8, W}};
+    start_at(h, 4, false, true, 3, 1);
+    add(h, s, 2, 9); /* slots 3 (lap 1) and 0 (lap 0) */
+    assert_int_equal(vblk_vq_copy_descs(&h->vq, 3, 2, saved), 0);
+    assert_int_equal(pop(h), 1);
+    /* A used entry overwrites the head slot: the ring no longer holds the
+     * list, but the saved copy does. */
+    vblk_vq_push(&h->vq, 9, 2, 8);
+    memset(&h->c, 0xa5, offsetof(struct vblk_chain, cap));
+    assert_int_equal(vblk_vq_pop_saved(&h->vq, saved, 2, &h->c), 1);
+    assert_int_equal(h->c.id, 9);
+    assert_int_equal(h->c.ndescs, 2);
+    assert_int_equal(h->c.nout, 1);
+    assert_int_equal(h->c.nin, 1);
+    assert_int_equal(h->c.in_len, 8);
+    assert_int_equal(h->c.fault, 0);
+    assert_false(vblk_vq_broken(&h->vq));
+}
+
+static void saved_list_is_validated_like_the_ring(void **state)
+{
+    struct h *h = *state;
+    struct vblk_packed_desc saved[2];
+    struct seg s[] = {{G(DATA_OFF), 16, R}, {G(DATA_OFF + 16), 8, W}};
+    start(h, 8, false, true);
+    add(h, s, 2, 3);
+    assert_int_equal(vblk_vq_copy_descs(&h->vq, 0, 2, saved), 0);
+    assert_int_equal(vblk_vq_copy_descs(&h->vq, 8, 1, saved), -EINVAL);
+    /* The list claims one descriptor more than the copy holds. */
+    saved[1].flags |= N;
+    assert_int_equal(vblk_vq_pop_saved(&h->vq, saved, 2, &h->c), -EIO);
+    assert_true(vblk_vq_broken(&h->vq));
+}
+
 static void descriptor_with_wrong_wrap_is_not_available(void **state)
 {
     struct h *h = *state;
@@ -702,6 +740,8 @@ int main(void)
         T(enable_notify_writes_device_event),
         T(pop_at_rereads_list_without_advancing),
         T(pop_at_position_out_of_range_breaks_queue),
+        T(saved_list_is_resubmitted_after_ring_reuse),
+        T(saved_list_is_validated_like_the_ring),
         T(descriptor_with_wrong_wrap_is_not_available),
         T(later_descriptor_with_stale_wrap_breaks_queue),
         T(list_running_round_the_ring_breaks_queue),

@@ -301,6 +301,15 @@ void vblk_queue_set_polling(struct vblk_queue *q, bool polling);
  */
 int vblk_queue_resubmit(struct vblk_queue *q, uint16_t pos, uint8_t wrap);
 
+/**
+ * Packed rings: resubmits a chain from a saved copy of its descriptor list
+ * (see vblk_vq_pop_saved()). Returns 1 if it was started, -EBUSY if no
+ * request slot is free, -EINVAL for a split ring, -EIO if the list is
+ * malformed (queue broken).
+ */
+int vblk_queue_resubmit_saved(struct vblk_queue *q, const struct vblk_packed_desc *descs,
+                              uint16_t n);
+
 /** Stops popping new requests; returns requests still in flight. */
 uint32_t vblk_queue_stop(struct vblk_queue *q);
 

@@ -159,6 +159,26 @@ int vblk_vq_pop(struct vblk_vq *vq, struct vblk_chain *c);
 int vblk_vq_pop_at(struct vblk_vq *vq, uint16_t pos, uint8_t wrap, struct vblk_chain *c);
 
 /**
+ * Packed rings: re-reads a chain from a saved copy of its descriptor list.
+ * A packed ring's slots are overwritten by used entries while other
+ * requests are still in flight, so inflight tracking (vhost-user) keeps a
+ * copy of each list (see vblk_vq_copy_descs()) and resubmits from it after
+ * a restart. @p descs holds the @p n descriptors of one list in ring order.
+ * The copy is validated exactly like a list read from the ring. Returns 1,
+ * -EINVAL for a split ring, or -EIO (queue broken) for a malformed list.
+ */
+int vblk_vq_pop_saved(struct vblk_vq *vq, const struct vblk_packed_desc *descs, uint16_t n,
+                      struct vblk_chain *c);
+
+/**
+ * Packed rings: copies the @p n descriptors starting at ring position
+ * @p pos (wrapping at the end of the ring) into @p out, for inflight
+ * tracking. Returns 0 or -EINVAL.
+ */
+int vblk_vq_copy_descs(const struct vblk_vq *vq, uint16_t pos, uint16_t n,
+                       struct vblk_packed_desc *out);
+
+/**
  * Records @p c as used with @p len bytes written. Not yet visible to the
  * driver for a split ring until vblk_vq_publish(). With a dirty log, logs
  * the used entry write.

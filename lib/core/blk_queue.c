@@ -234,14 +234,11 @@ static bool start(struct vblk_queue *q, struct vblk_req *r)
     return true;
 }
 
-int vblk_queue_resubmit(struct vblk_queue *q, uint16_t pos, uint8_t wrap)
+/* Starts a request re-read after a restart and submits it at once. */
+static int resubmit(struct vblk_queue *q, struct vblk_req *r, int rc)
 {
-    struct vblk_req *r = q->free;
-    if (!r)
-        return -EBUSY;
-    r->head_pos = pos;
-    r->head_wrap = wrap;
-    int rc = vblk_vq_pop_at(&q->vq, pos, wrap, &r->chain);
+    if (rc == -EINVAL)
+        return rc;
     if (rc <= 0)
         return -EIO;
     if (start(q, r)) {
@@ -250,6 +247,27 @@ int vblk_queue_resubmit(struct vblk_queue *q, uint16_t pos, uint8_t wrap)
             ops->submit_done(q->dev->be.ctx, q->qctx);
     }
     return 1;
+}
+
+int vblk_queue_resubmit(struct vblk_queue *q, uint16_t pos, uint8_t wrap)
+{
+    struct vblk_req *r = q->free;
+    if (!r)
+        return -EBUSY;
+    r->head_pos = pos;
+    r->head_wrap = wrap;
+    return resubmit(q, r, vblk_vq_pop_at(&q->vq, pos, wrap, &r->chain));
+}
+
+int vblk_queue_resubmit_saved(struct vblk_queue *q, const struct vblk_packed_desc *descs,
+                              uint16_t n)
+{
+    struct vblk_req *r = q->free;
+    if (!r)
+        return -EBUSY;
+    r->head_pos = 0;
+    r->head_wrap = 1;
+    return resubmit(q, r, vblk_vq_pop_saved(&q->vq, descs, n, &r->chain));
 }
 
 int vblk_queue_process(struct vblk_queue *q, unsigned budget)

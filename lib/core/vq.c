@@ -69,6 +69,30 @@ int vblk_vq_pop_at(struct vblk_vq *vq, uint16_t pos, uint8_t wrap, struct vblk_c
     return rc;
 }
 
+int vblk_vq_pop_saved(struct vblk_vq *vq, const struct vblk_packed_desc *descs, uint16_t n,
+                      struct vblk_chain *c)
+{
+    if (vq->is_broken)
+        return -EIO;
+    if (!vq->packed)
+        return -EINVAL;
+    int rc = vq_packed_walk_saved(vq, descs, n, c);
+    if (rc > 0) {
+        vq->stats.chains++;
+        if (c->fault)
+            vq->stats.bad_chains++;
+    }
+    return rc;
+}
+
+int vblk_vq_copy_descs(const struct vblk_vq *vq, uint16_t pos, uint16_t n,
+                       struct vblk_packed_desc *out)
+{
+    if (!vq->packed || vq->is_broken)
+        return -EINVAL;
+    return vq_packed_copy_descs(vq, pos, n, out);
+}
+
 void vblk_vq_push(struct vblk_vq *vq, uint16_t id, uint16_t ndescs, uint32_t len)
 {
     if (vq->is_broken)

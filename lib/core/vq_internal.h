@@ -174,6 +174,10 @@ bool vq_split_has_avail(struct vblk_vq *vq);
 
 int vq_packed_init(struct vblk_vq *vq);
 int vq_packed_pop(struct vblk_vq *vq, struct vblk_chain *c);
+int vq_packed_walk_saved(struct vblk_vq *vq, const struct vblk_packed_desc *descs, uint16_t n,
+                         struct vblk_chain *c);
+int vq_packed_copy_descs(const struct vblk_vq *vq, uint16_t pos, uint16_t n,
+                         struct vblk_packed_desc *out);
 int vq_packed_walk(struct vblk_vq *vq, uint16_t pos, uint8_t wrap, struct vblk_chain *c,
                    uint16_t *end_pos, uint8_t *end_wrap);
 void vq_packed_push(struct vblk_vq *vq, uint16_t id, uint16_t ndescs, uint32_t len);

@@ -64,8 +64,12 @@ int vq_packed_pop(struct vblk_vq *vq, struct vblk_chain *c)
     return vq_packed_walk(vq, vq->last_avail, vq->avail_wrap, c, &vq->last_avail, &vq->avail_wrap);
 }
 
-int vq_packed_walk(struct vblk_vq *vq, uint16_t pos, uint8_t wrap, struct vblk_chain *c,
-                   uint16_t *end_pos, uint8_t *end_wrap)
+/* Walks one descriptor list, either in the ring at @pos (checking that each
+ * descriptor is available with the wrap counter of its lap) or, with
+ * @saved, from a copy of the list the transport kept (inflight tracking). */
+static inline __attribute__((always_inline)) int
+walk_list(struct vblk_vq *vq, const struct vblk_packed_desc *saved, uint16_t nsaved, uint16_t pos,
+          uint8_t wrap, struct vblk_chain *c, uint16_t *end_pos, uint8_t *end_wrap)
 {
     const struct vblk_packed_desc *ring = vq->r.pk.desc;
     if (pos >= vq->size)
@@ -77,10 +81,19 @@ int vq_packed_walk(struct vblk_vq *vq, uint16_t pos, uint8_t wrap, struct vblk_c
     uint16_t id;
     for (;;) {
         struct vblk_packed_desc d;
-        desc_copy(&d, &ring[pos]);
-        /* Every descriptor of the list must be available with the wrap
-         * counter of its own lap (2.8.6), and a list fits in the ring. */
-        if (!is_avail(d.flags, wrap) || ++count > vq->size)
+        if (saved) {
+            if (count >= nsaved)
+                return vq_break(vq);
+            desc_copy(&d, &saved[count]);
+        } else {
+            desc_copy(&d, &ring[pos]);
+            /* Every descriptor of the list must be available with the wrap
+             * counter of its own lap (2.8.6). */
+            if (!is_avail(d.flags, wrap))
+                return vq_break(vq);
+        }
+        /* A list fits in the ring. */
+        if (++count > vq->size)
             return vq_break(vq);
         if (++pos == vq->size) {
             pos = 0;
@@ -101,12 +114,41 @@ int vq_packed_walk(struct vblk_vq *vq, uint16_t pos, uint8_t wrap, struct vblk_c
             break;
         }
     }
+    if (saved && count != nsaved)
+        return vq_break(vq);
     walk_end(&w, c);
     c->id = id;
     c->ndescs = (uint16_t)count;
     *end_pos = pos;
     *end_wrap = wrap;
     return 1;
+}
+
+int vq_packed_walk(struct vblk_vq *vq, uint16_t pos, uint8_t wrap, struct vblk_chain *c,
+                   uint16_t *end_pos, uint8_t *end_wrap)
+{
+    return walk_list(vq, NULL, 0, pos, wrap, c, end_pos, end_wrap);
+}
+
+int vq_packed_walk_saved(struct vblk_vq *vq, const struct vblk_packed_desc *descs, uint16_t n,
+                         struct vblk_chain *c)
+{
+    uint16_t end_pos;
+    uint8_t end_wrap;
+    return walk_list(vq, descs, n, 0, 1, c, &end_pos, &end_wrap);
+}
+
+int vq_packed_copy_descs(const struct vblk_vq *vq, uint16_t pos, uint16_t n,
+                         struct vblk_packed_desc *out)
+{
+    if (pos >= vq->size || n == 0 || n > vq->size)
+        return -EINVAL;
+    for (uint16_t i = 0; i < n; i++) {
+        desc_copy(&out[i], &vq->r.pk.desc[pos]);
+        if (++pos == vq->size)
+            pos = 0;
+    }
+    return 0;
 }
 
 void vq_packed_push(struct vblk_vq *vq, uint16_t id, uint16_t ndescs, uint32_t len)
