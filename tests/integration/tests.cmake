@@ -1,0 +1,19 @@
+# Integration tests (label "integration"): vblk-bench --verify through real
+# vhost-user-blk back-ends, ours and qemu-storage-daemon (skipped, exit 77,
+# when it is not installed). Run with: ctest -L integration
+# vblk-bench is defined in bench/, after this file is read.
+if(TARGET vblk-vhost-user AND EXISTS ${CMAKE_SOURCE_DIR}/bench/vblk-bench.c)
+  set(VBLK_IT_CASES
+    ours-memory-split-1q ours-memory-split-2q ours-memory-packed-1q ours-memory-packed-2q
+    ours-image-split-1q ours-image-split-2q ours-image-packed-1q ours-image-packed-2q
+    qsd-file-split-1q qsd-file-split-2q qsd-null-split-1q qsd-null-split-2q
+    qsd-packed-refused ours-readonly-status)
+  foreach(case ${VBLK_IT_CASES})
+    add_test(NAME integration_${case}
+      COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/bench-verify.sh
+              --bench $<TARGET_FILE:vblk-bench> --server $<TARGET_FILE:vblk-vhost-user>
+              --case ${case})
+    set_tests_properties(integration_${case} PROPERTIES
+      LABELS integration TIMEOUT 180 SKIP_RETURN_CODE 77)
+  endforeach()
+endif()
