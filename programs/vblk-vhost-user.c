@@ -28,7 +28,7 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: " PROG " --socket PATH [--image FILE | --memory SIZE] [options]\n"
+            "usage: " PROG " --socket PATH [--image FILE | --memory SIZE | --null SIZE] [options]\n"
             "\n"
             "Serves a virtio-blk disk to a vhost-user front-end (QEMU's vhost-user-blk-pci,\n"
             "libvirt, other VMMs) over the Unix socket PATH. One front-end is served at a\n"
@@ -42,6 +42,8 @@ static void usage(FILE *f)
             "  --memory SIZE        serve a zero-filled RAM disk of SIZE bytes (K/M/G/T\n"
             "                       suffixes, a multiple of 512); the default with neither\n"
             "                       option is a 1 GiB RAM disk\n"
+            "  --null SIZE          a disk of SIZE bytes that completes every request at once\n"
+            "                       without touching the data (for benchmarks)\n"
             "  --queues N           number of queues, 1..%u (default 1); give QEMU the same\n"
             "                       num-queues\n"
             "  --queue-size N       largest ring size accepted, 1..32768 (default 256); QEMU's\n"
@@ -245,6 +247,7 @@ int main(int argc, char **argv)
         {"socket", required_argument, NULL, 's'},
         {"image", required_argument, NULL, 'i'},
         {"memory", required_argument, NULL, 'm'},
+        {"null", required_argument, NULL, 'N'},
         {"queues", required_argument, NULL, 'Q'},
         {"queue-size", required_argument, NULL, 'S'},
         {"read-only", no_argument, NULL, 'r'},
@@ -261,6 +264,7 @@ int main(int argc, char **argv)
     unsigned long queues = 1, qsize = 256, threads = 0;
     int engine = VBLK_FILE_ENGINE_AUTO, verbose = 1;
     bool ro = false, poll = false;
+    const char *null_arg = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "vqh", longopts, NULL)) != -1) {
         switch (c) {
@@ -272,6 +276,9 @@ int main(int argc, char **argv)
             break;
         case 'm':
             memory = optarg;
+            break;
+        case 'N':
+            null_arg = optarg;
             break;
         case 'r':
             ro = true;
@@ -332,10 +339,13 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": --socket PATH is required (see --help)\n");
         return 2;
     }
-    if (image && memory) {
-        fprintf(stderr, PROG ": --image and --memory are mutually exclusive\n");
+    if ((image != NULL) + (memory != NULL) + (null_arg != NULL) > 1) {
+        fprintf(stderr, PROG ": --image, --memory and --null are mutually exclusive\n");
         return 2;
     }
+    bool null_disk = null_arg != NULL;
+    if (null_disk)
+        memory = null_arg;
     if (serial && strlen(serial) > VBLK_ID_BYTES) {
         fprintf(stderr, PROG ": --serial '%s' is longer than %u bytes\n", serial, VBLK_ID_BYTES);
         return 2;
@@ -346,12 +356,13 @@ int main(int argc, char **argv)
     }
     uint64_t mem_size = 1ull << 30;
     if (memory && parse_size(memory, &mem_size) < 0) {
-        fprintf(stderr, PROG ": --memory %s: expected a size such as 512M or 4G\n", memory);
+        fprintf(stderr, PROG ": %s %s: expected a size such as 512M or 4G\n",
+                null_disk ? "--null" : "--memory", memory);
         return 2;
     }
     if (!image && (mem_size == 0 || mem_size % 512)) {
-        fprintf(stderr, PROG ": --memory %s: the size must be a non-zero multiple of 512 bytes\n",
-                memory);
+        fprintf(stderr, PROG ": %s %s: the size must be a non-zero multiple of 512 bytes\n",
+                null_disk ? "--null" : "--memory", memory);
         return 2;
     }
 
@@ -378,7 +389,8 @@ int main(int argc, char **argv)
         if (open_image(image, ro, engine, &be) < 0)
             return 1;
     } else {
-        int rc = vblk_backend_memory_create(mem_size, &be);
+        int rc = null_disk ? vblk_backend_null_create(mem_size, &be)
+                           : vblk_backend_memory_create(mem_size, &be);
         if (rc < 0) {
             fprintf(stderr, PROG ": cannot create a %" PRIu64 "-byte RAM disk: %s\n", mem_size,
                     strerror(-rc));
@@ -417,9 +429,11 @@ int main(int argc, char **argv)
     if (verbose) {
         const struct vblk_dev *dev = vblk_vu_dev_blk(vblk_vu_server_dev(s));
         printf(PROG ": serving %s (%s, %s, %s) on %s: %lu queue(s) of up to %lu entries%s\n",
-               image ? image : "a RAM disk", human(be.size, sz, sizeof(sz)),
-               dev->p.read_only ? "read-only" : "read-write", be.ops->name, sock, queues, qsize,
-               poll ? ", busy polling" : "");
+               image       ? image
+               : null_disk ? "a null disk"
+                           : "a RAM disk",
+               human(be.size, sz, sizeof(sz)), dev->p.read_only ? "read-only" : "read-write",
+               be.ops->name, sock, queues, qsize, poll ? ", busy polling" : "");
         print_attach_hint(sock, (uint16_t)queues, (uint16_t)qsize);
     }
 

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* vhost-user in-flight I/O tracking (split rings).
+/* vhost-user in-flight I/O tracking.
  *
  * The front-end keeps a shared memory region across back-end restarts
  * (GET_INFLIGHT_FD / SET_INFLIGHT_FD). Per queue it holds the layout the
- * vhost-user specification describes for split rings: a header and one
- * entry per descriptor head recording whether the head is in flight and in
- * which order it was fetched. A back-end that crashed left the truth there:
+ * vhost-user specification describes for the ring format. A back-end that
+ * crashed left the truth there.
+ *
+ * Split rings: a header and one entry per descriptor head recording
+ * whether the head is in flight and in which order it was fetched.
  *
  *  - fetched = used + in flight, so the ring position to resume from is the
  *    used index in guest memory plus the number of heads still in flight;
@@ -14,11 +16,28 @@
  *    crash fell between publishing the used index and clearing the batch's
  *    in-flight marks, the marks can be cleared on restart.
  *
+ * Packed rings: used entries overwrite the descriptor ring while other
+ * requests are still in flight, so the region keeps a copy of every
+ * descriptor list in flight, one entry per descriptor, the entries of a
+ * list linked through `next` and the unused ones on a free list. The head
+ * entry of a list holds the in-flight mark, the list's length, its last
+ * entry and the fetch order. The header records the device's used position
+ * (`used_idx`, `used_wrap_counter`) and, after the `old_` fields, the last
+ * position whose bookkeeping is complete. On a restart:
+ *
+ *  - the used position comes from the region (the front-end cannot know
+ *    it): an update left half done is finished using the ring itself (the
+ *    used entry is written before the region records it), and used entries
+ *    written just before the crash are found by scanning the ring;
+ *  - fetched = used + in flight counts descriptors here, which gives the
+ *    available position;
+ *  - lists in flight are resubmitted in fetch order from their copies.
+ *
  * The region is written at crash-consistency points with release stores:
- * whatever prefix of the updates reached memory must be recoverable.
- * Packed rings are not tracked: their descriptors are overwritten by used
- * entries while other requests are still in flight, so a restart could not
- * re-read them from the ring. */
+ * whatever prefix of the updates reached memory must be recoverable. The
+ * front-end can rewrite it at any time: while a ring runs the device only
+ * writes it, from private copies; a restart reads it once into a private
+ * snapshot and checks every value it uses. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -47,10 +66,41 @@ struct split_region {
 _Static_assert(sizeof(struct desc_state) == 16, "vhost-user DescStateSplit");
 _Static_assert(sizeof(struct split_region) == 16, "vhost-user QueueRegionSplit");
 
+struct pk_state {
+    uint8_t inflight;
+    uint8_t padding;
+    uint16_t next;
+    uint16_t last;
+    uint16_t num;
+    uint64_t counter;
+    uint16_t id;
+    uint16_t flags;
+    uint32_t len;
+    uint64_t addr;
+};
+
+struct pk_region {
+    uint64_t features;
+    uint16_t version;
+    uint16_t desc_num;
+    uint16_t free_head;
+    uint16_t old_free_head;
+    uint16_t used_idx;
+    uint16_t old_used_idx;
+    uint8_t used_wrap_counter;
+    uint8_t old_used_wrap_counter;
+    uint8_t padding[7];
+    struct pk_state desc[];
+};
+
+_Static_assert(sizeof(struct pk_state) == 32, "vhost-user DescStatePacked");
+_Static_assert(offsetof(struct pk_region, desc) == 32, "vhost-user QueueRegionPacked");
+
 #define REGION_VERSION 1u
 #define REGION_ALIGN   64u
 
 #define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define LOAD(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
 
 uint64_t vu_inflight_queue_bytes(uint16_t qsize)
 {
@@ -60,15 +110,27 @@ uint64_t vu_inflight_queue_bytes(uint16_t qsize)
     return (n + REGION_ALIGN - 1) & ~(uint64_t)(REGION_ALIGN - 1);
 }
 
-static void reset_region(struct split_region *r, uint16_t num, uint16_t used_idx)
+static void *queue_region(const struct vu_queue *q)
 {
-    STORE(&r->version, 0);
-    memset(r->desc, 0, sizeof(r->desc[0]) * num);
-    r->features = 0;
-    r->desc_num = num;
-    r->last_batch_head = 0;
-    r->used_idx = used_idx;
-    STORE(&r->version, (uint16_t)REGION_VERSION);
+    const struct vblk_vu_dev *d = q->d;
+    return d->inflight + q->index * vu_inflight_queue_bytes(d->inflight_qsize);
+}
+
+void vu_inflight_drop_plan(struct vu_queue *q)
+{
+    free(q->inf.plan);
+    q->inf.plan = NULL;
+    q->inf.nplan = 0;
+}
+
+void vu_inflight_release(struct vu_queue *q)
+{
+    vu_inflight_drop_plan(q);
+    free(q->inf.slot);
+    free(q->inf.by_id);
+    free(q->inf.saved);
+    free(q->inf.copy);
+    memset(&q->inf, 0, sizeof(q->inf));
 }
 
 struct pending {
@@ -85,20 +147,37 @@ static int by_counter(const void *a, const void *b)
     return ca < cb ? -1 : ca > cb;
 }
 
-int vu_inflight_prepare(struct vu_queue *q, struct vblk_vq_state *st, uint16_t **heads)
+/* Stores @n heads of @list, sorted, as the resubmission plan. */
+static int make_plan(struct vu_queue *q, struct pending *list, uint32_t n)
 {
-    struct vblk_vu_dev *d = q->d;
-    *heads = NULL;
-    q->inf.region = NULL;
-    q->inf.batch = 0;
-    q->inf.counter = 1;
-    q->inf.last_head = 0;
-    if (!d->inflight || vu_packed(d) || q->index >= d->inflight_nq || q->num > d->inflight_qsize)
+    qsort(list, n, sizeof(*list), by_counter);
+    if (!n)
         return 0;
-    struct split_region *r =
-        (struct split_region *)(d->inflight +
-                                q->index * vu_inflight_queue_bytes(d->inflight_qsize));
-    q->inf.region = r;
+    q->inf.plan = malloc(sizeof(*q->inf.plan) * n);
+    if (!q->inf.plan)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < n; i++)
+        q->inf.plan[i] = list[i].head;
+    q->inf.nplan = n;
+    return (int)n;
+}
+
+/* ---- split rings ---- */
+
+static void reset_region(struct split_region *r, uint16_t num, uint16_t used_idx)
+{
+    STORE(&r->version, 0);
+    memset(r->desc, 0, sizeof(r->desc[0]) * num);
+    r->features = 0;
+    r->desc_num = num;
+    r->last_batch_head = 0;
+    r->used_idx = used_idx;
+    STORE(&r->version, (uint16_t)REGION_VERSION);
+}
+
+static int split_prepare(struct vu_queue *q, struct vblk_vq_state *st)
+{
+    struct split_region *r = q->inf.region;
     uint16_t num = (uint16_t)q->num;
     /* A fresh region, one for another ring size, or a restart of a ring
      * this process drained itself: start clean. */
@@ -137,23 +216,12 @@ int vu_inflight_prepare(struct vu_queue *q, struct vblk_vq_state *st, uint16_t *
             max_counter = list[n].counter;
         n++;
     }
-    qsort(list, n, sizeof(*list), by_counter);
     q->inf.counter = max_counter + 1;
     /* Every head fetched is either used or still in flight. */
     st->last_avail_idx = (uint16_t)(used + n);
-    uint16_t *order = n ? malloc(sizeof(*order) * n) : NULL;
-    for (uint32_t i = 0; order && i < n; i++)
-        order[i] = list[i].head;
+    int rc = make_plan(q, list, n);
     free(list);
-    if (n && !order)
-        return -ENOMEM;
-    *heads = order;
-    return (int)n;
-}
-
-static struct split_region *region_of(void *opaque)
-{
-    return ((struct vu_queue *)opaque)->inf.region;
+    return rc;
 }
 
 /* The front-end can rewrite the region at any time: indices come from the
@@ -162,7 +230,7 @@ static struct split_region *region_of(void *opaque)
 static void on_started(void *opaque, const struct vblk_req *req)
 {
     struct vu_queue *q = opaque;
-    struct split_region *r = region_of(opaque);
+    struct split_region *r = q->inf.region;
     uint16_t id = req->chain.id;
     if (id >= q->num)
         return;
@@ -173,7 +241,7 @@ static void on_started(void *opaque, const struct vblk_req *req)
 static void on_done(void *opaque, const struct vblk_req *req)
 {
     struct vu_queue *q = opaque;
-    struct split_region *r = region_of(opaque);
+    struct split_region *r = q->inf.region;
     uint16_t id = req->chain.id;
     if (id >= q->num)
         return;
@@ -186,7 +254,7 @@ static void on_done(void *opaque, const struct vblk_req *req)
 static void on_published(void *opaque, const struct vblk_vq_state *st)
 {
     struct vu_queue *q = opaque;
-    struct split_region *r = region_of(opaque);
+    struct split_region *r = q->inf.region;
     /* The used index store must be in memory before any mark is cleared. */
     atomic_thread_fence(memory_order_seq_cst);
     uint16_t h = q->inf.last_head;
@@ -204,9 +272,444 @@ static const struct vblk_queue_hooks split_hooks = {
     .published = on_published,
 };
 
+/* ---- packed rings ---- */
+
+#define NONE 0xffffu
+
+static bool pk_is_used(uint16_t flags, uint8_t wrap)
+{
+    return ((flags & VBLK_DESC_F_AVAIL) != 0) == wrap && ((flags & VBLK_DESC_F_USED) != 0) == wrap;
+}
+
+/* Position @n descriptors after (@idx, @wrap) in a ring of @num entries. */
+static void pk_advance(uint16_t num, uint16_t *idx, uint8_t *wrap, uint32_t n)
+{
+    uint32_t next = (uint32_t)*idx + n;
+    if (next >= num) {
+        next -= num;
+        *wrap ^= 1;
+    }
+    *idx = (uint16_t)next;
+}
+
+/* Clears head entry @h's mark and puts its entries on the free list. */
+static void pk_free(struct vu_queue *q, uint16_t h)
+{
+    struct pk_region *r = q->inf.region;
+    struct vu_inflight_q *inf = &q->inf;
+    STORE(&r->desc[h].inflight, 0);
+    uint16_t last = inf->slot[h].last;
+    inf->slot[last].next = inf->free_head;
+    STORE(&r->desc[last].next, inf->free_head);
+    inf->free_head = h;
+    inf->nfree = (uint16_t)(inf->nfree + inf->slot[h].num);
+    STORE(&r->free_head, h);
+}
+
+/* Records the used position (@idx, @wrap) reached by the used entry of
+ * head entry @h (NONE: a request that was not tracked), freeing @h's
+ * entries. The order is what a restart relies on: the used index first
+ * (the update is then "in progress"), the in-flight mark, the free list,
+ * and the old_ copies last (the update is complete). */
+static void pk_record(struct vu_queue *q, uint16_t h, uint16_t idx, uint8_t wrap)
+{
+    struct pk_region *r = q->inf.region;
+    STORE(&r->used_idx, idx);
+    STORE(&r->used_wrap_counter, wrap);
+    if (h != NONE)
+        pk_free(q, h);
+    STORE(&r->old_free_head, q->inf.free_head);
+    STORE(&r->old_used_wrap_counter, wrap);
+    STORE(&r->old_used_idx, idx);
+}
+
+static int pk_alloc(struct vu_queue *q, uint16_t num)
+{
+    q->inf.slot = malloc(sizeof(*q->inf.slot) * num);
+    q->inf.by_id = calloc(num, sizeof(*q->inf.by_id));
+    q->inf.saved = malloc(sizeof(*q->inf.saved) * num);
+    q->inf.copy = malloc(sizeof(*q->inf.copy) * num);
+    if (!q->inf.slot || !q->inf.by_id || !q->inf.saved || !q->inf.copy)
+        return -ENOMEM;
+    return 0;
+}
+
+/* Puts every entry not owned by a list in flight (@owner[i] != 0) on the
+ * free list, privately and in the region. */
+static void pk_rebuild_free(struct vu_queue *q, const uint16_t *owner)
+{
+    struct pk_region *r = q->inf.region;
+    uint16_t num = (uint16_t)q->num, head = num, nfree = 0;
+    for (uint16_t i = num; i-- > 0;) {
+        if (owner && owner[i])
+            continue;
+        q->inf.slot[i].next = head;
+        STORE(&r->desc[i].next, head);
+        head = i;
+        nfree++;
+    }
+    q->inf.free_head = head;
+    q->inf.nfree = nfree;
+    STORE(&r->free_head, head);
+    STORE(&r->old_free_head, head);
+}
+
+static void pk_reset(struct vu_queue *q, const struct vblk_vq_state *st)
+{
+    struct pk_region *r = q->inf.region;
+    uint16_t num = (uint16_t)q->num;
+    STORE(&r->version, 0);
+    memset(r->desc, 0, sizeof(r->desc[0]) * num);
+    r->features = 0;
+    r->desc_num = num;
+    r->used_idx = r->old_used_idx = st->used_idx;
+    r->used_wrap_counter = r->old_used_wrap_counter = st->used_wrap;
+    pk_rebuild_free(q, NULL);
+    STORE(&r->version, (uint16_t)REGION_VERSION);
+}
+
+/* Claims the @len entries of the list starting at @h for owner @h + 1.
+ * Returns the last entry, or NONE (nothing claimed) if the list leaves the
+ * region or crosses an entry already claimed. */
+static uint16_t pk_claim(const struct pk_state *snap, uint16_t *owner, uint16_t num, uint16_t h,
+                         uint16_t len)
+{
+    uint16_t e = h, k = 0;
+    for (; k < len; k++) {
+        if (e >= num || owner[e])
+            break;
+        owner[e] = (uint16_t)(h + 1);
+        if (k + 1 == len)
+            return e;
+        e = snap[e].next;
+    }
+    /* Give back the @k entries claimed, along the same private path. */
+    for (e = h; k-- > 0; e = snap[e].next)
+        owner[e] = 0;
+    return NONE;
+}
+
+static void pk_disown(const struct vu_inflight_q *inf, uint16_t *owner, uint16_t h)
+{
+    uint16_t e = h;
+    for (uint16_t k = 0; k < inf->slot[h].num; k++, e = inf->slot[e].next)
+        owner[e] = 0;
+}
+
+/* A restart over a region a previous back-end filled: recovers the ring
+ * position into @st and plans the resubmissions. Returns their number,
+ * -EINVAL if the region is not usable, or another negative errno. */
+static int pk_recover(struct vu_queue *q, uint64_t desc_gpa, struct vblk_vq_state *st)
+{
+    struct pk_region *r = q->inf.region;
+    struct vu_inflight_q *inf = &q->inf;
+    uint16_t num = (uint16_t)q->num;
+    /* The core checks the ring the same way, but only once it starts. */
+    const struct vblk_packed_desc *ring = vblk_mem_ptr(&q->mem, desc_gpa, 16ull * num);
+    if (!ring || ((uintptr_t)ring & 15))
+        return -EFAULT;
+    uint16_t used = LOAD(&r->used_idx), old_used = LOAD(&r->old_used_idx);
+    uint8_t wrap = LOAD(&r->used_wrap_counter), old_wrap = LOAD(&r->old_used_wrap_counter);
+    if (used >= num || old_used >= num || wrap > 1 || old_wrap > 1)
+        return -EINVAL;
+
+    /* One private snapshot; nothing below reads the region again. */
+    struct pk_state *snap = malloc(sizeof(*snap) * num);
+    uint16_t *owner = calloc(num, sizeof(*owner));
+    struct pending *list = malloc(sizeof(*list) * num);
+    struct {
+        uint16_t head, pos;
+        uint8_t wrap;
+    } *fin = malloc(sizeof(*fin) * num);
+    int rc = -ENOMEM;
+    if (!snap || !owner || !list || !fin)
+        goto out;
+    memcpy(snap, r->desc, sizeof(*snap) * num);
+
+    /* The lists in flight: chains of distinct entries, each ending in a
+     * buffer ID in range that no other list has. */
+    uint32_t dropped = 0;
+    for (uint16_t h = 0; h < num; h++) {
+        inf->saved[h] =
+            (struct vblk_packed_desc){snap[h].addr, snap[h].len, snap[h].id, snap[h].flags};
+        inf->slot[h].next = snap[h].next;
+    }
+    for (uint16_t h = 0; h < num; h++) {
+        if (snap[h].inflight != 1)
+            continue;
+        uint16_t len = snap[h].num;
+        uint16_t last = len >= 1 && len <= num ? pk_claim(snap, owner, num, h, len) : NONE;
+        if (last != NONE &&
+            (snap[h].last != last || snap[last].id >= num || inf->by_id[snap[last].id])) {
+            inf->slot[h].num = len;
+            pk_disown(inf, owner, h);
+            last = NONE;
+        }
+        if (last == NONE) {
+            dropped++;
+            continue;
+        }
+        inf->slot[h].num = len;
+        inf->slot[h].last = last;
+        inf->by_id[snap[last].id] = (uint16_t)(h + 1);
+    }
+
+    /* Where the used entries end. An update left in progress: the used
+     * entry at old_used_idx was written before it started, and the ring
+     * tells that entry's wrap counter even if the driver took it since. */
+    uint16_t pos = old_used;
+    uint8_t pwrap = old_wrap;
+    uint32_t nfin = 0;
+    if (used != old_used || wrap != old_wrap) {
+        uint16_t fl = __atomic_load_n(&ring[old_used].flags, __ATOMIC_ACQUIRE);
+        uint16_t id = LOAD(&ring[old_used].id);
+        pwrap = (fl & VBLK_DESC_F_USED) ? 1 : 0;
+        if (!pk_is_used(fl, pwrap) || id >= num || !inf->by_id[id]) {
+            /* Its mark was cleared, so the used index was recorded. */
+            pwrap = used > old_used ? pwrap : pwrap ^ 1;
+            pos = used;
+        }
+    }
+    /* Used entries written but not (completely) recorded yet. */
+    for (uint32_t i = 0; i < num; i++) {
+        uint16_t fl = __atomic_load_n(&ring[pos].flags, __ATOMIC_ACQUIRE);
+        uint16_t id = LOAD(&ring[pos].id);
+        if (!pk_is_used(fl, pwrap) || id >= num || !inf->by_id[id])
+            break;
+        uint16_t h = inf->by_id[id] - 1;
+        inf->by_id[id] = 0;
+        pk_disown(inf, owner, h);
+        pk_advance(num, &pos, &pwrap, inf->slot[h].num);
+        fin[nfin].head = h;
+        fin[nfin].pos = pos;
+        fin[nfin].wrap = pwrap;
+        nfin++;
+    }
+
+    /* What remains is in flight: fetched = used + in flight. */
+    uint16_t avail = pos;
+    uint8_t awrap = pwrap;
+    uint64_t max_counter = 0;
+    uint32_t n = 0;
+    for (uint16_t id = 0; id < num; id++) {
+        if (!inf->by_id[id])
+            continue;
+        uint16_t h = inf->by_id[id] - 1;
+        list[n].head = h;
+        list[n].counter = snap[h].counter;
+        if (list[n].counter > max_counter)
+            max_counter = list[n].counter;
+        n++;
+        pk_advance(num, &avail, &awrap, inf->slot[h].num);
+    }
+
+    /* Bring the region up to date in the order the hooks use, so that a
+     * crash in between is recovered the same way. */
+    for (uint32_t i = 0; i < nfin; i++) {
+        STORE(&r->used_idx, fin[i].pos);
+        STORE(&r->used_wrap_counter, fin[i].wrap);
+        STORE(&r->desc[fin[i].head].inflight, 0);
+        STORE(&r->old_used_wrap_counter, fin[i].wrap);
+        STORE(&r->old_used_idx, fin[i].pos);
+    }
+    for (uint16_t h = 0; h < num; h++)
+        if (snap[h].inflight && !owner[h])
+            STORE(&r->desc[h].inflight, 0);
+    STORE(&r->used_idx, pos);
+    STORE(&r->used_wrap_counter, pwrap);
+    STORE(&r->old_used_wrap_counter, pwrap);
+    STORE(&r->old_used_idx, pos);
+    pk_rebuild_free(q, owner);
+
+    /* The resubmitted requests bind their entries again (see pk_started). */
+    memset(inf->by_id, 0, sizeof(*inf->by_id) * num);
+    inf->counter = max_counter + 1;
+    st->used_idx = pos;
+    st->used_wrap = pwrap;
+    st->last_avail_idx = avail;
+    st->avail_wrap = awrap;
+    if (dropped)
+        vu_log(q->d, VBLK_VU_LOG_WARN,
+               "queue %u: %u inconsistent lists in the in-flight region not resubmitted", q->index,
+               dropped);
+    rc = make_plan(q, list, n);
+out:
+    free(snap);
+    free(owner);
+    free(list);
+    free(fin);
+    return rc;
+}
+
+static int packed_prepare(struct vu_queue *q, uint64_t desc_gpa, struct vblk_vq_state *st)
+{
+    struct pk_region *r = q->inf.region;
+    uint16_t num = (uint16_t)q->num;
+    if (pk_alloc(q, num) < 0)
+        return -ENOMEM;
+    /* A fresh region, one for another ring size, or a restart of a ring
+     * this process drained itself: start clean from where the front-end
+     * (or this process) says the ring is. */
+    if (!q->have_saved && LOAD(&r->version) == REGION_VERSION && LOAD(&r->desc_num) == num) {
+        struct vblk_vq_state set = *st;
+        int rc = pk_recover(q, desc_gpa, st);
+        if (rc >= 0) {
+            vu_log(q->d, VBLK_VU_LOG_INFO,
+                   "queue %u: packed ring position from the in-flight region: avail %u/%u used "
+                   "%u/%u (front-end: avail %u/%u used %u/%u)",
+                   q->index, st->last_avail_idx, st->avail_wrap, st->used_idx, st->used_wrap,
+                   set.last_avail_idx, set.avail_wrap, set.used_idx, set.used_wrap);
+            return rc;
+        }
+        if (rc != -EINVAL)
+            return rc;
+        vu_log(q->d, VBLK_VU_LOG_WARN, "queue %u: in-flight region unusable; starting it over",
+               q->index);
+        *st = set;
+        memset(q->inf.by_id, 0, sizeof(*q->inf.by_id) * num);
+    }
+    pk_reset(q, st);
+    return 0;
+}
+
+static void pk_warn(struct vu_queue *q, const char *what)
+{
+    if (q->inf.warned)
+        return;
+    q->inf.warned = true;
+    vu_log(q->d, VBLK_VU_LOG_WARN, "queue %u: a request is not tracked in flight: %s", q->index,
+           what);
+}
+
+/* A list was popped (or resubmitted): copy it into free entries of the
+ * region. Everything comes from the ring or from private copies. */
+static void pk_started(void *opaque, const struct vblk_req *req)
+{
+    struct vu_queue *q = opaque;
+    struct vu_inflight_q *inf = &q->inf;
+    struct pk_region *r = inf->region;
+    uint16_t id = req->chain.id, n = req->chain.ndescs;
+    if (inf->resub_head) {
+        /* A resubmitted list keeps the entries it has. */
+        uint16_t h = (uint16_t)(inf->resub_head - 1);
+        inf->resub_head = 0;
+        if (id < q->num && !inf->by_id[id]) {
+            inf->by_id[id] = (uint16_t)(h + 1);
+        } else {
+            pk_free(q, h);
+            STORE(&r->old_free_head, inf->free_head);
+            pk_warn(q, "buffer ID out of range or in use");
+        }
+        return;
+    }
+    if (id >= q->num || inf->by_id[id]) {
+        pk_warn(q, "buffer ID out of range or in use");
+        return;
+    }
+    if (n == 0 || n > inf->nfree) {
+        pk_warn(q, "more descriptors in flight than the ring holds");
+        return;
+    }
+    struct vblk_packed_desc *copy = inf->copy;
+    if (vblk_vq_copy_descs(vblk_queue_vq(&q->q), req->head_pos, n, copy) < 0 ||
+        copy[n - 1].id != id) {
+        pk_warn(q, "the list changed under the device");
+        return;
+    }
+    uint16_t h = inf->free_head, e = h, last = h;
+    for (uint16_t k = 0; k < n; k++) {
+        struct pk_state *s = &r->desc[e];
+        s->addr = copy[k].addr;
+        s->len = copy[k].len;
+        s->id = copy[k].id;
+        s->flags = copy[k].flags;
+        last = e;
+        e = inf->slot[e].next;
+    }
+    inf->free_head = e;
+    inf->nfree = (uint16_t)(inf->nfree - n);
+    inf->slot[h].num = n;
+    inf->slot[h].last = last;
+    inf->by_id[id] = (uint16_t)(h + 1);
+    r->desc[h].num = n;
+    r->desc[h].last = last;
+    r->desc[h].counter = inf->counter++;
+    STORE(&r->desc[h].inflight, 1);
+    STORE(&r->free_head, e);
+    STORE(&r->old_free_head, e);
+}
+
+/* Its used entry is in the ring: record the new used position. */
+static void pk_done(void *opaque, const struct vblk_req *req)
+{
+    struct vu_queue *q = opaque;
+    struct vu_inflight_q *inf = &q->inf;
+    struct vblk_vq_state st;
+    vblk_vq_get_state(vblk_queue_vq(&q->q), &st);
+    uint16_t id = req->chain.id, h = NONE;
+    if (id < q->num && inf->by_id[id]) {
+        h = (uint16_t)(inf->by_id[id] - 1);
+        inf->by_id[id] = 0;
+    }
+    pk_record(q, h, st.used_idx, st.used_wrap);
+}
+
+static const struct vblk_queue_hooks packed_hooks = {
+    .started = pk_started,
+    .done = pk_done,
+};
+
+/* ---- both ---- */
+
+int vu_inflight_prepare(struct vu_queue *q, uint64_t desc_gpa, struct vblk_vq_state *st)
+{
+    struct vblk_vu_dev *d = q->d;
+    vu_inflight_release(q);
+    q->inf.counter = 1;
+    if (!d->inflight || q->index >= d->inflight_nq || q->num > d->inflight_qsize)
+        return 0;
+    q->inf.region = queue_region(q);
+    int rc = vu_packed(d) ? packed_prepare(q, desc_gpa, st) : split_prepare(q, st);
+    if (rc < 0)
+        vu_inflight_release(q);
+    return rc;
+}
+
+int vu_inflight_resubmit(struct vu_queue *q)
+{
+    struct vu_inflight_q *inf = &q->inf;
+    bool packed = vu_packed(q->d);
+    int done = 0;
+    for (uint32_t i = 0; i < inf->nplan; i++) {
+        uint16_t h = inf->plan[i];
+        int rc;
+        if (packed) {
+            /* Gather the list from the private snapshot. */
+            uint16_t e = h, n = inf->slot[h].num;
+            for (uint16_t k = 0; k < n; k++, e = inf->slot[e].next)
+                inf->copy[k] = inf->saved[e];
+            inf->resub_head = (uint32_t)h + 1;
+            rc = vblk_queue_resubmit_saved(&q->q, inf->copy, n);
+            inf->resub_head = 0;
+        } else {
+            rc = vblk_queue_resubmit(&q->q, h, 0);
+        }
+        if (rc < 0) {
+            vu_log(q->d, VBLK_VU_LOG_WARN, "queue %u: resubmitting %s %u failed: %d", q->index,
+                   packed ? "in-flight entry" : "head", h, rc);
+            break;
+        }
+        done++;
+    }
+    vu_inflight_drop_plan(q);
+    return done;
+}
+
 const struct vblk_queue_hooks *vu_inflight_hooks(struct vu_queue *q)
 {
-    return q->inf.region ? &split_hooks : NULL;
+    if (!q->inf.region)
+        return NULL;
+    return vu_packed(q->d) ? &packed_hooks : &split_hooks;
 }
 
 /* ---- messages: GET_INFLIGHT_FD, SET_INFLIGHT_FD ---- */
@@ -221,7 +724,7 @@ void vu_inflight_unmap(struct vblk_vu_dev *d)
     d->inflight_size = 0;
     d->inflight_nq = d->inflight_qsize = 0;
     for (uint16_t i = 0; i < d->nq; i++)
-        memset(&d->q[i].inf, 0, sizeof(d->q[i].inf));
+        vu_inflight_release(&d->q[i]);
 }
 
 static int check_geometry(const struct vblk_vu_dev *d, const struct vu_inflight *in)
@@ -286,7 +789,9 @@ int vu_h_set_inflight_fd(struct vblk_vu_dev *d, struct vu_msg *m)
     int rc = check_geometry(d, in);
     if (rc < 0)
         return rc;
-    if (in->mmap_size < in->num_queues * vu_inflight_queue_bytes(in->queue_size))
+    /* The region holds 64-bit fields, accessed atomically. */
+    if (in->mmap_size < in->num_queues * vu_inflight_queue_bytes(in->queue_size) ||
+        (in->mmap_offset & 7))
         return -EINVAL;
     void *map, *ptr;
     size_t len;

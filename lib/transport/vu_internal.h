@@ -207,11 +207,31 @@ int vu_mem_ua_to_gpa(const struct vu_mem *m, uint64_t ua, uint64_t len, uint64_t
 
 /* ---- queues (vu_queue.c) and in-flight tracking (vu_inflight.c) ---- */
 
+/* Private bookkeeping of one entry of a packed queue's in-flight region. */
+struct vu_pk_slot {
+    uint16_t next; /* free list / descriptor list link */
+    uint16_t last; /* head entries: the list's last entry */
+    uint16_t num;  /* head entries: the list's length */
+};
+
 struct vu_inflight_q {
     void *region;       /* this queue's part of the shared region, or NULL */
     uint64_t counter;   /* next fetch order value */
     uint16_t batch;     /* used entries pushed since the last publish */
     uint16_t last_head; /* private copy of the region's last_batch_head */
+    /* requests to resubmit after a restart, in fetch order: split heads
+     * or packed head entries (whose lists are in @saved) */
+    uint16_t *plan;
+    uint32_t nplan;
+    /* packed rings: private copies of everything the hooks rely on */
+    struct vu_pk_slot *slot;        /* per region entry */
+    uint16_t *by_id;                /* buffer ID -> head entry + 1, or 0 */
+    struct vblk_packed_desc *saved; /* per region entry: the descriptor it holds */
+    struct vblk_packed_desc *copy;  /* scratch: one descriptor list */
+    uint32_t resub_head;            /* head entry + 1 being resubmitted, or 0 */
+    uint16_t free_head;             /* first free entry (the ring size: none) */
+    uint16_t nfree;
+    bool warned;
 };
 
 struct vu_queue {
@@ -345,12 +365,21 @@ void vu_inflight_unmap(struct vblk_vu_dev *d);
 
 /* Per-queue bytes of the in-flight region for rings of @qsize entries. */
 uint64_t vu_inflight_queue_bytes(uint16_t qsize);
-/* Prepares in-flight tracking for a ring start: picks this queue's part of
- * the region (if it can be tracked), and after a back-end restart recovers
- * the ring position into @st (whose used_idx was read from the ring).
- * Returns the number of heads to resubmit, stored in fetch order in a
- * malloc'ed *@heads, or a negative errno. */
-int vu_inflight_prepare(struct vu_queue *q, struct vblk_vq_state *st, uint16_t **heads);
+/* Prepares in-flight tracking for a ring start (lock held, the core queue
+ * not yet initialised): picks this queue's part of the region (if it can be
+ * tracked), and after a back-end restart recovers the ring position into
+ * @st (split: whose used_idx was read from the ring; packed: the position
+ * the region records replaces the one the front-end set) and plans the
+ * requests to resubmit. @desc_gpa is the ring's descriptor area. Returns
+ * the number of requests to resubmit or a negative errno. */
+int vu_inflight_prepare(struct vu_queue *q, uint64_t desc_gpa, struct vblk_vq_state *st);
+/* Resubmits what vu_inflight_prepare() planned, once the core queue runs.
+ * Returns the number of requests resubmitted. */
+int vu_inflight_resubmit(struct vu_queue *q);
+/* Forgets the plan (the ring did not start). */
+void vu_inflight_drop_plan(struct vu_queue *q);
+/* Frees the queue's private tracking state and forgets its region. */
+void vu_inflight_release(struct vu_queue *q);
 /* The hooks the core calls, or NULL when the queue is not tracked. */
 const struct vblk_queue_hooks *vu_inflight_hooks(struct vu_queue *q);
 

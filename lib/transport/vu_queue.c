@@ -223,7 +223,6 @@ int vu_queue_start(struct vu_queue *q)
     vu_queue_refresh_log(q);
 
     struct vblk_vq_state st;
-    uint16_t *heads = NULL;
     if (q->have_saved) {
         st = q->saved;
     } else {
@@ -231,7 +230,7 @@ int vu_queue_start(struct vu_queue *q)
         if (rc < 0)
             return rc;
     }
-    int nres = vu_inflight_prepare(q, &st, &heads);
+    int nres = vu_inflight_prepare(q, qp.addrs.desc, &st);
     if (nres < 0)
         return nres;
     qp.state = &st;
@@ -240,14 +239,14 @@ int vu_queue_start(struct vu_queue *q)
     size_t len = (vblk_queue_mem_size(&d->dev, qp.size) + 15) & ~(size_t)15;
     q->pool = aligned_alloc(16, len);
     if (!q->pool) {
-        free(heads);
+        vu_inflight_drop_plan(q);
         return -ENOMEM;
     }
     int rc = vblk_queue_init(&q->q, &d->dev, &q->mem, &qp, q->pool, len);
     if (rc < 0) {
         free(q->pool);
         q->pool = NULL;
-        free(heads);
+        vu_inflight_drop_plan(q);
         return rc;
     }
     q->live = true;
@@ -261,19 +260,11 @@ int vu_queue_start(struct vu_queue *q)
 
     /* Requests a previous back-end had fetched but not completed: the
      * driver is still waiting for them (vhost-user inflight tracking). */
-    for (int i = 0; i < nres; i++) {
-        rc = vblk_queue_resubmit(&q->q, heads[i], 0);
-        if (rc < 0) {
-            vu_log(d, VBLK_VU_LOG_WARN, "queue %u: resubmitting head %u failed: %d", q->index,
-                   heads[i], rc);
-            break;
-        }
-        q->stats.resubmitted++;
-    }
-    free(heads);
     if (nres) {
+        int done = vu_inflight_resubmit(q);
+        q->stats.resubmitted += (uint64_t)done;
         vblk_queue_flush(&q->q);
-        vu_log(d, VBLK_VU_LOG_INFO, "queue %u: resubmitted %d in-flight requests", q->index, nres);
+        vu_log(d, VBLK_VU_LOG_INFO, "queue %u: resubmitted %d in-flight requests", q->index, done);
     }
     vu_log(d, VBLK_VU_LOG_INFO, "queue %u: started (%s ring, %u entries, avail %u used %u)",
            q->index, packed ? "packed" : "split", q->num, st.last_avail_idx, st.used_idx);
@@ -363,7 +354,7 @@ void vu_queue_reset(struct vu_queue *q)
     if (q->err_fd >= 0)
         close(q->err_fd);
     q->call_fd = q->err_fd = -1;
-    memset(&q->inf, 0, sizeof(q->inf));
+    vu_inflight_release(q);
     atomic_store(&q->broken, false);
     vu_queue_update_active(q);
 }

@@ -2,7 +2,7 @@
 # They install what they need (tests/guest/prepare.sh) and exit 77 (skipped)
 # when no guest kernel can be had. Run with: ctest -L guest
 if(TARGET vblk-vhost-user)
-  foreach(case split-1q packed-1q split-2q packed-2q readonly poll reconnect migrate)
+  foreach(case split-1q packed-1q split-2q packed-2q readonly poll reconnect reconnect-packed migrate)
     add_test(NAME guest_vhost_user_${case}
       COMMAND ${CMAKE_CURRENT_LIST_DIR}/vhost-user-test.sh
               --program $<TARGET_FILE:vblk-vhost-user> --only ${case})

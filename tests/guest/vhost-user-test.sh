@@ -13,6 +13,8 @@
 #   poll        --poll (busy-polling worker), split ring, RAM disk
 #   reconnect   SIGKILL the server while the guest writes, restart it on the
 #               same socket (reconnect=1): no I/O error, data intact
+#   reconnect-packed
+#               the same on a packed ring (packed=on)
 #   migrate     live-migrate the guest while it writes, from a QEMU served by
 #               one server to a QEMU served by another (dirty log): data intact
 # Every case checks the serial (GET_ID), INDIRECT_DESC and EVENT_IDX, the
@@ -32,7 +34,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${VBLK_GUEST_CACHE:-/var/cache/vblk-guest}
 PROGRAM= ONLY= COUNT=300 TIMEOUT=300 KEEP=0 PREPARE=1
-ALL_CASES="split-1q packed-1q split-2q packed-2q readonly poll reconnect migrate"
+ALL_CASES="split-1q packed-1q split-2q packed-2q readonly poll reconnect reconnect-packed migrate"
 die() { echo "vhost-user-test.sh: error: $*" >&2; exit 1; }
 say() { echo "vhost-user-test.sh: $*" >&2; }
 while (($#)); do
@@ -309,10 +311,12 @@ run_case() {
         run_migrate "$case" "$log" "$img"
         return 0
         ;;
-    reconnect)
+    reconnect|reconnect-packed)
+        local packed=0
+        [[ $case == reconnect-packed ]] && packed=1
         truncate -s 64M "$img"
         start_server "$log" --image "$img" --serial "vu-$case" -v
-        boot "$case" 1 2 0 ",reconnect=1" MODE=busy DO_FS=0 VERIFY_COUNT=$((COUNT * 8)) &
+        boot "$case" 1 2 "$packed" ",reconnect=1" MODE=busy DO_FS=0 VERIFY_COUNT=$((COUNT * 8)) &
         local guest=$!
         wait_verify "$WORK/$case.console.log" "$guest" || true
         sleep 1.5
@@ -323,7 +327,7 @@ run_case() {
         sleep 0.3
         start_server "$log" --image "$img" --serial "vu-$case" -v
         wait "$guest" || rc=$?
-        grep -a "resubmitted .* in-flight" "$log" | sed 's/^/    /' >&2 || true
+        grep -a -E "resubmitted .* in-flight|in-flight region" "$log" | sed 's/^/    /' >&2 || true
         ;;
     esac
     show_console "$case"
@@ -345,7 +349,7 @@ run_case() {
     esac
     case $case in
     split-1q|packed-2q) host_check_image "$img" 1 ;;
-    split-2q|reconnect) host_check_image "$img" 0 ;;
+    split-2q|reconnect|reconnect-packed) host_check_image "$img" 0 ;;
     esac
     rm -f "$img" "$img.orig"
 }
