@@ -49,7 +49,7 @@ int vu_region_map(struct vu_region *r, const struct vu_region_desc *desc, int fd
     if (desc->size == 0 || desc->gpa + (desc->size - 1) < desc->gpa ||
         desc->uaddr + (desc->size - 1) < desc->uaddr)
         return -EINVAL;
-    void *ptr;
+    void *ptr = NULL;
     int rc = vu_shm_map(fd, desc->mmap_offset, desc->size, &r->map, &r->map_len, &ptr);
     if (rc < 0)
         return rc == -ENOMEM ? rc : -EINVAL;
