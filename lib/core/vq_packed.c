@@ -15,6 +15,11 @@ int vq_packed_init(struct vblk_vq *vq)
     vq->r.pk.device = vblk_mem_ptr(vq->mem, a->device, 4);
     if (!vq->r.pk.desc || !vq->r.pk.driver || !vq->r.pk.device)
         return -EFAULT;
+    /* Aligned driver addresses can still map to misaligned host addresses
+     * (see vq_split_init()); the flags and event words are atomics. */
+    if (((uintptr_t)vq->r.pk.desc & 15) || ((uintptr_t)vq->r.pk.driver & 3) ||
+        ((uintptr_t)vq->r.pk.device & 3))
+        return -EINVAL;
     vq->published = 0;
     vq->signalled = 0;
     return 0;

@@ -16,6 +16,13 @@ int vq_split_init(struct vblk_vq *vq)
     vq->r.split.used = vblk_mem_ptr(vq->mem, a->device, VBLK_SPLIT_USED_SIZE(vq->size));
     if (!vq->r.split.desc || !vq->r.split.avail || !vq->r.split.used)
         return -EFAULT;
+    /* The map keeps driver-address alignment only if each region's host
+     * address agrees with its driver address modulo 16, which a hostile
+     * front-end need not honour (vhost-user mmap_offset vs. guest address).
+     * Ring fields are accessed with atomics that need natural alignment. */
+    if (((uintptr_t)vq->r.split.desc & 15) || ((uintptr_t)vq->r.split.avail & 1) ||
+        ((uintptr_t)vq->r.split.used & 3))
+        return -EINVAL;
     vq->published = vq->used_idx;
     vq->signalled = vq->used_idx;
     vq->avail_cache = vq->last_avail;
