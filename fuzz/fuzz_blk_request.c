@@ -59,8 +59,8 @@ static struct vblk_mem g_mem;
 static struct fuzz_be g_fb;
 static struct vblk_backend g_membe;
 
-static const uint32_t g_types[8] = {VBLK_T_IN,          VBLK_T_OUT,          VBLK_T_FLUSH,
-                                    VBLK_T_GET_ID,      VBLK_T_GET_LIFETIME, VBLK_T_DISCARD,
+static const uint32_t g_types[8] = {VBLK_T_IN,           VBLK_T_OUT,          VBLK_T_FLUSH,
+                                    VBLK_T_GET_ID,       VBLK_T_GET_LIFETIME, VBLK_T_DISCARD,
                                     VBLK_T_WRITE_ZEROES, VBLK_T_SECURE_ERASE};
 
 /* Maps @len bytes at @p as up to rr->splits adjacent regions. */
@@ -349,9 +349,9 @@ static void setup_device(struct blk_run *rr)
     memcpy(p.serial, "0123456789abcdefghij", VBLK_ID_BYTES);
     FUZZ_CHECK(vblk_dev_init(&rr->dev, &p, &rr->be) == 0);
 
-    static const uint8_t droppable[8] = {VBLK_F_FLUSH,        VBLK_F_CONFIG_WCE, VBLK_F_DISCARD,
-                                         VBLK_F_WRITE_ZEROES, VBLK_F_SECURE_ERASE, VBLK_F_LIFETIME,
-                                         VBLK_F_SIZE_MAX,     VBLK_F_RO};
+    static const uint8_t droppable[8] = {
+        VBLK_F_FLUSH,        VBLK_F_CONFIG_WCE, VBLK_F_DISCARD,  VBLK_F_WRITE_ZEROES,
+        VBLK_F_SECURE_ERASE, VBLK_F_LIFETIME,   VBLK_F_SIZE_MAX, VBLK_F_RO};
     uint64_t ring_bits = VBLK_BIT(VBLK_F_RING_PACKED) | VBLK_BIT(VBLK_F_INDIRECT_DESC) |
                          VBLK_BIT(VBLK_F_EVENT_IDX) | VBLK_BIT(VBLK_F_IN_ORDER);
     uint64_t f = vblk_dev_features(&rr->dev) & ~ring_bits;

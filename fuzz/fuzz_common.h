@@ -26,12 +26,12 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* An invariant of the library was violated: crash so the fuzzer keeps the input. */
-#define FUZZ_CHECK(cond)                                                                          \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            fprintf(stderr, "%s:%d: invariant violated: %s\n", __FILE__, __LINE__, #cond);        \
-            abort();                                                                              \
-        }                                                                                         \
+#define FUZZ_CHECK(cond)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: invariant violated: %s\n", __FILE__, __LINE__, #cond);         \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 /* VBLK_FUZZ_VERBOSE=1 makes the harnesses describe what happened (for
@@ -108,7 +108,8 @@ struct fuzz_be {
     struct vblk_req *pending[FUZZ_BE_MAX_PENDING];
     unsigned npending;
     unsigned started, stopped;
-    uint64_t submits;
+    bool fail_start; /* queue_start() fails */
+    uint64_t submits, batches, polls;
     bool odd_status; /* FUZZ_BE_STATUS may pick values no spec defines */
     uint8_t sink;
 };
@@ -127,6 +128,7 @@ static inline uint8_t fuzz_be_next(struct fuzz_be *fb)
 static inline void fuzz_be_check_req(struct fuzz_be *fb, struct vblk_req *req)
 {
     const struct vblk_dev *dev = req->q->dev;
+    FUZZ_CHECK(strcmp(vblk_req_type_name(req->type), "UNKNOWN") != 0);
     uint64_t cap = dev->config.capacity;
     switch (req->type) {
     case VBLK_T_IN:
@@ -204,6 +206,8 @@ static inline int fuzz_be_queue_start(void *be, uint16_t qidx, void **qctx)
 {
     struct fuzz_be *fb = be;
     (void)qidx;
+    if (fb->fail_start)
+        return -ENOMEM;
     fb->started++;
     *qctx = fb;
     return 0;
@@ -217,6 +221,39 @@ static inline void fuzz_be_queue_stop(void *be, uint16_t qidx, void *qctx)
     fb->stopped++;
 }
 
+static inline void fuzz_be_submit_done(void *be, void *qctx)
+{
+    struct fuzz_be *fb = be;
+    FUZZ_CHECK(qctx == fb);
+    fb->batches++;
+}
+
+/* Completes up to three of the oldest deferred requests, as a backend
+ * reaping finished I/O would. */
+static inline int fuzz_be_poll(void *be, void *qctx)
+{
+    struct fuzz_be *fb = be;
+    FUZZ_CHECK(qctx == fb);
+    fb->polls++;
+    unsigned n = (fuzz_be_next(fb) >> 2) % 4u;
+    int done = 0;
+    while (n-- && fb->npending) {
+        struct vblk_req *r = fb->pending[0];
+        memmove(&fb->pending[0], &fb->pending[1], (fb->npending - 1) * sizeof(r));
+        fb->npending--;
+        vblk_req_complete(r, VBLK_S_OK);
+        done++;
+    }
+    return done;
+}
+
+static inline int fuzz_be_queue_fd(void *be, void *qctx)
+{
+    (void)be;
+    (void)qctx;
+    return -1;
+}
+
 static inline void fuzz_be_init(struct fuzz_be *fb, uint32_t caps, const uint8_t *tape,
                                 size_t tape_len)
 {
@@ -227,6 +264,9 @@ static inline void fuzz_be_init(struct fuzz_be *fb, uint32_t caps, const uint8_t
     fb->ops.submit = fuzz_be_submit;
     fb->ops.queue_start = fuzz_be_queue_start;
     fb->ops.queue_stop = fuzz_be_queue_stop;
+    fb->ops.submit_done = fuzz_be_submit_done;
+    fb->ops.poll = fuzz_be_poll;
+    fb->ops.queue_fd = fuzz_be_queue_fd;
     fb->tape = tape;
     fb->tape_len = tape_len;
 }

@@ -147,9 +147,9 @@ static int expected_init(const struct vblk_dev_params *p, const struct vblk_back
     uint32_t ds = p->max_discard_seg ? p->max_discard_seg : 1;
     uint32_t ws = p->max_write_zeroes_seg ? p->max_write_zeroes_seg : 1;
     uint32_t ss = p->max_secure_erase_seg ? p->max_secure_erase_seg : 1;
-    uint32_t ranges = max3((f & VBLK_BIT(VBLK_F_DISCARD)) ? ds : 1,
-                           (f & VBLK_BIT(VBLK_F_WRITE_ZEROES)) ? ws : 1,
-                           (f & VBLK_BIT(VBLK_F_SECURE_ERASE)) ? ss : 1);
+    uint32_t ranges =
+        max3((f & VBLK_BIT(VBLK_F_DISCARD)) ? ds : 1, (f & VBLK_BIT(VBLK_F_WRITE_ZEROES)) ? ws : 1,
+             (f & VBLK_BIT(VBLK_F_SECURE_ERASE)) ? ss : 1);
     if (ranges > 256)
         return -EINVAL;
     return 0;
@@ -248,8 +248,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(fb);
     fuzz_be_init(fb, in_u8(&in) & 0x1f, NULL, 0);
     uint8_t bsz = in_u8(&in);
-    struct vblk_backend be = {&fb->ops, fb,
-                              bsz ? (uint64_t)bsz << (bsz & 31) : (uint64_t)64 << 20};
+    struct vblk_backend be = {&fb->ops, fb, bsz ? (uint64_t)bsz << (bsz & 31) : (uint64_t)64 << 20};
     if (bsz == 0xff)
         be.size = p.capacity;
 

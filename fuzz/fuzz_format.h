@@ -27,18 +27,20 @@
 #define RING_MAX_SIZE   256u
 
 enum ring_hdr_off {
-    RH_SIZE = 0,      /* u8: split: size = 1 << (v % 9); packed: size = v + 1 */
-    RH_FEAT = 1,      /* u8: RF_* bits, backend in bits 6-7 */
-    RH_POOL = 2,      /* u8: bits 0-1 extra pool splits, bit 2 leave piece 1 unmapped */
-    RH_SEG_MAX = 3,   /* u8: seg_max = v ? v : 126 */
-    RH_LAST_AVAIL = 4,/* u16: starting last_avail_idx (with RF_STATE) */
-    RH_USED_IDX = 6,  /* u16: starting used_idx (with RF_STATE) */
-    RH_WRAPS = 8,     /* u8: bit 0 avail_wrap, bit 1 used_wrap; bits 4-7: log bytes */
-    RH_SIZE_MAX = 9,  /* u8: size_max = v * 64 (0: none) */
-    RH_SPLITS = 10,   /* 3 x u16: pool split offsets */
-    RH_POS = 16,      /* 4 x u16: positions for pop_at / resubmit */
-    RH_DECIDE = 24,   /* 8 x u8: backend decision tape */
-    RH_OPS = 32,      /* 16 x u8: operations */
+    RH_SIZE = 0,       /* u8: split: size = 1 << (v % 9); packed: size = v + 1 */
+    RH_FEAT = 1,       /* u8: RF_* bits, backend in bits 6-7 */
+    RH_POOL = 2,       /* u8: bits 0-1 extra pool splits, bit 2 leave piece 1 unmapped,
+                        * bit 3 ring areas at host addresses 1 + (v >> 4) % 15 bytes
+                        * off their driver alignment */
+    RH_SEG_MAX = 3,    /* u8: seg_max = v ? v : 126 */
+    RH_LAST_AVAIL = 4, /* u16: starting last_avail_idx (with RF_STATE) */
+    RH_USED_IDX = 6,   /* u16: starting used_idx (with RF_STATE) */
+    RH_WRAPS = 8,      /* u8: bit 0 avail_wrap, bit 1 used_wrap; bits 4-7: log bytes */
+    RH_SIZE_MAX = 9,   /* u8: size_max = v * 64 (0: none); 0xff: queue_start fails */
+    RH_SPLITS = 10,    /* 3 x u16: pool split offsets */
+    RH_POS = 16,       /* 4 x u16: positions for pop_at / resubmit */
+    RH_DECIDE = 24,    /* 8 x u8: backend decision tape */
+    RH_OPS = 32,       /* 16 x u8: operations */
     RING_HDR_SIZE = 48,
 };
 
@@ -48,9 +50,9 @@ enum ring_feat {
     RF_INDIRECT = 1u << 0,
     RF_EVENT_IDX = 1u << 1,
     RF_IN_ORDER = 1u << 2,
-    RF_STATE = 1u << 3,   /* start from the state in the header */
-    RF_LOG = 1u << 4,     /* dirty log installed from the start */
-    RF_HOOKS = 1u << 5,   /* install request hooks */
+    RF_STATE = 1u << 3, /* start from the state in the header */
+    RF_LOG = 1u << 4,   /* dirty log installed from the start */
+    RF_HOOKS = 1u << 5, /* install request hooks */
 };
 
 /* Backend, bits 6-7 of RH_FEAT. */
@@ -63,9 +65,9 @@ enum ring_backend {
 
 /* Operations, low 4 bits of each RH_OPS byte; the high 4 bits are an argument. */
 enum ring_op {
-    OP_PROCESS = 0,   /* vblk_queue_process(budget = arg) */
-    OP_RUN = 1,       /* vblk_queue_run() */
-    OP_COMPLETE = 2,  /* complete deferred request arg % n, then flush */
+    OP_PROCESS = 0,      /* vblk_queue_process(budget = arg) */
+    OP_RUN = 1,          /* vblk_queue_run() */
+    OP_COMPLETE = 2,     /* complete deferred request arg % n, then flush */
     OP_COMPLETE_ALL = 3, /* complete every deferred request, newest first */
     OP_DRIVER_ADD = 4,   /* driver makes arg + 1 more entries available */
     OP_POP_AT = 5,       /* vblk_vq_pop_at(pos[arg & 3], arg >> 2 & 1) */
@@ -142,10 +144,10 @@ static inline void ring_layout_of(bool packed, uint16_t size, struct ring_layout
  *   then the readable data bytes of the request are taken from the input
  *   in order (discard segments are read from there).
  */
-#define BLK_HDR_SIZE    16u
-#define BLK_MAX_REQS    48u
-#define BLK_DRV_DELTA   0x100000000000ull
-#define BLK_BE_SIZE     (1u << 20)
+#define BLK_HDR_SIZE  16u
+#define BLK_MAX_REQS  48u
+#define BLK_DRV_DELTA 0x100000000000ull
+#define BLK_BE_SIZE   (1u << 20)
 
 /* ------------------------------------------------------------------------ */
 /* config                                                                    */

@@ -14,9 +14,9 @@
  */
 #include "fuzz_common.h"
 
-#define MODEL_MAX   64u
-#define MAX_IOV     8u
-#define MAX_LOG     64u
+#define MODEL_MAX 64u
+#define MAX_IOV   8u
+#define MAX_LOG   64u
 
 struct model_region {
     uint64_t addr, size;
@@ -212,7 +212,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 0:
         case 1: {
             uint64_t addr = pick_addr(&in), len = pick_len(&in);
-            uintptr_t host = (op & 8) ? (uintptr_t)in_u64(&in) : (uintptr_t)0x10000000 + in_u16(&in) * 4096u;
+            uintptr_t host =
+                (op & 8) ? (uintptr_t)in_u64(&in) : (uintptr_t)0x10000000 + in_u16(&in) * 4096u;
             if (g_model.n == MODEL_MAX)
                 break;
             int want = model_add(addr, len, host);

@@ -67,10 +67,10 @@ struct ring_gen {
     uint8_t driver[6 + 2 * RING_MAX_SIZE];
     uint8_t pool[RING_POOL_SIZE];
     uint32_t pool_used;
-    uint16_t next_desc;  /* split: next free descriptor; packed: next ring slot */
-    uint16_t avail_idx;  /* split: driver's avail idx */
-    uint8_t wrap;        /* packed: driver wrap counter */
-    uint16_t next_id;    /* packed buffer ids */
+    uint16_t next_desc; /* split: next free descriptor; packed: next ring slot */
+    uint16_t avail_idx; /* split: driver's avail idx */
+    uint8_t wrap;       /* packed: driver wrap counter */
+    uint16_t next_id;   /* packed buffer ids */
 };
 
 struct seg {
@@ -268,8 +268,9 @@ static void gen_ring(bool packed)
     {
         const uint8_t tape[8] = {2, 2, 3, 2, 0, 1 | 4, 2, 3};
         memcpy(&g.hdr[RH_DECIDE], tape, sizeof(tape));
-        uint8_t ops[] = {OP_PROCESS | 2 << 4, OP_PROCESS, OP_COMPLETE | 1 << 4, OP_ASYNC,
-                         OP_PROCESS, OP_COMPLETE_ALL, OP_FLUSH};
+        uint8_t ops[] = {
+            OP_PROCESS | 2 << 4, OP_PROCESS, OP_COMPLETE | 1 << 4, OP_ASYNC, OP_PROCESS,
+            OP_COMPLETE_ALL,     OP_FLUSH};
         set_ops(&g, ops, sizeof(ops));
     }
     ring_emit(&g, "deferred");
@@ -292,8 +293,14 @@ static void gen_ring(bool packed)
         /* Keep the first chains in flight so pop_at / resubmit find them. */
         const uint8_t tape[8] = {2, 2, 2, 2, 0, 0, 0, 0};
         memcpy(&g.hdr[RH_DECIDE], tape, sizeof(tape));
-        uint8_t ops[] = {OP_PROCESS | 1 << 4, OP_POP_AT | 4 << 4, OP_RESUBMIT | 4 << 4,
-                         OP_COMPLETE_ALL, OP_RECONNECT, OP_PROCESS, OP_LOG, OP_PROCESS};
+        uint8_t ops[] = {OP_PROCESS | 1 << 4,
+                         OP_POP_AT | 4 << 4,
+                         OP_RESUBMIT | 4 << 4,
+                         OP_COMPLETE_ALL,
+                         OP_RECONNECT,
+                         OP_PROCESS,
+                         OP_LOG,
+                         OP_PROCESS};
         set_ops(&g, ops, sizeof(ops));
         put16(&g.hdr[RH_POS], packed ? (uint16_t)(g.size - 2) : (uint16_t)0);
     }
@@ -331,7 +338,7 @@ static void gen_ring(bool packed)
 /* blk_request inputs                                                        */
 
 struct blk_gen {
-    uint8_t buf[8192];
+    uint8_t buf[16384];
     size_t len;
 };
 
@@ -342,7 +349,8 @@ static void b8(struct blk_gen *g, uint8_t v)
 
 static void bbytes(struct blk_gen *g, const void *p, size_t n)
 {
-    memcpy(&g->buf[g->len], p, n);
+    if (n)
+        memcpy(&g->buf[g->len], p, n);
     g->len += n;
 }
 
@@ -358,10 +366,10 @@ static void blk_header(struct blk_gen *g, uint8_t ring, uint8_t dev, uint8_t spl
     uint8_t h[BLK_HDR_SIZE] = {0};
     h[0] = ring;
     h[1] = dev;
-    h[2] = 7;   /* seg_max 8 */
-    h[3] = 0;   /* no size_max */
+    h[2] = 7;    /* seg_max 8 */
+    h[3] = 0;    /* no size_max */
     h[4] = 0x15; /* 2 ranges each */
-    h[5] = 255; /* 2048 sectors */
+    h[5] = 255;  /* 2048 sectors */
     h[6] = splits;
     h[7] = 0;
     bbytes(g, h, sizeof(h));
@@ -612,6 +620,250 @@ static void gen_mem_map(void)
     write_seed("mem_map", "basic", b, n);
 }
 
+/* ------------------------------------------------------------------------ */
+/* vhost_user_msg inputs                                                     */
+
+static void vu_msg(struct blk_gen *g, uint8_t nfds, bool need_reply, uint8_t request,
+                   const void *payload, uint16_t plen, const uint8_t *fd_kinds)
+{
+    b8(g, (uint8_t)(nfds | (need_reply ? 8 : 0)));
+    b8(g, request);
+    b8(g, (uint8_t)plen);
+    b8(g, (uint8_t)(plen >> 8));
+    bbytes(g, payload, plen);
+    for (unsigned i = 0; i < nfds; i++)
+        b8(g, fd_kinds[i]);
+}
+
+static void vu_u64(struct blk_gen *g, uint8_t request, uint64_t v, uint8_t nfds,
+                   const uint8_t *fd_kinds)
+{
+    uint8_t p[8];
+    put64(p, v);
+    vu_msg(g, nfds, true, request, p, 8, fd_kinds);
+}
+
+static void vu_state(struct blk_gen *g, uint8_t request, uint32_t index, uint32_t num)
+{
+    uint8_t p[8];
+    put32(p, index);
+    put32(p + 4, num);
+    vu_msg(g, 0, true, request, p, 8, NULL);
+}
+
+/* A front-end session: negotiate, share memory, start queue 0 on a split or
+ * packed ring holding an IN and an OUT request, run it, stop it. */
+static void gen_vu_session(bool packed, bool misaligned, const char *name)
+{
+    static struct blk_gen g;
+    static uint8_t image[0x701];
+    const uint64_t ua = 0x7f0000000000ull;
+    const uint8_t guest_kind = 0, eventfd_kind = 1, memfd_kind = 2 | (0 << 3);
+    uint8_t p[64];
+
+    memset(image, 0, sizeof(image));
+    /* Guest memory: ring areas at 0, 0x80, 0x100; headers at 0x200 and
+     * 0x210; a data sector at 0x400; status bytes at 0x600 and 0x601.
+     * Misaligned: the region starts at file offset 1, so every guest
+     * address lands one byte off its alignment in the mapping. */
+    uint8_t *img = image + (misaligned ? 1 : 0);
+    put32(&img[0x200], VBLK_T_IN);
+    put32(&img[0x210], VBLK_T_OUT);
+    put64(&img[0x218], 8);
+    if (!packed) {
+        /* IN: 0 -> 1 -> 2; OUT: 3 -> 4 -> 5 */
+        write_desc(&img[0x00], 0x200, 16, VBLK_DESC_F_NEXT, 1);
+        write_desc(&img[0x10], 0x400, 512, VBLK_DESC_F_NEXT | VBLK_DESC_F_WRITE, 2);
+        write_desc(&img[0x20], 0x600, 1, VBLK_DESC_F_WRITE, 0);
+        write_desc(&img[0x30], 0x210, 16, VBLK_DESC_F_NEXT, 4);
+        write_desc(&img[0x40], 0x400, 512, VBLK_DESC_F_NEXT, 5);
+        write_desc(&img[0x50], 0x601, 1, VBLK_DESC_F_WRITE, 0);
+        put16(&img[0x82], 2); /* avail idx */
+        put16(&img[0x84], 0);
+        put16(&img[0x86], 3);
+    } else {
+        uint16_t a = VBLK_DESC_F_AVAIL;
+        write_desc(&img[0x00], 0x200, 16, 0, (uint16_t)(a | VBLK_DESC_F_NEXT));
+        write_desc(&img[0x10], 0x400, 512, 0, (uint16_t)(a | VBLK_DESC_F_NEXT | VBLK_DESC_F_WRITE));
+        write_desc(&img[0x20], 0x600, 1, 0, (uint16_t)(a | VBLK_DESC_F_WRITE));
+        write_desc(&img[0x30], 0x210, 16, 1, (uint16_t)(a | VBLK_DESC_F_NEXT));
+        write_desc(&img[0x40], 0x400, 512, 1, (uint16_t)(a | VBLK_DESC_F_NEXT));
+        write_desc(&img[0x50], 0x601, 1, 1, (uint16_t)(a | VBLK_DESC_F_WRITE));
+    }
+
+    g.len = 0;
+    b8(&g, 2); /* log sink */
+    b8(&g, 4); /* 64 KiB of guest memory */
+    b8(&g, (uint8_t)(0x700 + misaligned));
+    b8(&g, (uint8_t)((0x700 + misaligned) >> 8));
+    bbytes(&g, image, 0x700 + misaligned);
+
+    vu_msg(&g, 0, false, 1 /* GET_FEATURES */, NULL, 0, NULL);
+    vu_msg(&g, 0, false, 3 /* SET_OWNER */, NULL, 0, NULL);
+    vu_msg(&g, 0, false, 15 /* GET_PROTOCOL_FEATURES */, NULL, 0, NULL);
+    vu_u64(&g, 2 /* SET_FEATURES */,
+           (1ull << 32) | (1ull << 30) | (1ull << 9) | (packed ? 1ull << 34 : 0), 0, NULL);
+    vu_u64(&g, 16 /* SET_PROTOCOL_FEATURES */,
+           (1u << 0) | (1u << 1) | (1u << 3) | (1u << 9) | (1u << 12) | (1u << 16), 0, NULL);
+    memset(p, 0, sizeof(p));
+    put32(p + 4, 40); /* GET_CONFIG offset 0, 40 bytes */
+    {
+        static uint8_t cfg[12 + 40];
+        memcpy(cfg, p, 12);
+        vu_msg(&g, 0, false, 24, cfg, sizeof(cfg), NULL);
+    }
+    memset(p, 0, sizeof(p));
+    put32(p, 1);                                  /* one region */
+    put64(p + 8, 0);                              /* gpa */
+    put64(p + 16, misaligned ? 0x8000 : 0x10000); /* size */
+    put64(p + 24, ua);                            /* user address */
+    put64(p + 32, misaligned ? 1 : 0);            /* mmap offset */
+    vu_msg(&g, 1, true, 5 /* SET_MEM_TABLE */, p, 40, &guest_kind);
+    memset(p, 0, sizeof(p));
+    put16(p + 16, 2);
+    put16(p + 18, 8);
+    vu_msg(&g, 0, false, 31 /* GET_INFLIGHT_FD */, p, 24, NULL);
+    vu_state(&g, 8 /* SET_VRING_NUM */, 0, 8);
+    memset(p, 0, sizeof(p));
+    put64(p + 8, ua);          /* desc */
+    put64(p + 16, ua + 0x100); /* used */
+    put64(p + 24, ua + 0x80);  /* avail */
+    vu_msg(&g, 0, true, 9 /* SET_VRING_ADDR */, p, 40, NULL);
+    vu_state(&g, 10 /* SET_VRING_BASE */, 0, packed ? 0x80008000u : 0);
+    vu_u64(&g, 13 /* SET_VRING_CALL */, 0, 1, &eventfd_kind);
+    vu_u64(&g, 12 /* SET_VRING_KICK */, 0, 1, &eventfd_kind);
+    vu_state(&g, 18 /* SET_VRING_ENABLE */, 0, 1);
+    b8(&g, 0xe3); /* kick queue 0 */
+    b8(&g, 0);
+    b8(&g, 0xe0); /* process queue 0 */
+    b8(&g, 0xe4); /* stats */
+    b8(&g, 0);
+    vu_state(&g, 11 /* GET_VRING_BASE */, 0, 0);
+    vu_u64(&g, 39 /* SET_STATUS */, 0x0f, 0, NULL);
+    vu_msg(&g, 0, false, 40 /* GET_STATUS */, NULL, 0, NULL);
+    memset(p, 0, sizeof(p));
+    put64(p, 4096);
+    vu_msg(&g, 1, false, 6 /* SET_LOG_BASE */, p, 16, &memfd_kind);
+    vu_msg(&g, 0, false, 34 /* RESET_DEVICE */, NULL, 0, NULL);
+    write_seed("vhost_user_msg", name, g.buf, g.len);
+}
+
+static void gen_vhost_user(void)
+{
+    gen_vu_session(false, false, "split-session");
+    gen_vu_session(true, false, "packed-session");
+    /* Regression: rings at aligned guest addresses but misaligned host
+     * addresses (the core now refuses to start such a queue). */
+    gen_vu_session(false, true, "misaligned-host");
+
+    /* Malformed framing: a short header, a bad version, too many fds. */
+    static struct blk_gen g;
+    g.len = 0;
+    b8(&g, 0);
+    b8(&g, 0);
+    b8(&g, 0);
+    b8(&g, 0);
+    b8(&g, 4 | 16); /* raw framing */
+    b8(&g, 1);
+    bzero_(&g, 4); /* flags 0: bad version */
+    bzero_(&g, 4);
+    bzero_(&g, 2);
+    b8(&g, 9);
+    b8(&g, 0xef); /* validate only */
+    b8(&g, 12);
+    b8(&g, 0);
+    bzero_(&g, 12);
+    b8(&g, 3);
+    write_seed("vhost_user_msg", "malformed", g.buf, g.len);
+}
+
+/* ------------------------------------------------------------------------ */
+/* vduse_msg inputs                                                          */
+
+static void gen_vduse_session(bool packed, const char *name)
+{
+    static struct blk_gen g;
+    static uint8_t ring[0x180], data[0x410];
+    const uint64_t e0 = 0x100000, e1 = e0 + 0x1000;
+    uint8_t b[8];
+
+    memset(ring, 0, sizeof(ring));
+    memset(data, 0, sizeof(data));
+    put32(&data[0x000], VBLK_T_IN);
+    put32(&data[0x010], VBLK_T_OUT);
+    put64(&data[0x018], 8);
+    if (!packed) {
+        write_desc(&ring[0x00], e1 + 0x000, 16, VBLK_DESC_F_NEXT, 1);
+        write_desc(&ring[0x10], e1 + 0x200, 512, VBLK_DESC_F_NEXT | VBLK_DESC_F_WRITE, 2);
+        write_desc(&ring[0x20], e1 + 0x400, 1, VBLK_DESC_F_WRITE, 0);
+        write_desc(&ring[0x30], e1 + 0x010, 16, VBLK_DESC_F_NEXT, 4);
+        write_desc(&ring[0x40], e1 + 0x200, 512, VBLK_DESC_F_NEXT, 5);
+        write_desc(&ring[0x50], e1 + 0x401, 1, VBLK_DESC_F_WRITE, 0);
+        put16(&ring[0x82], 2);
+        put16(&ring[0x84], 0);
+        put16(&ring[0x86], 3);
+    } else {
+        uint16_t a = VBLK_DESC_F_AVAIL;
+        write_desc(&ring[0x00], e1 + 0x000, 16, 0, (uint16_t)(a | VBLK_DESC_F_NEXT));
+        write_desc(&ring[0x10], e1 + 0x200, 512, 0,
+                   (uint16_t)(a | VBLK_DESC_F_NEXT | VBLK_DESC_F_WRITE));
+        write_desc(&ring[0x20], e1 + 0x400, 1, 0, (uint16_t)(a | VBLK_DESC_F_WRITE));
+        write_desc(&ring[0x30], e1 + 0x010, 16, 1, (uint16_t)(a | VBLK_DESC_F_NEXT));
+        write_desc(&ring[0x40], e1 + 0x200, 512, 1, (uint16_t)(a | VBLK_DESC_F_NEXT));
+        write_desc(&ring[0x50], e1 + 0x401, 1, 1, (uint16_t)(a | VBLK_DESC_F_WRITE));
+    }
+
+    g.len = 0;
+    b8(&g, 1); /* memory backend */
+    put64(b, (1ull << 32) | (1ull << 33) | (1ull << 9) | (packed ? 1ull << 34 : 0));
+    bbytes(&g, b, 8);
+    b8(&g, 1 | (2 << 6)); /* features as given, two IOTLB entries */
+    /* entry 0: rings; entry 1: request data, right after it */
+    b8(&g, 3);
+    put16(b, 0x1000 - 1);
+    bbytes(&g, b, 2);
+    put16(b, sizeof(ring));
+    bbytes(&g, b, 2);
+    bbytes(&g, ring, sizeof(ring));
+    b8(&g, 3);
+    put16(b, 0x1000 - 1);
+    bbytes(&g, b, 2);
+    put16(b, sizeof(data));
+    bbytes(&g, b, 2);
+    bbytes(&g, data, sizeof(data));
+    /* queue 0: ready, 8 entries, rings in entry 0; queue 1 unused */
+    b8(&g, 1 | (3 << 2));
+    for (unsigned i = 0; i < 3; i++) {
+        b8(&g, 0);
+        put16(b, (uint16_t)(0x80 * i));
+        bbytes(&g, b, 2);
+    }
+    for (unsigned i = 0; i < 4; i++) {
+        put16(b, packed && (i & 1) ? 1 : 0);
+        bbytes(&g, b, 2);
+    }
+    b8(&g, 0);
+    bzero_(&g, 3 * 3 + 8);
+
+    b8(&g, 0); /* SET_STATUS ACKNOWLEDGE | DRIVER | FEATURES_OK */
+    b8(&g, 0x0b);
+    b8(&g, 0); /* DRIVER_OK: queues start */
+    b8(&g, 0x0f);
+    b8(&g, 4); /* run queue 0 */
+    b8(&g, 1); /* GET_VQ_STATE 0 */
+    b8(&g, 0);
+    b8(&g, 2); /* UPDATE_IOTLB over entry 1 */
+    b8(&g, 1);
+    bzero_(&g, 2);
+    put16(b, 0xfff);
+    bbytes(&g, b, 2);
+    b8(&g, 4);
+    b8(&g, 8); /* stats */
+    b8(&g, 0); /* reset */
+    b8(&g, 0);
+    write_seed("vduse_msg", name, g.buf, g.len);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -628,5 +880,8 @@ int main(int argc, char **argv)
     gen_blk();
     gen_config();
     gen_mem_map();
+    gen_vhost_user();
+    gen_vduse_session(false, "split-session");
+    gen_vduse_session(true, "packed-session");
     return 0;
 }

@@ -22,6 +22,8 @@ struct ring_run {
     uint8_t hdr[RING_HDR_SIZE];
     struct ring_layout l;
     uint8_t *desc, *driver, *device;
+    uint8_t *desc_base, *driver_base, *device_base;
+    unsigned shift; /* host misalignment of the ring areas */
     uint8_t *piece[MAX_PIECES];
     uint32_t piece_len[MAX_PIECES];
     unsigned npieces;
@@ -162,7 +164,7 @@ static void driver_add(struct ring_run *rr, unsigned n)
     uint16_t pos = rr->q.vq.last_avail;
     uint8_t wrap = rr->q.vq.avail_wrap;
     for (unsigned i = 0; i < n && i < rr->size; i++) {
-        uint16_t f = d[pos].flags & (uint16_t)~(VBLK_DESC_F_AVAIL | VBLK_DESC_F_USED);
+        uint16_t f = d[pos].flags & (uint16_t) ~(VBLK_DESC_F_AVAIL | VBLK_DESC_F_USED);
         d[pos].flags = (uint16_t)(f | (wrap ? VBLK_DESC_F_AVAIL : VBLK_DESC_F_USED));
         if (++pos == rr->size) {
             pos = 0;
@@ -243,7 +245,13 @@ static void run_op(struct ring_run *rr, uint8_t b)
         FUZZ_CHECK(vblk_queue_destroy(q) == 0);
         rr->live = false;
         rr->qp.state = &rr->state;
-        (void)queue_start(rr);
+        /* A position the device saved itself is always a valid start. */
+        FUZZ_CHECK(queue_start(rr) == 0);
+        {
+            struct vblk_vq_state now;
+            vblk_queue_get_state(q, &now);
+            FUZZ_CHECK(memcmp(&now, &rr->state, sizeof(now)) == 0);
+        }
         break;
     case OP_LOG:
         if (vblk_mem_logging(&g_mem))
@@ -282,10 +290,17 @@ static void check_split_used(struct ring_run *rr)
 static void setup_memory(struct ring_run *rr, struct fuzz_in *in)
 {
     const struct ring_layout *l = &rr->l;
-    rr->desc = malloc(l->desc_len);
-    rr->driver = malloc(l->driver_len);
-    rr->device = calloc(1, l->device_len);
-    FUZZ_CHECK(rr->desc && rr->driver && rr->device);
+    /* Now and then the host copies of the ring areas sit off the alignment
+     * of their driver addresses (a front-end's mmap offset can do that):
+     * the device must refuse such rings. */
+    rr->shift = (rr->hdr[RH_POOL] & 8) ? 1u + (rr->hdr[RH_POOL] >> 4) % 15u : 0;
+    rr->desc_base = malloc(l->desc_len + rr->shift);
+    rr->driver_base = malloc(l->driver_len + rr->shift);
+    rr->device_base = calloc(1, l->device_len + rr->shift);
+    FUZZ_CHECK(rr->desc_base && rr->driver_base && rr->device_base);
+    rr->desc = rr->desc_base + rr->shift;
+    rr->driver = rr->driver_base + rr->shift;
+    rr->device = rr->device_base + rr->shift;
     in_bytes(in, rr->desc, l->desc_len);
     in_bytes(in, rr->driver, l->driver_len);
 
@@ -339,9 +354,9 @@ static void teardown(struct ring_run *rr)
     if (rr->fuzz_backend)
         FUZZ_CHECK(g_fb.started == g_fb.stopped);
     free(rr->qbuf);
-    free(rr->desc);
-    free(rr->driver);
-    free(rr->device);
+    free(rr->desc_base);
+    free(rr->driver_base);
+    free(rr->device_base);
     for (unsigned i = 0; i < rr->npieces; i++)
         free(rr->piece[i]);
     free(rr->log);
@@ -373,8 +388,9 @@ int ring_fuzz_one(const uint8_t *data, size_t size, bool packed)
         if (backend == RB_INLINE)
             for (unsigned i = 0; i < sizeof(rr.tape); i++)
                 rr.tape[i] &= (uint8_t)~2u;
-        fuzz_be_init(&g_fb, VBLK_BACKEND_CAP_FLUSH | VBLK_BACKEND_CAP_DISCARD |
-                                VBLK_BACKEND_CAP_WRITE_ZEROES | VBLK_BACKEND_CAP_SECURE_ERASE,
+        fuzz_be_init(&g_fb,
+                     VBLK_BACKEND_CAP_FLUSH | VBLK_BACKEND_CAP_DISCARD |
+                         VBLK_BACKEND_CAP_WRITE_ZEROES | VBLK_BACKEND_CAP_SECURE_ERASE,
                      rr.tape, sizeof(rr.tape));
         g_fb.odd_status = true;
         rr.be.ops = &g_fb.ops;
@@ -435,12 +451,20 @@ int ring_fuzz_one(const uint8_t *data, size_t size, bool packed)
         rr.qp.hooks = &g_hooks;
         rr.qp.hooks_opaque = &rr;
     }
+    /* Now and then the backend refuses to start the queue. */
+    g_fb.fail_start = rr.fuzz_backend && rr.hdr[RH_SIZE_MAX] == 0xff;
     int rc = queue_start(&rr);
-    if (packed && rr.qp.state && (rr.state.last_avail_idx >= rr.size ||
-                                  rr.state.used_idx >= rr.size))
+    if ((packed && rr.qp.state &&
+         (rr.state.last_avail_idx >= rr.size || rr.state.used_idx >= rr.size)) ||
+        rr.shift)
         FUZZ_CHECK(rc == -EINVAL);
+    else if (g_fb.fail_start)
+        FUZZ_CHECK(rc == -ENOMEM);
     else
         FUZZ_CHECK(rc == 0);
+    g_fb.fail_start = false;
+    if (rr.live)
+        FUZZ_CHECK(vblk_queue_backend_fd(&rr.q) == -1);
 
     if (rr.live)
         (void)vblk_queue_process(&rr.q, 0);
