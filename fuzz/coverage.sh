@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Line and branch coverage of lib/core/ from the unit tests and the fuzz
-# corpora, with gcc --coverage and gcovr.
+# corpora, with gcc --coverage and lcov.
 #
 #   fuzz/coverage.sh [CORPUS_ROOT...]
 #
@@ -16,7 +16,7 @@
 #
 # Environment:
 #   VBLK_COV_BUILD   build directory (default: build-cov in the source tree)
-#   CC               compiler (default: gcc; gcovr reads gcc's .gcda files)
+#   CC               compiler (default: gcc; lcov reads gcc's .gcda files)
 set -euo pipefail
 
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,7 +24,7 @@ build=${VBLK_COV_BUILD:-$src/build-cov}
 jobs=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
 roots=("$@")
 
-for tool in cmake gcovr "${CC:-gcc}"; do
+for tool in cmake lcov genhtml "${CC:-gcc}"; do
     command -v "$tool" >/dev/null 2>&1 || { echo "coverage.sh: $tool not found" >&2; exit 1; }
 done
 tests=ON
@@ -41,16 +41,19 @@ reset_counters() {
     find "$build" -name '*.gcda' -delete
 }
 
-report() { # title [extra gcovr args...]
-    local title=$1
-    shift
+report() { # title [html output directory]
+    local title=$1 info=$build/core.info
     echo
     echo "== lib/core coverage: $title"
-    # gcovr runs gcov in the object directories and merges every object
-    # built from the same source (shared, static, freestanding check).
-    gcovr -r "$src" --object-directory "$build" --filter "$src/lib/core/" \
-        --exclude-unreachable-branches --print-summary "$@" |
-        grep -E '^(lines|branches):' | sed 's/^/   /'
+    # lcov merges the counters of every object built from the same source
+    # (shared, static, freestanding check, replayers) line by line.
+    lcov --quiet --capture --directory "$build" --include "$src/lib/core/*" \
+        --rc lcov_branch_coverage=1 -o "$info" >/dev/null 2>&1
+    lcov --summary "$info" --rc lcov_branch_coverage=1 2>&1 |
+        grep -E '^ *(lines|functions|branches)' | sed 's/^ */   /'
+    if [[ $# -gt 1 ]]; then
+        genhtml --quiet --branch-coverage -o "$2" "$info" >/dev/null 2>&1
+    fi
 }
 
 replay() {
@@ -99,10 +102,8 @@ if [[ $tests == ON ]]; then
     echo "== replaying fuzz corpora on top"
     replay >/dev/null || status=1
     mkdir -p "$build/coverage"
-    report "unit tests + fuzz corpora" --html-details "$build/coverage/index.html"
+    report "unit tests + fuzz corpora" "$build/coverage"
     echo
-    gcovr -r "$src" --object-directory "$build" --filter "$src/lib/core/" \
-        --exclude-unreachable-branches --txt 2>/dev/null | sed -n '/^File/,$p'
     echo "HTML report: $build/coverage/index.html"
 fi
 exit $status

@@ -5,7 +5,7 @@ set -euo pipefail
 what=${1:-all}
 pkgs=(build-essential cmake pkg-config libcmocka-dev liburing-dev)
 if [ "$what" != build ]; then
-  pkgs+=(clang doxygen gcovr valgrind qemu-system-x86 qemu-utils busybox-static cpio xz-utils
+  pkgs+=(clang doxygen gcovr lcov valgrind qemu-system-x86 qemu-utils busybox-static cpio xz-utils
          e2fsprogs iproute2 util-linux)
 fi
 missing=()
