@@ -60,13 +60,13 @@ void *vblk_vu_client_alloc(struct vblk_vu_client *c, size_t len)
 /* Reads @p len bytes of config space at offset 0. Returns 0, -EIO if the
  * back-end answered with an empty payload (its way to refuse), or a
  * connection error. */
-static int get_config(struct vblk_vu_client *c, uint32_t len, struct vuc_config *out)
+static int get_config(struct vblk_vu_client *c, uint32_t len, struct vu_config *out)
 {
-    struct vuc_config req = {.offset = 0, .size = len, .flags = 0};
+    struct vu_config req = {.offset = 0, .size = len, .flags = 0};
     uint32_t got;
-    int rc = vuc_send(c, VUC_GET_CONFIG, 0, &req, 12 + len, -1);
+    int rc = vuc_send(c, VU_GET_CONFIG, 0, &req, 12 + len, -1);
     if (rc == 0)
-        rc = vuc_recv(c, VUC_GET_CONFIG, out, 0, 12 + len, &got);
+        rc = vuc_recv(c, VU_GET_CONFIG, out, 0, 12 + len, &got);
     if (rc < 0)
         return rc;
     if (got == 0)
@@ -86,7 +86,7 @@ static int get_config(struct vblk_vu_client *c, uint32_t len, struct vuc_config 
 static int read_config(struct vblk_vu_client *c, struct vblk_config *cfg, uint32_t *len_out)
 {
     static const uint32_t lens[] = {sizeof(struct vblk_config), 60, 36};
-    struct vuc_config rep;
+    struct vu_config rep;
     int rc = -EIO;
     for (unsigned i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
         rc = get_config(c, lens[i], &rep);
@@ -119,7 +119,7 @@ int vblk_vu_client_config(struct vblk_vu_client *c, struct vblk_config *cfg)
 
 static int negotiate(struct vblk_vu_client *c, const struct vblk_vu_client_opts *o)
 {
-    int rc = vuc_get_u64(c, VUC_GET_FEATURES, &c->offered);
+    int rc = vuc_get_u64(c, VU_GET_FEATURES, &c->offered);
     if (rc < 0)
         return rc;
     if (!has(c->offered, VBLK_F_VERSION_1))
@@ -143,22 +143,22 @@ static int negotiate(struct vblk_vu_client *c, const struct vblk_vu_client_opts 
 
     if (has(c->features, VBLK_VU_F_PROTOCOL_FEATURES)) {
         uint64_t pf;
-        rc = vuc_get_u64(c, VUC_GET_PROTOCOL_FEATURES, &pf);
+        rc = vuc_get_u64(c, VU_GET_PROTOCOL_FEATURES, &pf);
         if (rc < 0)
             return rc;
         pf &= WANTED_PROTOCOL & ~o->protocol_features_off;
-        rc = vuc_send(c, VUC_SET_PROTOCOL_FEATURES, 0, &pf, sizeof(pf), -1);
+        rc = vuc_send(c, VU_SET_PROTOCOL_FEATURES, 0, &pf, sizeof(pf), -1);
         if (rc < 0)
             return rc;
         /* REPLY_ACK applies from the next request on. */
         c->protocol = pf;
         if (has(pf, VBLK_VU_PROTOCOL_F_MQ)) {
-            rc = vuc_get_u64(c, VUC_GET_QUEUE_NUM, &c->max_queues);
+            rc = vuc_get_u64(c, VU_GET_QUEUE_NUM, &c->max_queues);
             if (rc < 0)
                 return rc;
         }
     }
-    rc = vuc_call(c, VUC_SET_OWNER, NULL, 0, -1);
+    rc = vuc_call(c, VU_SET_OWNER, NULL, 0, -1);
     if (rc < 0)
         return rc;
     if (has(c->protocol, VBLK_VU_PROTOCOL_F_CONFIG)) {
@@ -176,7 +176,7 @@ static int negotiate(struct vblk_vu_client *c, const struct vblk_vu_client_opts 
     if (c->nq > limit)
         return vuc_fail(c, -ENOTSUP, "%u queues requested, the back-end offers %llu", c->nq,
                         (unsigned long long)limit);
-    return vuc_call(c, VUC_SET_FEATURES, &c->features, sizeof(c->features), -1);
+    return vuc_call(c, VU_SET_FEATURES, &c->features, sizeof(c->features), -1);
 }
 
 static int setup_memory(struct vblk_vu_client *c)
@@ -193,13 +193,13 @@ static int setup_memory(struct vblk_vu_client *c)
     c->mem = p;
     c->gpa_base = VBLK_VU_CLIENT_GPA_BASE;
     struct vuc_mem_table t = {.nregions = 1};
-    t.regions[0] = (struct vuc_region){
+    t.regions[0] = (struct vu_region_desc){
         .gpa = c->gpa_base,
         .size = c->mem_size,
         .uaddr = (uint64_t)(uintptr_t)c->mem,
         .mmap_offset = 0,
     };
-    return vuc_call(c, VUC_SET_MEM_TABLE, &t, sizeof(t), c->memfd);
+    return vuc_call(c, VU_SET_MEM_TABLE, &t, sizeof(t), c->memfd);
 }
 
 /* Host pointer of a driver address (the rings live in the shared region). */
@@ -243,19 +243,19 @@ static int setup_queue(struct vblk_vu_client *c, uint16_t i, const struct vblk_v
     if (q->kick_fd < 0 || q->call_fd < 0)
         return vuc_fail(c, -errno, "eventfd: %s", strerror(errno));
 
-    struct vuc_state st = {i, c->qsize};
-    rc = vuc_call(c, VUC_SET_VRING_NUM, &st, sizeof(st), -1);
+    struct vu_vring_state st = {i, c->qsize};
+    rc = vuc_call(c, VU_SET_VRING_NUM, &st, sizeof(st), -1);
     if (rc < 0)
         return rc;
     /* A fresh packed ring starts with both wrap counters at 1: avail
      * position in bits 0-15, used position in bits 16-31. */
     st.num = packed ? (0x8000u | 0x8000u << 16) : 0;
-    rc = vuc_call(c, VUC_SET_VRING_BASE, &st, sizeof(st), -1);
+    rc = vuc_call(c, VU_SET_VRING_BASE, &st, sizeof(st), -1);
     if (rc < 0)
         return rc;
     struct vblk_vq_addrs a;
     vblk_drv_vq_addrs(&q->vq, &a);
-    struct vuc_addr va = {
+    struct vu_vring_addr va = {
         .index = i,
         .flags = 0,
         .desc = uaddr_of(c, a.desc),
@@ -263,21 +263,21 @@ static int setup_queue(struct vblk_vu_client *c, uint16_t i, const struct vblk_v
         .avail = uaddr_of(c, a.driver),
         .log = 0,
     };
-    rc = vuc_call(c, VUC_SET_VRING_ADDR, &va, sizeof(va), -1);
+    rc = vuc_call(c, VU_SET_VRING_ADDR, &va, sizeof(va), -1);
     if (rc < 0)
         return rc;
     /* The call fd first, so the ring never runs without one. */
     uint64_t idx = i & VRING_IDX_MASK;
-    rc = vuc_call(c, VUC_SET_VRING_CALL, &idx, sizeof(idx), q->call_fd);
+    rc = vuc_call(c, VU_SET_VRING_CALL, &idx, sizeof(idx), q->call_fd);
     if (rc < 0)
         return rc;
-    rc = vuc_call(c, VUC_SET_VRING_KICK, &idx, sizeof(idx), q->kick_fd);
+    rc = vuc_call(c, VU_SET_VRING_KICK, &idx, sizeof(idx), q->kick_fd);
     if (rc < 0)
         return rc;
     /* With protocol features, rings start disabled. */
     if (has(c->features, VBLK_VU_F_PROTOCOL_FEATURES)) {
         st.num = 1;
-        rc = vuc_call(c, VUC_SET_VRING_ENABLE, &st, sizeof(st), -1);
+        rc = vuc_call(c, VU_SET_VRING_ENABLE, &st, sizeof(st), -1);
     }
     return rc;
 }
@@ -400,10 +400,10 @@ void vblk_vu_client_close(struct vblk_vu_client *c)
         struct vuc_queue *q = &c->q[i];
         /* Stop the ring: the back-end finishes with it before replying. */
         if (!c->broken && q->kick_fd >= 0) {
-            struct vuc_state st = {i, 0}, rep;
+            struct vu_vring_state st = {i, 0}, rep;
             uint32_t got;
-            if (vuc_send(c, VUC_GET_VRING_BASE, 0, &st, sizeof(st), -1) == 0)
-                (void)vuc_recv(c, VUC_GET_VRING_BASE, &rep, sizeof(rep), sizeof(rep), &got);
+            if (vuc_send(c, VU_GET_VRING_BASE, 0, &st, sizeof(st), -1) == 0)
+                (void)vuc_recv(c, VU_GET_VRING_BASE, &rep, sizeof(rep), sizeof(rep), &got);
         }
     }
     if (c->sock >= 0)

@@ -10,77 +10,18 @@
 
 #include "virtioblk/driver.h"
 #include "virtioblk/vhost_user_client.h"
+#include "vu_proto.h"
 
 #pragma GCC visibility push(hidden)
 
-/* Front-end request codes. */
-enum vuc_request {
-    VUC_GET_FEATURES = 1,
-    VUC_SET_FEATURES = 2,
-    VUC_SET_OWNER = 3,
-    VUC_SET_MEM_TABLE = 5,
-    VUC_SET_VRING_NUM = 8,
-    VUC_SET_VRING_ADDR = 9,
-    VUC_SET_VRING_BASE = 10,
-    VUC_GET_VRING_BASE = 11,
-    VUC_SET_VRING_KICK = 12,
-    VUC_SET_VRING_CALL = 13,
-    VUC_GET_PROTOCOL_FEATURES = 15,
-    VUC_SET_PROTOCOL_FEATURES = 16,
-    VUC_GET_QUEUE_NUM = 17,
-    VUC_SET_VRING_ENABLE = 18,
-    VUC_GET_CONFIG = 24,
-};
-
-/* Header flags: version in bits 0-1, reply in bit 2, need_reply in bit 3. */
-#define VUC_VERSION         0x1u
-#define VUC_VERSION_MASK    0x3u
-#define VUC_FLAG_REPLY      (1u << 2)
-#define VUC_FLAG_NEED_REPLY (1u << 3)
-
 /* Largest reply payload this front-end accepts (GET_CONFIG of 256 bytes). */
 #define VUC_MAX_PAYLOAD 268u
-/* Largest config space access. */
-#define VUC_CONFIG_MAX 256u
 
-struct vuc_hdr {
-    uint32_t request;
-    uint32_t flags;
-    uint32_t size;
-};
-
-struct vuc_state {
-    uint32_t index;
-    uint32_t num;
-};
-
-struct vuc_addr {
-    uint32_t index;
-    uint32_t flags;
-    uint64_t desc;
-    uint64_t used;
-    uint64_t avail;
-    uint64_t log;
-};
-
-struct vuc_region {
-    uint64_t gpa;
-    uint64_t size;
-    uint64_t uaddr;
-    uint64_t mmap_offset;
-};
-
+/* SET_MEM_TABLE as this front-end sends it: one region. */
 struct vuc_mem_table {
     uint32_t nregions;
     uint32_t padding;
-    struct vuc_region regions[1];
-};
-
-struct vuc_config {
-    uint32_t offset;
-    uint32_t size;
-    uint32_t flags;
-    uint8_t data[VUC_CONFIG_MAX];
+    struct vu_region_desc regions[1];
 };
 
 struct vuc_queue {

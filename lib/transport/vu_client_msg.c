@@ -43,35 +43,35 @@ int vuc_fail(struct vblk_vu_client *c, int rc, const char *fmt, ...)
 const char *vuc_req_name(uint32_t req)
 {
     switch (req) {
-    case VUC_GET_FEATURES:
+    case VU_GET_FEATURES:
         return "GET_FEATURES";
-    case VUC_SET_FEATURES:
+    case VU_SET_FEATURES:
         return "SET_FEATURES";
-    case VUC_SET_OWNER:
+    case VU_SET_OWNER:
         return "SET_OWNER";
-    case VUC_SET_MEM_TABLE:
+    case VU_SET_MEM_TABLE:
         return "SET_MEM_TABLE";
-    case VUC_SET_VRING_NUM:
+    case VU_SET_VRING_NUM:
         return "SET_VRING_NUM";
-    case VUC_SET_VRING_ADDR:
+    case VU_SET_VRING_ADDR:
         return "SET_VRING_ADDR";
-    case VUC_SET_VRING_BASE:
+    case VU_SET_VRING_BASE:
         return "SET_VRING_BASE";
-    case VUC_GET_VRING_BASE:
+    case VU_GET_VRING_BASE:
         return "GET_VRING_BASE";
-    case VUC_SET_VRING_KICK:
+    case VU_SET_VRING_KICK:
         return "SET_VRING_KICK";
-    case VUC_SET_VRING_CALL:
+    case VU_SET_VRING_CALL:
         return "SET_VRING_CALL";
-    case VUC_GET_PROTOCOL_FEATURES:
+    case VU_GET_PROTOCOL_FEATURES:
         return "GET_PROTOCOL_FEATURES";
-    case VUC_SET_PROTOCOL_FEATURES:
+    case VU_SET_PROTOCOL_FEATURES:
         return "SET_PROTOCOL_FEATURES";
-    case VUC_GET_QUEUE_NUM:
+    case VU_GET_QUEUE_NUM:
         return "GET_QUEUE_NUM";
-    case VUC_SET_VRING_ENABLE:
+    case VU_SET_VRING_ENABLE:
         return "SET_VRING_ENABLE";
-    case VUC_GET_CONFIG:
+    case VU_GET_CONFIG:
         return "GET_CONFIG";
     default:
         return "request";
@@ -90,8 +90,8 @@ int vuc_send(struct vblk_vu_client *c, uint32_t req, uint32_t flags, const void 
 {
     if (c->broken)
         return c->broken;
-    uint8_t buf[sizeof(struct vuc_hdr) + VUC_MAX_PAYLOAD];
-    struct vuc_hdr h = {req, VUC_VERSION | flags, size};
+    uint8_t buf[sizeof(struct vu_hdr) + VUC_MAX_PAYLOAD];
+    struct vu_hdr h = {req, VU_VERSION | flags, size};
     if (size > VUC_MAX_PAYLOAD)
         return -EINVAL;
     memcpy(buf, &h, sizeof(h));
@@ -205,12 +205,12 @@ int vuc_recv(struct vblk_vu_client *c, uint32_t req, void *payload, uint32_t min
         return c->broken;
     int64_t deadline = now_ms() + c->timeout_ms;
     unsigned nfds = 0;
-    struct vuc_hdr h;
+    struct vu_hdr h;
     int rc = read_full(c, &h, sizeof(h), deadline, &nfds);
     if (rc < 0)
         return recv_error(c, rc, req);
     char what[160];
-    if ((h.flags & VUC_VERSION_MASK) != VUC_VERSION || !(h.flags & VUC_FLAG_REPLY)) {
+    if ((h.flags & VU_VERSION_MASK) != VU_VERSION || !(h.flags & VU_FLAG_REPLY)) {
         snprintf(what, sizeof(what), "malformed reply header (flags 0x%x)", h.flags);
         return broken(c, -EPROTO, req, what);
     }
@@ -252,7 +252,7 @@ int vuc_get_u64(struct vblk_vu_client *c, uint32_t req, uint64_t *out)
 int vuc_call(struct vblk_vu_client *c, uint32_t req, const void *payload, uint32_t size, int fd)
 {
     bool ack = (c->protocol & VBLK_BIT(VBLK_VU_PROTOCOL_F_REPLY_ACK)) != 0;
-    int rc = vuc_send(c, req, ack ? VUC_FLAG_NEED_REPLY : 0, payload, size, fd);
+    int rc = vuc_send(c, req, ack ? VU_FLAG_NEED_REPLY : 0, payload, size, fd);
     if (rc < 0 || !ack)
         return rc;
     uint64_t v;
