@@ -79,6 +79,12 @@ enum ring_op {
     OP_ASYNC = 11,       /* complete deferred requests through the async path */
     OP_STOP = 12,        /* vblk_queue_stop() */
     OP_FLUSH = 13,       /* vblk_queue_flush() */
+    /* Packed rings: a saved copy of a descriptor list (inflight tracking):
+     * arg bit 3 set: vblk_vq_copy_descs(pos[0], n); clear: n raw
+     * descriptors from the start of the data pool (the copy lives in
+     * memory the front-end can write). n = (arg & 7) + 1. */
+    OP_POP_SAVED = 14,      /* vblk_vq_pop_saved() */
+    OP_RESUBMIT_SAVED = 15, /* vblk_queue_resubmit_saved() */
 };
 
 struct ring_layout {

@@ -291,11 +291,13 @@ static void gen_ring(bool packed)
         ring_req(&g, VBLK_T_IN, i, 512, true, NULL, false);
     {
         /* Keep the first chains in flight so pop_at / resubmit find them. */
-        const uint8_t tape[8] = {2, 2, 2, 2, 0, 0, 0, 0};
+        const uint8_t tape[8] = {2, 2, 2, 2, 2, 2, 2, 2};
         memcpy(&g.hdr[RH_DECIDE], tape, sizeof(tape));
         uint8_t ops[] = {OP_PROCESS | 1 << 4,
                          OP_POP_AT | 4 << 4,
                          OP_RESUBMIT | 4 << 4,
+                         OP_POP_SAVED | (8 | 2) << 4,
+                         OP_RESUBMIT_SAVED | (8 | 2) << 4,
                          OP_COMPLETE_ALL,
                          OP_RECONNECT,
                          OP_PROCESS,

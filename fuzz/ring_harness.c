@@ -271,6 +271,42 @@ static void run_op(struct ring_run *rr, uint8_t b)
     case OP_FLUSH:
         vblk_queue_flush(q);
         break;
+    case OP_POP_SAVED:
+    case OP_RESUBMIT_SAVED: {
+        uint16_t n = (uint16_t)((arg & 7) + 1);
+        struct vblk_packed_desc *saved = malloc(n * sizeof(*saved));
+        FUZZ_CHECK(saved);
+        int rc = 0;
+        if (arg & 8) {
+            rc = vblk_vq_copy_descs(&q->vq, hdr_u16(rr, RH_POS), n, saved);
+            if (!rr->packed || vblk_queue_broken(q))
+                FUZZ_CHECK(rc == -EINVAL);
+        } else {
+            memset(saved, 0, n * sizeof(*saved));
+            memcpy(saved, rr->piece[0],
+                   n * sizeof(*saved) < rr->piece_len[0] ? n * sizeof(*saved) : rr->piece_len[0]);
+        }
+        if (rc == 0) {
+            if ((b & 15) == OP_POP_SAVED) {
+                struct vblk_chain c = {.iov = g_scratch, .cap = SCRATCH_IOV};
+                rc = vblk_vq_pop_saved(&q->vq, saved, n, &c);
+                if (rc > 0)
+                    touch_chain(&c);
+                else if (!rr->packed && !vblk_queue_broken(q))
+                    FUZZ_CHECK(rc == -EINVAL);
+            } else {
+                rc = vblk_queue_resubmit_saved(q, saved, n);
+                FUZZ_CHECK(rc == 1 || rc == -EBUSY || rc == -EIO || rc == -EINVAL);
+                if (!rr->packed)
+                    FUZZ_CHECK(rc == -EINVAL || rc == -EBUSY || rc == -EIO);
+            }
+        }
+        if (fuzz_verbose())
+            fprintf(stderr, "%s: %d\n", (b & 15) == OP_POP_SAVED ? "pop_saved" : "resubmit_saved",
+                    rc);
+        free(saved);
+        break;
+    }
     default:
         (void)vblk_queue_process(q, 0);
         break;
