@@ -369,7 +369,15 @@ static void used_entries_are_visible_at_push_and_notified_once(void **state)
 static bool publish_with(struct h *h, uint16_t size, bool event_idx, uint16_t pos, uint8_t wrap,
                          uint16_t n, uint16_t flags, uint16_t off_wrap)
 {
-    start_at(h, size, event_idx, false, pos, wrap);
+    /* The first publish after a start always notifies (unless disabled),
+     * so start one slot earlier and publish that slot first. */
+    start_at(h, size, event_idx, false, pos ? (uint16_t)(pos - 1) : (uint16_t)(size - 1),
+             pos ? wrap : (uint8_t)!wrap);
+    add1(h, n);
+    assert_int_equal(pop(h), 1);
+    vblk_vq_push(&h->vq, n, 1, 0);
+    h->drv_ev->flags = VBLK_EVENT_F_ENABLE;
+    assert_true(vblk_vq_publish(&h->vq));
     for (uint16_t i = 0; i < n; i++) {
         add1(h, i);
         assert_int_equal(pop(h), 1);
@@ -435,6 +443,34 @@ static void event_desc_counts_from_last_publish(void **state)
     assert_int_equal(pop(h), 1);
     vblk_vq_push(&h->vq, 6, 1, 0);
     assert_true(vblk_vq_publish(&h->vq));
+}
+
+/* A device restarted at slot 3 while the driver waits for the event it set
+ * at slot 2: the previous device instance wrote that entry but may have died
+ * before notifying. The first publish notifies anyway; later ones follow
+ * the event again. DISABLE is still honoured. */
+static void first_publish_after_restart_notifies(void **state)
+{
+    struct h *h = *state;
+    start_at(h, 8, true, false, 3, 1);
+    h->drv_ev->flags = VBLK_EVENT_F_DESC;
+    h->drv_ev->off_wrap = WRAP(2, 1);
+    add1(h, 0);
+    assert_int_equal(pop(h), 1);
+    vblk_vq_push(&h->vq, 0, 1, 0);
+    assert_true(vblk_vq_publish(&h->vq));
+    add1(h, 1);
+    assert_int_equal(pop(h), 1);
+    vblk_vq_push(&h->vq, 1, 1, 0);
+    assert_false(vblk_vq_publish(&h->vq));
+    assert_int_equal(vblk_vq_stats(&h->vq)->notifies, 1);
+
+    start_at(h, 8, true, false, 3, 1);
+    h->drv_ev->flags = VBLK_EVENT_F_DISABLE;
+    add1(h, 0);
+    assert_int_equal(pop(h), 1);
+    vblk_vq_push(&h->vq, 0, 1, 0);
+    assert_false(vblk_vq_publish(&h->vq));
 }
 
 static void enable_notify_writes_device_event(void **state)
@@ -737,6 +773,7 @@ int main(void)
         T(event_desc_in_current_lap),
         T(event_desc_in_previous_lap),
         T(event_desc_counts_from_last_publish),
+        T(first_publish_after_restart_notifies),
         T(enable_notify_writes_device_event),
         T(pop_at_rereads_list_without_advancing),
         T(pop_at_position_out_of_range_breaks_queue),

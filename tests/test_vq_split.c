@@ -312,15 +312,41 @@ static void publish_honours_no_interrupt_flag(void **state)
 /* Pushes @n chains from used position @from, with used_event @ev. */
 static bool publish_with_event(struct h *h, uint16_t from, uint16_t n, uint16_t ev)
 {
-    struct vblk_vq_state st = {.last_avail_idx = from, .used_idx = from};
+    /* The first publish after a start always notifies, so start one entry
+     * earlier and publish that entry first. */
+    uint16_t at = (uint16_t)(from - 1);
+    struct vblk_vq_state st = {.last_avail_idx = at, .used_idx = at};
     start(h, 8, true, false, &st);
-    for (uint16_t i = 0; i < n; i++) {
+    for (uint16_t i = 0; i <= n; i++) {
         simple(h, i);
         assert_int_equal(pop(h), 1);
         vblk_vq_push(&h->vq, i, 1, 0);
+        if (i == 0)
+            assert_true(vblk_vq_publish(&h->vq));
     }
     *used_event(h) = ev;
     return vblk_vq_publish(&h->vq);
+}
+
+/* A device restarted at used 10 while the driver still waits for the event
+ * it set at 9: the previous device instance wrote entry 9 but may have died
+ * before notifying. The first publish notifies anyway; later ones follow
+ * used_event again. */
+static void first_publish_after_restart_notifies(void **state)
+{
+    struct h *h = *state;
+    struct vblk_vq_state st = {.last_avail_idx = 10, .used_idx = 10};
+    start(h, 8, true, false, &st);
+    *used_event(h) = 9;
+    simple(h, 0);
+    assert_int_equal(pop(h), 1);
+    vblk_vq_push(&h->vq, 0, 1, 0);
+    assert_true(vblk_vq_publish(&h->vq));
+    simple(h, 1);
+    assert_int_equal(pop(h), 1);
+    vblk_vq_push(&h->vq, 1, 1, 0);
+    assert_false(vblk_vq_publish(&h->vq));
+    assert_int_equal(vblk_vq_stats(&h->vq)->notifies, 1);
 }
 
 static void publish_event_idx_window_boundaries(void **state)
@@ -766,6 +792,7 @@ int main(void)
         T(avail_and_used_indices_wrap_at_65535),
         T(out_of_order_pushes_appear_at_publish_and_in_state),
         T(publish_honours_no_interrupt_flag),
+        T(first_publish_after_restart_notifies),
         T(publish_event_idx_window_boundaries),
         T(publish_event_idx_across_16bit_wrap),
         T(publish_event_idx_counts_from_last_publish),

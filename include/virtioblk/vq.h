@@ -12,7 +12,8 @@
  *  - vblk_vq_publish() makes pushed completions visible to the driver and
  *    says whether the driver wants a used-buffer notification;
  *  - vblk_vq_disable_notify() / vblk_vq_enable_notify() control kicks;
- *  - vblk_vq_get_state() / vblk_vq_set_state() for reconnect and migration.
+ *  - vblk_vq_get_state() and vblk_vq_config.state save and restore the ring
+ *    position for reconnect and migration.
  *
  * Every descriptor is copied out of shared memory once, checked, and only
  * the copy is used. A structurally malformed ring (descriptor loop, chain
@@ -109,8 +110,7 @@ struct vblk_vq {
     uint8_t notify_off;
     uint8_t avail_wrap;
     uint8_t used_wrap;
-    uint8_t signalled_valid;
-    uint8_t signalled_wrap;
+    uint8_t signalled_valid; /**< 0 until the first publish after init: notify then. */
     uint16_t last_avail;
     uint16_t used_idx;
     uint16_t published;  /**< Split: used idx last made visible. Packed: used slots in total. */
@@ -189,6 +189,11 @@ void vblk_vq_push(struct vblk_vq *vq, uint16_t id, uint16_t ndescs, uint32_t len
  * Makes pushed entries visible and returns true if the driver asked to be
  * notified about them (flags or event index form). The caller then sends
  * exactly one notification.
+ *
+ * The first publish after vblk_vq_init() ignores the event index and
+ * notifies (unless the driver disabled notifications with the flags form):
+ * after a restart the device cannot know whether the previous instance
+ * notified the driver about the entries it had written.
  */
 bool vblk_vq_publish(struct vblk_vq *vq);
 

@@ -187,6 +187,12 @@ bool vq_packed_publish(struct vblk_vq *vq)
     if (old == new_idx)
         return false;
     vq->signalled = new_idx;
+    /* After a (re)start the driver may be waiting for an event at a
+     * position already passed, whose notification was lost with the
+     * previous device instance: the first publish notifies unless the
+     * driver disabled notifications. */
+    bool first = !vq->signalled_valid;
+    vq->signalled_valid = 1;
     /* 2.8.10: read the driver's suppression structure only after the used
      * flags are visible (store -> load). */
     atomic_thread_fence(memory_order_seq_cst);
@@ -195,6 +201,8 @@ bool vq_packed_publish(struct vblk_vq *vq)
     if (flags == VBLK_EVENT_F_DISABLE)
         return false;
     if (flags != VBLK_EVENT_F_DESC || !vq->event_idx)
+        return true;
+    if (first)
         return true;
     /* Convert (offset, wrap) into the same free-running count as
      * published: positions in an earlier lap sit one ring size back. */

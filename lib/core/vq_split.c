@@ -155,10 +155,15 @@ bool vq_split_publish(struct vblk_vq *vq)
      * store is visible (store -> load ordering), or a driver that just
      * re-enabled interrupts could be missed. */
     atomic_thread_fence(memory_order_seq_cst);
+    /* The first publish after a (re)start cannot know whether whoever wrote
+     * the earlier used entries notified the driver (a back-end that crashed
+     * between the two did not), so it ignores used_event once. */
+    bool first = !vq->signalled_valid;
+    vq->signalled_valid = 1;
     if (vq->event_idx) {
         uint16_t event = RING_LOAD(USED_EVENT(vq));
         vq->signalled = new_idx;
-        return need_event(event, new_idx, old);
+        return first || need_event(event, new_idx, old);
     }
     return !(RING_LOAD(&vq->r.split.avail->flags) & VBLK_AVAIL_F_NO_INTERRUPT);
 }

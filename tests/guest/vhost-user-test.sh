@@ -12,7 +12,10 @@
 #   readonly    --read-only: the guest sees a read-only disk, writes fail
 #   poll        --poll (busy-polling worker), split ring, RAM disk
 #   reconnect   SIGKILL the server while the guest writes, restart it on the
-#               same socket (reconnect=1): no I/O error, data intact
+#               same socket (reconnect=1): no I/O error, data intact. Writes
+#               are slowed down (slowio.c, psync engine) and the server is
+#               killed again (up to 5 times) until a restart finds requests
+#               in flight and resubmits them
 #   reconnect-packed
 #               the same on a packed ring (packed=on)
 #   migrate     live-migrate the guest while it writes, from a QEMU served by
@@ -93,6 +96,7 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b - a}'; }
 
 say "building blkcheck and the initramfs"
 gcc -std=c11 -static -O2 -pthread -Wall -Wextra -o "$WORK/blkcheck" "$HERE/blkcheck.c"
+gcc -std=c11 -shared -fPIC -O2 -Wall -Wextra -o "$WORK/slowio.so" "$HERE/slowio.c" -ldl
 "$HERE/mkinitramfs.sh" "$CACHE" "$WORK/initrd.cpio.gz" "$HERE/vhost-user-workload.sh" \
     "$WORK/blkcheck" 2>/dev/null
 
@@ -100,7 +104,7 @@ gcc -std=c11 -static -O2 -pthread -Wall -Wextra -o "$WORK/blkcheck" "$HERE/blkch
 start_server() {
     local log=$1
     shift
-    "$PROGRAM" --socket "$SOCK" "$@" >>"$log" 2>&1 &
+    ${SERVER_PRELOAD:+env LD_PRELOAD=$SERVER_PRELOAD} "$PROGRAM" --socket "$SOCK" "$@" >>"$log" 2>&1 &
     SERVER_PID=$!
     local i
     for ((i = 0; i < 100; i++)); do
@@ -315,19 +319,37 @@ run_case() {
         local packed=0
         [[ $case == reconnect-packed ]] && packed=1
         truncate -s 64M "$img"
-        start_server "$log" --image "$img" --serial "vu-$case" -v
+        # Every write sleeps 5 ms on the queue thread, so a kill nearly
+        # always catches one in flight.
+        local args=(--image "$img" --serial "vu-$case" --backend psync -v) kills=0 resub=0 mark i
+        SERVER_PRELOAD=$WORK/slowio.so
+        start_server "$log" "${args[@]}"
         boot "$case" 1 2 "$packed" ",reconnect=1" MODE=busy DO_FS=0 VERIFY_COUNT=$((COUNT * 8)) &
         local guest=$!
         wait_verify "$WORK/$case.console.log" "$guest" || true
-        sleep 1.5
-        kill -0 "$guest" 2>/dev/null || die "the guest finished before the server could be killed"
-        say "  SIGKILL the server while the guest writes; restarting it on $SOCK"
-        kill -KILL "$SERVER_PID"
-        wait "$SERVER_PID" 2>/dev/null || true
-        sleep 0.3
-        start_server "$log" --image "$img" --serial "vu-$case" -v
+        while ((kills < 5 && resub == 0)); do
+            sleep 1
+            kill -0 "$guest" 2>/dev/null || break
+            say "  SIGKILL the server while the guest writes; restarting it on $SOCK"
+            kill -KILL "$SERVER_PID"
+            wait "$SERVER_PID" 2>/dev/null || true
+            kills=$((kills + 1))
+            mark=$(wc -l <"$log")
+            sleep 0.3
+            start_server "$log" "${args[@]}"
+            # QEMU reconnects within a second or two; the ring restarts then.
+            for ((i = 0; i < 100; i++)); do
+                tail -n "+$((mark + 1))" "$log" | grep -q "queue 0: started" && break
+                sleep 0.1
+            done
+            resub=$(tail -n "+$((mark + 1))" "$log" | grep -c "resubmitted [1-9]" || true)
+        done
+        SERVER_PRELOAD=
         wait "$guest" || rc=$?
         grep -a -E "resubmitted .* in-flight|in-flight region" "$log" | sed 's/^/    /' >&2 || true
+        ((kills > 0)) || die "case $case: the guest finished before the server could be killed"
+        ((rc != 0 || resub > 0)) ||
+            die "case $case: none of $kills restarts found a request in flight to resubmit"
         ;;
     esac
     show_console "$case"
