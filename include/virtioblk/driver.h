@@ -55,7 +55,6 @@ struct vblk_drv_vq {
     uint16_t free_head;      /* split: free descriptor list; packed: free id list */
     uint16_t avail_idx;      /* split: shadow avail idx; packed: next avail position */
     uint16_t last_used;      /* split: last seen used idx; packed: next used position */
-    uint16_t kicked_avail;   /* avail idx at last kick decision */
     uint8_t avail_wrap;      /* packed */
     uint8_t used_wrap;       /* packed */
     uint8_t cb_disabled;
