@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "virtioblk/virtioblk.h"
+#include "ram_harness.h"
 
 /* ---- a ring the attacker writes by hand ---- */
 
@@ -243,29 +244,10 @@ struct atk_disk {
     struct vblk_req last; /* copy of the last request submitted */
 };
 
+/* No range checks of its own: an overrun of b->disk is an ASan report. */
 static inline uint8_t atk_disk_io(struct atk_disk *b, struct vblk_req *r)
 {
-    uint8_t *p = b->disk + r->sector * 512;
-    switch (r->type) {
-    case VBLK_T_IN:
-    case VBLK_T_OUT:
-        for (unsigned i = 0; i < r->niov; i++) {
-            if (r->type == VBLK_T_IN)
-                memcpy(r->iov[i].base, p, r->iov[i].len);
-            else
-                memcpy(p, r->iov[i].base, r->iov[i].len);
-            p += r->iov[i].len;
-        }
-        return VBLK_S_OK;
-    case VBLK_T_DISCARD:
-    case VBLK_T_WRITE_ZEROES:
-    case VBLK_T_SECURE_ERASE:
-        for (uint32_t i = 0; i < r->nranges; i++)
-            memset(b->disk + r->ranges[i].sector * 512, 0, r->ranges[i].num_sectors * 512ull);
-        return VBLK_S_OK;
-    default:
-        return VBLK_S_OK;
-    }
+    return ram_disk_io(b->disk, ATK_SECTORS, false, r);
 }
 
 static inline void atk_disk_submit(void *be, void *qctx, struct vblk_req *r)
@@ -324,8 +306,7 @@ static inline void atk_disk_release(struct atk_disk *b, uint8_t status)
 
 struct atk {
     struct vblk_mem mem;
-    uint8_t *guest; /* host view of [ATK_GPA, ATK_GPA + ATK_MEM_LEN) */
-    size_t bump;
+    struct guest_ram ram; /* [ATK_GPA, ATK_GPA + ATK_MEM_LEN) */
     struct atk_ring ring;
     struct atk_disk bd;
     struct vblk_backend be;
@@ -349,13 +330,15 @@ static inline struct atk *atk_new(bool packed)
 {
     struct atk *a = calloc(1, sizeof(*a));
     assert_non_null(a);
-    a->guest = aligned_alloc(4096, ATK_MEM_LEN);
-    assert_non_null(a->guest);
-    memset(a->guest, 0, ATK_MEM_LEN);
+    a->ram.host = aligned_alloc(4096, ATK_MEM_LEN);
+    assert_non_null(a->ram.host);
+    memset(a->ram.host, 0, ATK_MEM_LEN);
+    a->ram.gpa = ATK_GPA;
+    a->ram.len = ATK_MEM_LEN;
+    a->ram.bump = ATK_DATA;
     vblk_mem_init(&a->mem);
-    assert_int_equal(vblk_mem_add(&a->mem, ATK_GPA, ATK_MEM_LEN, a->guest, NULL), 0);
-    atk_ring_init(&a->ring, a->guest, ATK_GPA, ATK_QSIZE, packed);
-    a->bump = ATK_DATA;
+    assert_int_equal(vblk_mem_add(&a->mem, ATK_GPA, ATK_MEM_LEN, a->ram.host, NULL), 0);
+    atk_ring_init(&a->ring, a->ram.host, ATK_GPA, ATK_QSIZE, packed);
     atk_disk_init(&a->bd, &a->be);
     vblk_dev_params_default(&a->p, ATK_DISK);
     a->p.seg_max = 8;
@@ -414,31 +397,24 @@ static inline void atk_free(struct atk *a)
     }
     free(a->pool);
     free(a->bd.disk);
-    free(a->guest);
+    free(a->ram.host);
     free(a);
 }
 
 /* Guest memory for buffers: 16-byte aligned, filled with @fill. */
 static inline uint64_t atk_galloc(struct atk *a, size_t len, int fill)
 {
-    size_t off = (a->bump + 15) & ~(size_t)15;
-    assert_true(off + len <= ATK_MEM_LEN);
-    a->bump = off + len;
-    memset(a->guest + off, fill, len);
-    return ATK_GPA + off;
+    return guest_alloc(&a->ram, len, fill);
 }
 
 static inline void *atk_host(struct atk *a, uint64_t gpa)
 {
-    return a->guest + (gpa - ATK_GPA);
+    return guest_host(&a->ram, gpa);
 }
 
 static inline uint64_t atk_hdr(struct atk *a, uint32_t type, uint64_t sector)
 {
-    uint64_t g = atk_galloc(a, 16, 0);
-    struct vblk_req_hdr h = {type, 0, sector};
-    memcpy(atk_host(a, g), &h, sizeof(h));
-    return g;
+    return guest_hdr(&a->ram, type, sector);
 }
 
 /* A status byte, preset to a value no device writes. */

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "virtioblk/blk.h"
+#include "ram_harness.h"
 
 #define GPA       0x80000000ULL
 #define MEM_LEN   (1u << 20)
@@ -45,42 +46,6 @@ struct tb {
     struct vblk_req *held[64];
 };
 
-/* The device promises validated ranges; the disk sits inside a larger
- * struct where ASan would not see an overrun, so check here too. */
-static inline void tb_check_range(uint64_t sector, uint64_t bytes)
-{
-    assert_true(sector <= SECTORS);
-    assert_true(bytes <= (SECTORS - sector) * 512);
-}
-
-static inline uint8_t tb_do(struct tb *t, struct vblk_req *r)
-{
-    uint8_t *p = t->disk + r->sector * 512;
-    switch (r->type) {
-    case VBLK_T_IN:
-    case VBLK_T_OUT:
-        tb_check_range(r->sector, r->len);
-        for (unsigned i = 0; i < r->niov; i++) {
-            if (r->type == VBLK_T_IN)
-                memcpy(r->iov[i].base, p, r->iov[i].len);
-            else
-                memcpy(p, r->iov[i].base, r->iov[i].len);
-            p += r->iov[i].len;
-        }
-        return VBLK_S_OK;
-    case VBLK_T_DISCARD:
-    case VBLK_T_WRITE_ZEROES:
-    case VBLK_T_SECURE_ERASE:
-        for (uint32_t i = 0; i < r->nranges; i++) {
-            tb_check_range(r->ranges[i].sector, r->ranges[i].num_sectors * 512ull);
-            memset(t->disk + r->ranges[i].sector * 512, 0, r->ranges[i].num_sectors * 512u);
-        }
-        return VBLK_S_OK;
-    default:
-        return VBLK_S_OK;
-    }
-}
-
 static inline void tb_submit(void *be, void *qctx, struct vblk_req *r)
 {
     struct tb *t = be;
@@ -91,10 +56,12 @@ static inline void tb_submit(void *be, void *qctx, struct vblk_req *r)
     t->last_nranges = r->nranges;
     for (uint32_t i = 0; i < r->nranges && i < 4; i++)
         t->ranges[i] = r->ranges[i];
+    /* The device promises validated ranges; the disk sits inside a larger
+     * struct where ASan would not see an overrun, so check here too. */
     if (t->hold)
         t->held[t->nheld++] = r;
     else
-        vblk_req_complete(r, tb_do(t, r));
+        vblk_req_complete(r, ram_disk_io(t->disk, SECTORS, true, r));
 }
 
 static inline int tb_start(void *be, uint16_t qidx, void **qctx)
@@ -116,8 +83,7 @@ static inline void tb_stop(void *be, uint16_t qidx, void *qctx)
 
 struct h {
     struct vblk_mem mem;
-    uint8_t *buf;
-    size_t bump;
+    struct guest_ram ram; /* [GPA, GPA + MEM_LEN) */
     struct tb tb;
     struct vblk_backend be;
     struct vblk_dev_params p;
@@ -149,15 +115,17 @@ static inline void on_wake(void *opaque)
 static inline int setup(void **state)
 {
     struct h *h = calloc(1, sizeof(*h));
-    if (!h || !(h->buf = calloc(1, MEM_LEN)))
+    if (!h || !(h->ram.host = calloc(1, MEM_LEN)))
         return -1;
+    h->ram.gpa = GPA;
+    h->ram.len = MEM_LEN;
+    h->ram.bump = DATA_OFF;
     vblk_mem_init(&h->mem);
-    if (vblk_mem_add(&h->mem, GPA, MEM_LEN, h->buf, NULL) < 0)
+    if (vblk_mem_add(&h->mem, GPA, MEM_LEN, h->ram.host, NULL) < 0)
         return -1;
-    h->desc = (struct vblk_split_desc *)h->buf;
-    h->avail = (struct vblk_split_avail *)(h->buf + AVAIL_OFF);
-    h->used = (struct vblk_split_used *)(h->buf + USED_OFF);
-    h->bump = DATA_OFF;
+    h->desc = (struct vblk_split_desc *)h->ram.host;
+    h->avail = (struct vblk_split_avail *)(h->ram.host + AVAIL_OFF);
+    h->used = (struct vblk_split_used *)(h->ram.host + USED_OFF);
     h->qsize = QSIZE;
     h->pwrap = h->puwrap = 1;
     h->tb.ops = (struct vblk_backend_ops){
@@ -190,7 +158,7 @@ static inline int teardown(void **state)
     if (h->pool && !vblk_queue_broken(&h->q))
         assert_int_equal(vblk_queue_destroy(&h->q), 0);
     free(h->pool);
-    free(h->buf);
+    free(h->ram.host);
     free(h);
     return 0;
 }
@@ -243,24 +211,17 @@ static inline void up(struct h *h)
 
 static inline uint64_t galloc(struct h *h, size_t len, int fill)
 {
-    size_t off = (h->bump + 15) & ~(size_t)15;
-    assert_true(off + len <= MEM_LEN);
-    h->bump = off + len;
-    memset(h->buf + off, fill, len);
-    return GPA + off;
+    return guest_alloc(&h->ram, len, fill);
 }
 
 static inline void *hp(struct h *h, uint64_t ga)
 {
-    return h->buf + (ga - GPA);
+    return guest_host(&h->ram, ga);
 }
 
 static inline uint64_t mkhdr(struct h *h, uint32_t type, uint64_t sector)
 {
-    uint64_t ga = galloc(h, 16, 0);
-    struct vblk_req_hdr hdr = {type, 0, sector};
-    memcpy(hp(h, ga), &hdr, 16);
-    return ga;
+    return guest_hdr(&h->ram, type, sector);
 }
 
 struct seg {

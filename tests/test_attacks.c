@@ -783,7 +783,7 @@ static void read_buffer_overlapping_the_descriptor_table(void **state)
         assert_int_equal(id, 0);
         assert_int_equal(len, 513);
         assert_int_equal(atk_status_of(a, st), VBLK_S_OK);
-        assert_memory_equal(a->guest + 16, a->bd.disk + 16, 512 - 16);
+        assert_memory_equal(a->ram.host + 16, a->bd.disk + 16, 512 - 16);
         atk_free(a);
     }
 }

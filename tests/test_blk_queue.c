@@ -450,7 +450,7 @@ static void post_packed_flush(struct h *h, uint16_t id)
     struct vblk_packed_desc *tab = hp(h, t);
     tab[0] = (struct vblk_packed_desc){mkhdr(h, VBLK_T_FLUSH, 0), 16, 0, 0};
     tab[1] = (struct vblk_packed_desc){st, 1, 0, W};
-    struct vblk_packed_desc *d = (struct vblk_packed_desc *)h->buf + h->ppos;
+    struct vblk_packed_desc *d = (struct vblk_packed_desc *)h->ram.host + h->ppos;
     uint16_t avail = h->pwrap ? VBLK_DESC_F_AVAIL : VBLK_DESC_F_USED;
     *d = (struct vblk_packed_desc){t, 32, id, (uint16_t)(VBLK_DESC_F_INDIRECT | avail)};
     if (++h->ppos == h->qsize) {
@@ -462,7 +462,7 @@ static void post_packed_flush(struct h *h, uint16_t id)
 /* Packed ring driver: the next used buffer ID, or -1 if none. */
 static int take_packed_used(struct h *h)
 {
-    const struct vblk_packed_desc *d = (struct vblk_packed_desc *)h->buf + h->pupos;
+    const struct vblk_packed_desc *d = (struct vblk_packed_desc *)h->ram.host + h->pupos;
     uint16_t both = VBLK_DESC_F_AVAIL | VBLK_DESC_F_USED;
     if ((d->flags & both) != (h->puwrap ? both : 0))
         return -1;

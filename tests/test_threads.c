@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "virtioblk/virtioblk.h"
+#include "ram_harness.h"
 
 #define NQ          4u
 #define QSIZE       64u
@@ -116,14 +117,7 @@ static uint8_t w_io(struct workers *w, struct vblk_req *r)
                      r->len);
         return VBLK_S_IOERR;
     }
-    uint8_t *p = w->disk + r->sector * 512;
-    for (unsigned i = 0; i < r->niov; i++) {
-        if (r->type == VBLK_T_IN)
-            memcpy(r->iov[i].base, p, r->iov[i].len);
-        else
-            memcpy(p, r->iov[i].base, r->iov[i].len);
-        p += r->iov[i].len;
-    }
+    ram_disk_rw(w->disk + r->sector * 512, r);
     return VBLK_S_OK;
 }
 

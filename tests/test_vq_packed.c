@@ -11,34 +11,17 @@
  * to range-check; their equivalents are a list that runs round the ring
  * onto itself and a descriptor whose wrap bits belong to another lap.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <setjmp.h>
-#include <cmocka.h>
-
-#include <errno.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "virtioblk/vq.h"
+#include "vq_harness.h"
 
 #define GPA      0x100000000ULL
-#define MEM_LEN  0x10000u
 #define DESC_OFF 0x0000u
 #define DRV_OFF  0x1000u /* driver event suppression */
 #define DEV_OFF  0x1010u /* device event suppression */
 #define IND_OFF  0x2000u
 #define DATA_OFF 0x4000u
-#define NIOV     32
 
-#define G(off) (GPA + (uint64_t)(off))
-#define R      0u
-#define W      VBLK_DESC_F_WRITE
-#define N      VBLK_DESC_F_NEXT
-#define I      VBLK_DESC_F_INDIRECT
-#define AV     VBLK_DESC_F_AVAIL
-#define US     VBLK_DESC_F_USED
+#define AV VBLK_DESC_F_AVAIL
+#define US VBLK_DESC_F_USED
 
 struct seg {
     uint64_t addr;
@@ -47,8 +30,7 @@ struct seg {
 };
 
 struct h {
-    struct vblk_mem mem;
-    uint8_t *buf;
+    struct vq_harness v;
     uint16_t size;
     uint16_t dpos; /* driver: next slot to fill */
     uint8_t dwrap;
@@ -57,33 +39,18 @@ struct h {
     struct vblk_packed_desc *desc;
     struct vblk_packed_event *drv_ev;
     struct vblk_packed_event *dev_ev;
-    struct vblk_vq vq;
-    struct vblk_iov iov[NIOV];
-    struct vblk_chain c;
 };
+_Static_assert(offsetof(struct h, v) == 0, "vq_harness_teardown() frees struct h through h->v");
 
 static int setup(void **state)
 {
-    struct h *h = calloc(1, sizeof(*h));
-    if (!h || !(h->buf = calloc(1, MEM_LEN)))
+    struct h *h = vq_harness_new(sizeof(*h), GPA);
+    if (!h)
         return -1;
-    vblk_mem_init(&h->mem);
-    if (vblk_mem_add(&h->mem, GPA, MEM_LEN, h->buf, NULL) < 0)
-        return -1;
-    h->desc = (struct vblk_packed_desc *)(h->buf + DESC_OFF);
-    h->drv_ev = (struct vblk_packed_event *)(h->buf + DRV_OFF);
-    h->dev_ev = (struct vblk_packed_event *)(h->buf + DEV_OFF);
-    h->c.iov = h->iov;
-    h->c.cap = NIOV;
+    h->desc = (struct vblk_packed_desc *)(h->v.buf + DESC_OFF);
+    h->drv_ev = (struct vblk_packed_event *)(h->v.buf + DRV_OFF);
+    h->dev_ev = (struct vblk_packed_event *)(h->v.buf + DEV_OFF);
     *state = h;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct h *h = *state;
-    free(h->buf);
-    free(h);
     return 0;
 }
 
@@ -103,14 +70,10 @@ static void start_at(struct h *h, uint16_t size, bool event_idx, bool indirect, 
                      uint8_t wrap)
 {
     struct vblk_vq_state st = {pos, pos, wrap, wrap};
-    struct vblk_vq_config c = cfg(size);
-    c.event_idx = event_idx;
-    c.indirect = indirect;
-    c.state = &st;
     h->size = size;
     h->dpos = h->upos = pos;
     h->dwrap = h->uwrap = wrap;
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), 0);
+    vq_harness_start(&h->v, cfg(size), event_idx, indirect, &st);
 }
 
 static void start(struct h *h, uint16_t size, bool event_idx, bool indirect)
@@ -170,21 +133,6 @@ static void expect_used(struct h *h, uint16_t id, uint32_t len, uint16_t ndescs)
     }
 }
 
-static int pop(struct h *h)
-{
-    return vblk_vq_pop(&h->vq, &h->c);
-}
-
-static void expect_broken(struct h *h)
-{
-    assert_int_equal(pop(h), -EIO);
-    assert_true(vblk_vq_broken(&h->vq));
-    assert_int_equal(vblk_vq_stats(&h->vq)->broken, 1);
-    assert_int_equal(pop(h), -EIO);
-    assert_int_equal(vblk_vq_stats(&h->vq)->broken, 1);
-    assert_int_equal(vblk_vq_stats(&h->vq)->chains, 0);
-}
-
 static void direct_chain_gives_iovecs_and_id_of_last_descriptor(void **state)
 {
     struct h *h = *state;
@@ -192,21 +140,21 @@ static void direct_chain_gives_iovecs_and_id_of_last_descriptor(void **state)
         {G(DATA_OFF), 16, R}, {G(DATA_OFF + 0x100), 512, W}, {G(DATA_OFF + 0x400), 1, W}};
     start(h, 8, false, true);
     add(h, s, 3, 0x4242);
-    assert_int_equal(pop(h), 1);
-    assert_int_equal(h->c.id, 0x4242);
-    assert_int_equal(h->c.ndescs, 3);
-    assert_int_equal(h->c.ndata, 3);
-    assert_int_equal(h->c.nout, 1);
-    assert_int_equal(h->c.nin, 2);
-    assert_int_equal(h->c.out_len, 16);
-    assert_int_equal(h->c.in_len, 513);
-    assert_int_equal(h->c.max_desc_len, 512);
-    assert_int_equal(h->c.fault, 0);
-    assert_int_equal(h->c.last_mapped, 1);
-    assert_ptr_equal(h->iov[0].base, h->buf + DATA_OFF);
-    assert_ptr_equal(h->iov[1].base, h->buf + DATA_OFF + 0x100);
-    assert_ptr_equal(h->iov[2].base, h->buf + DATA_OFF + 0x400);
-    assert_int_equal(pop(h), 0);
+    assert_int_equal(pop(&h->v), 1);
+    assert_int_equal(h->v.c.id, 0x4242);
+    assert_int_equal(h->v.c.ndescs, 3);
+    assert_int_equal(h->v.c.ndata, 3);
+    assert_int_equal(h->v.c.nout, 1);
+    assert_int_equal(h->v.c.nin, 2);
+    assert_int_equal(h->v.c.out_len, 16);
+    assert_int_equal(h->v.c.in_len, 513);
+    assert_int_equal(h->v.c.max_desc_len, 512);
+    assert_int_equal(h->v.c.fault, 0);
+    assert_int_equal(h->v.c.last_mapped, 1);
+    assert_ptr_equal(h->v.iov[0].base, h->v.buf + DATA_OFF);
+    assert_ptr_equal(h->v.iov[1].base, h->v.buf + DATA_OFF + 0x100);
+    assert_ptr_equal(h->v.iov[2].base, h->v.buf + DATA_OFF + 0x400);
+    assert_int_equal(pop(&h->v), 0);
 }
 
 static void zero_length_descriptor_adds_no_iovec(void **state)
@@ -215,40 +163,40 @@ static void zero_length_descriptor_adds_no_iovec(void **state)
     struct seg s[] = {{G(DATA_OFF), 16, R}, {0xdead0000, 0, R}, {G(DATA_OFF + 16), 1, W}};
     start(h, 8, false, true);
     add(h, s, 3, 1);
-    assert_int_equal(pop(h), 1);
-    assert_int_equal(h->c.fault, 0);
-    assert_int_equal(h->c.ndata, 3);
-    assert_int_equal(h->c.ndescs, 3);
-    assert_int_equal(h->c.nout, 1);
-    assert_int_equal(h->c.nin, 1);
+    assert_int_equal(pop(&h->v), 1);
+    assert_int_equal(h->v.c.fault, 0);
+    assert_int_equal(h->v.c.ndata, 3);
+    assert_int_equal(h->v.c.ndescs, 3);
+    assert_int_equal(h->v.c.nout, 1);
+    assert_int_equal(h->v.c.nin, 1);
 }
 
 static void indirect_table_takes_one_slot(void **state)
 {
     struct h *h = *state;
-    struct vblk_packed_desc *t = (struct vblk_packed_desc *)(h->buf + IND_OFF);
+    struct vblk_packed_desc *t = (struct vblk_packed_desc *)(h->v.buf + IND_OFF);
     t[0] = (struct vblk_packed_desc){G(DATA_OFF), 16, 0, R};
     t[1] = (struct vblk_packed_desc){G(DATA_OFF + 0x200), 4096, 0, W};
     t[2] = (struct vblk_packed_desc){G(DATA_OFF + 0x2000), 1, 0, W};
     struct seg s = {G(IND_OFF), 48, I};
     start(h, 4, false, true);
     add(h, &s, 1, 42);
-    assert_int_equal(pop(h), 1);
-    assert_int_equal(h->c.id, 42);
-    assert_int_equal(h->c.ndescs, 1);
-    assert_int_equal(h->c.ndata, 3);
-    assert_int_equal(h->c.nout, 1);
-    assert_int_equal(h->c.nin, 2);
-    assert_int_equal(h->c.in_len, 4097);
-    assert_ptr_equal(h->iov[2].base, h->buf + DATA_OFF + 0x2000);
-    vblk_vq_push(&h->vq, 42, h->c.ndescs, 4097);
+    assert_int_equal(pop(&h->v), 1);
+    assert_int_equal(h->v.c.id, 42);
+    assert_int_equal(h->v.c.ndescs, 1);
+    assert_int_equal(h->v.c.ndata, 3);
+    assert_int_equal(h->v.c.nout, 1);
+    assert_int_equal(h->v.c.nin, 2);
+    assert_int_equal(h->v.c.in_len, 4097);
+    assert_ptr_equal(h->v.iov[2].base, h->v.buf + DATA_OFF + 0x2000);
+    vblk_vq_push(&h->v.vq, 42, h->v.c.ndescs, 4097);
     expect_used(h, 42, 4097, 1);
 }
 
 static void indirect_entry_flags_other_than_write_are_ignored(void **state)
 {
     struct h *h = *state;
-    struct vblk_packed_desc *t = (struct vblk_packed_desc *)(h->buf + IND_OFF);
+    struct vblk_packed_desc *t = (struct vblk_packed_desc *)(h->v.buf + IND_OFF);
     /* virtio 1.2 2.8.7: only WRITE counts inside a packed indirect table.
      * NEXT, INDIRECT and the wrap bits there are reserved; an entry that
      * sets them is still one plain buffer, and the table is read to its
@@ -258,27 +206,27 @@ static void indirect_entry_flags_other_than_write_are_ignored(void **state)
     struct seg s = {G(IND_OFF), 32, I};
     start(h, 4, false, true);
     add(h, &s, 1, 3);
-    assert_int_equal(pop(h), 1);
-    assert_int_equal(h->c.id, 3);
-    assert_int_equal(h->c.ndata, 2);
-    assert_int_equal(h->c.nout, 1);
-    assert_int_equal(h->c.nin, 1);
-    assert_ptr_equal(h->iov[0].base, h->buf + DATA_OFF);
-    assert_ptr_equal(h->iov[1].base, h->buf + DATA_OFF + 0x100);
-    assert_false(vblk_vq_broken(&h->vq));
+    assert_int_equal(pop(&h->v), 1);
+    assert_int_equal(h->v.c.id, 3);
+    assert_int_equal(h->v.c.ndata, 2);
+    assert_int_equal(h->v.c.nout, 1);
+    assert_int_equal(h->v.c.nin, 1);
+    assert_ptr_equal(h->v.iov[0].base, h->v.buf + DATA_OFF);
+    assert_ptr_equal(h->v.iov[1].base, h->v.buf + DATA_OFF + 0x100);
+    assert_false(vblk_vq_broken(&h->v.vq));
 }
 
 static void direct_then_indirect_breaks_queue(void **state)
 {
     struct h *h = *state;
-    struct vblk_packed_desc *t = (struct vblk_packed_desc *)(h->buf + IND_OFF);
+    struct vblk_packed_desc *t = (struct vblk_packed_desc *)(h->v.buf + IND_OFF);
     t[0] = (struct vblk_packed_desc){G(DATA_OFF), 1, 0, W};
     /* Unlike split rings, an indirect descriptor stands alone in a packed
      * list: the device rejects a list that reaches one via NEXT. */
     struct seg s[] = {{G(DATA_OFF), 16, R}, {G(IND_OFF), 16, I}};
     start(h, 4, false, true);
     add(h, s, 2, 1);
-    expect_broken(h);
+    expect_broken(&h->v);
 }
 
 static void chain_crossing_ring_end_flips_wrap(void **state)
@@ -291,16 +239,16 @@ static void chain_crossing_ring_end_flips_wrap(void **state)
     /* Slots 3 and 4 carry the lap-1 bits, slot 0 the lap-0 bits. */
     assert_int_equal(h->desc[4].flags & (AV | US), AV);
     assert_int_equal(h->desc[0].flags & (AV | US), US);
-    assert_int_equal(pop(h), 1);
-    assert_int_equal(h->c.id, 77);
-    assert_int_equal(h->c.ndescs, 3);
-    assert_int_equal(h->c.in_len, 33);
-    vblk_vq_get_state(&h->vq, &st);
+    assert_int_equal(pop(&h->v), 1);
+    assert_int_equal(h->v.c.id, 77);
+    assert_int_equal(h->v.c.ndescs, 3);
+    assert_int_equal(h->v.c.in_len, 33);
+    vblk_vq_get_state(&h->v.vq, &st);
     assert_int_equal(st.last_avail_idx, 1);
     assert_int_equal(st.avail_wrap, 0);
-    vblk_vq_push(&h->vq, 77, 3, 33);
+    vblk_vq_push(&h->v.vq, 77, 3, 33);
     expect_used(h, 77, 33, 3);
-    vblk_vq_get_state(&h->vq, &st);
+    vblk_vq_get_state(&h->v.vq, &st);
     assert_int_equal(st.used_idx, 1);
     assert_int_equal(st.used_wrap, 0);
     assert_int_equal(h->upos, 1);
@@ -317,27 +265,27 @@ static void wrap_counters_survive_many_laps_with_odd_size(void **state)
         unsigned n1 = 1 + i % 3, n2 = 1 + (i / 3) % 2; /* n1 + n2 <= 5 */
         add(h, s, n1, i);
         add(h, s + 3 - n2, n2, (uint16_t)(1000 + i));
-        assert_int_equal(pop(h), 1);
-        assert_int_equal(h->c.id, i);
-        assert_int_equal(h->c.ndescs, n1);
-        assert_int_equal(pop(h), 1);
-        assert_int_equal(h->c.id, 1000 + i);
-        assert_int_equal(h->c.ndescs, n2);
-        assert_int_equal(pop(h), 0);
+        assert_int_equal(pop(&h->v), 1);
+        assert_int_equal(h->v.c.id, i);
+        assert_int_equal(h->v.c.ndescs, n1);
+        assert_int_equal(pop(&h->v), 1);
+        assert_int_equal(h->v.c.id, 1000 + i);
+        assert_int_equal(h->v.c.ndescs, n2);
+        assert_int_equal(pop(&h->v), 0);
         /* Out of order: the second list completes first. */
         uint32_t len2 = i % 2 ? 0 : 1;
-        vblk_vq_push(&h->vq, (uint16_t)(1000 + i), (uint16_t)n2, len2);
-        vblk_vq_push(&h->vq, i, (uint16_t)n1, 65);
+        vblk_vq_push(&h->v.vq, (uint16_t)(1000 + i), (uint16_t)n2, len2);
+        vblk_vq_push(&h->v.vq, i, (uint16_t)n1, 65);
         expect_used(h, (uint16_t)(1000 + i), len2, (uint16_t)n2);
         expect_used(h, i, 65, (uint16_t)n1);
-        vblk_vq_get_state(&h->vq, &st);
+        vblk_vq_get_state(&h->v.vq, &st);
         assert_int_equal(st.last_avail_idx, h->dpos);
         assert_int_equal(st.avail_wrap, h->dwrap);
         assert_int_equal(st.used_idx, h->upos);
         assert_int_equal(st.used_wrap, h->uwrap);
     }
-    assert_false(vblk_vq_broken(&h->vq));
-    assert_int_equal(vblk_vq_stats(&h->vq)->chains, 400);
+    assert_false(vblk_vq_broken(&h->v.vq));
+    assert_int_equal(vblk_vq_stats(&h->v.vq)->chains, 400);
 }
 
 static void used_entries_are_visible_at_push_and_notified_once(void **state)
@@ -349,19 +297,19 @@ static void used_entries_are_visible_at_push_and_notified_once(void **state)
     add1(h, 11);
     add1(h, 12);
     for (int i = 0; i < 3; i++)
-        assert_int_equal(pop(h), 1);
-    vblk_vq_push(&h->vq, 12, 1, 0);
+        assert_int_equal(pop(&h->v), 1);
+    vblk_vq_push(&h->v.vq, 12, 1, 0);
     expect_used(h, 12, 0, 1);
-    vblk_vq_push(&h->vq, 10, 2, 1);
-    vblk_vq_push(&h->vq, 11, 1, 0);
+    vblk_vq_push(&h->v.vq, 10, 2, 1);
+    vblk_vq_push(&h->v.vq, 11, 1, 0);
     expect_used(h, 10, 1, 2);
     expect_used(h, 11, 0, 1);
     /* Used entries went to slots 0, 1 and 3; slot 2 is skipped (its list
      * of two took slots 1 and 2) and still holds the driver's bits. */
     assert_int_equal(h->desc[2].flags & (AV | US), AV);
-    assert_true(vblk_vq_publish(&h->vq));
-    assert_false(vblk_vq_publish(&h->vq));
-    assert_int_equal(vblk_vq_stats(&h->vq)->notifies, 1);
+    assert_true(vblk_vq_publish(&h->v.vq));
+    assert_false(vblk_vq_publish(&h->v.vq));
+    assert_int_equal(vblk_vq_stats(&h->v.vq)->notifies, 1);
 }
 
 /* Pushes @n one-slot lists starting at @pos/@wrap, sets the driver event
@@ -374,18 +322,18 @@ static bool publish_with(struct h *h, uint16_t size, bool event_idx, uint16_t po
     start_at(h, size, event_idx, false, pos ? (uint16_t)(pos - 1) : (uint16_t)(size - 1),
              pos ? wrap : (uint8_t)!wrap);
     add1(h, n);
-    assert_int_equal(pop(h), 1);
-    vblk_vq_push(&h->vq, n, 1, 0);
+    assert_int_equal(pop(&h->v), 1);
+    vblk_vq_push(&h->v.vq, n, 1, 0);
     h->drv_ev->flags = VBLK_EVENT_F_ENABLE;
-    assert_true(vblk_vq_publish(&h->vq));
+    assert_true(vblk_vq_publish(&h->v.vq));
     for (uint16_t i = 0; i < n; i++) {
         add1(h, i);
-        assert_int_equal(pop(h), 1);
-        vblk_vq_push(&h->vq, i, 1, 0);
+        assert_int_equal(pop(&h->v), 1);
+        vblk_vq_push(&h->v.vq, i, 1, 0);
     }
     h->drv_ev->flags = flags;
     h->drv_ev->off_wrap = off_wrap;
-    return vblk_vq_publish(&h->vq);
+    return vblk_vq_publish(&h->v.vq);
 }
 
 #define WRAP(off, w) ((uint16_t)((off) | ((w) << 15)))
@@ -435,14 +383,14 @@ static void event_desc_counts_from_last_publish(void **state)
     assert_true(publish_with(h, 8, true, 0, 1, 1, VBLK_EVENT_F_DESC, WRAP(0, 1)));
     /* The driver leaves the event at slot 0: the next batch is quiet. */
     add1(h, 5);
-    assert_int_equal(pop(h), 1);
-    vblk_vq_push(&h->vq, 5, 1, 0);
-    assert_false(vblk_vq_publish(&h->vq));
+    assert_int_equal(pop(&h->v), 1);
+    vblk_vq_push(&h->v.vq, 5, 1, 0);
+    assert_false(vblk_vq_publish(&h->v.vq));
     h->drv_ev->off_wrap = WRAP(2, 1);
     add1(h, 6);
-    assert_int_equal(pop(h), 1);
-    vblk_vq_push(&h->vq, 6, 1, 0);
-    assert_true(vblk_vq_publish(&h->vq));
+    assert_int_equal(pop(&h->v), 1);
+    vblk_vq_push(&h->v.vq, 6, 1, 0);
+    assert_true(vblk_vq_publish(&h->v.vq));
 }
 
 /* A device restarted at slot 3 while the driver waits for the event it set
@@ -456,49 +404,49 @@ static void first_publish_after_restart_notifies(void **state)
     h->drv_ev->flags = VBLK_EVENT_F_DESC;
     h->drv_ev->off_wrap = WRAP(2, 1);
     add1(h, 0);
-    assert_int_equal(pop(h), 1);
-    vblk_vq_push(&h->vq, 0, 1, 0);
-    assert_true(vblk_vq_publish(&h->vq));
+    assert_int_equal(pop(&h->v), 1);
+    vblk_vq_push(&h->v.vq, 0, 1, 0);
+    assert_true(vblk_vq_publish(&h->v.vq));
     add1(h, 1);
-    assert_int_equal(pop(h), 1);
-    vblk_vq_push(&h->vq, 1, 1, 0);
-    assert_false(vblk_vq_publish(&h->vq));
-    assert_int_equal(vblk_vq_stats(&h->vq)->notifies, 1);
+    assert_int_equal(pop(&h->v), 1);
+    vblk_vq_push(&h->v.vq, 1, 1, 0);
+    assert_false(vblk_vq_publish(&h->v.vq));
+    assert_int_equal(vblk_vq_stats(&h->v.vq)->notifies, 1);
 
     start_at(h, 8, true, false, 3, 1);
     h->drv_ev->flags = VBLK_EVENT_F_DISABLE;
     add1(h, 0);
-    assert_int_equal(pop(h), 1);
-    vblk_vq_push(&h->vq, 0, 1, 0);
-    assert_false(vblk_vq_publish(&h->vq));
+    assert_int_equal(pop(&h->v), 1);
+    vblk_vq_push(&h->v.vq, 0, 1, 0);
+    assert_false(vblk_vq_publish(&h->v.vq));
 }
 
 static void enable_notify_writes_device_event(void **state)
 {
     struct h *h = *state;
     start(h, 4, false, true);
-    vblk_vq_disable_notify(&h->vq);
+    vblk_vq_disable_notify(&h->v.vq);
     assert_int_equal(h->dev_ev->flags, VBLK_EVENT_F_DISABLE);
-    assert_false(vblk_vq_enable_notify(&h->vq));
+    assert_false(vblk_vq_enable_notify(&h->v.vq));
     assert_int_equal(h->dev_ev->flags, VBLK_EVENT_F_ENABLE);
-    vblk_vq_disable_notify(&h->vq);
+    vblk_vq_disable_notify(&h->v.vq);
     add1(h, 1);
-    assert_true(vblk_vq_enable_notify(&h->vq));
-    assert_true(vblk_vq_has_avail(&h->vq));
+    assert_true(vblk_vq_enable_notify(&h->v.vq));
+    assert_true(vblk_vq_has_avail(&h->v.vq));
 
     /* With EVENT_IDX: DESC at the next slot to read, with its lap. */
     start_at(h, 4, true, true, 2, 1);
-    assert_false(vblk_vq_enable_notify(&h->vq));
+    assert_false(vblk_vq_enable_notify(&h->v.vq));
     assert_int_equal(h->dev_ev->flags, VBLK_EVENT_F_DESC);
     assert_int_equal(h->dev_ev->off_wrap, WRAP(2, 1));
     add1(h, 1);
     add1(h, 2);
-    assert_true(vblk_vq_enable_notify(&h->vq));
-    assert_int_equal(pop(h), 1);
-    assert_int_equal(pop(h), 1);
-    vblk_vq_disable_notify(&h->vq);
+    assert_true(vblk_vq_enable_notify(&h->v.vq));
+    assert_int_equal(pop(&h->v), 1);
+    assert_int_equal(pop(&h->v), 1);
+    vblk_vq_disable_notify(&h->v.vq);
     assert_int_equal(h->dev_ev->flags, VBLK_EVENT_F_DISABLE);
-    assert_false(vblk_vq_enable_notify(&h->vq));
+    assert_false(vblk_vq_enable_notify(&h->v.vq));
     assert_int_equal(h->dev_ev->flags, VBLK_EVENT_F_DESC);
     assert_int_equal(h->dev_ev->off_wrap, WRAP(0, 0));
 }
@@ -510,19 +458,19 @@ static void pop_at_rereads_list_without_advancing(void **state)
     struct seg s[] = {{G(DATA_OFF), 16, R}, {G(DATA_OFF + 16), 8, W}};
     start_at(h, 4, false, true, 3, 1);
     add(h, s, 2, 9); /* slots 3 (lap 1) and 0 (lap 0) */
-    assert_int_equal(pop(h), 1);
-    memset(&h->c, 0xa5, offsetof(struct vblk_chain, cap));
-    assert_int_equal(vblk_vq_pop_at(&h->vq, 3, 1, &h->c), 1);
-    assert_int_equal(h->c.id, 9);
-    assert_int_equal(h->c.ndescs, 2);
-    assert_int_equal(h->c.in_len, 8);
-    assert_int_equal(h->c.fault, 0);
-    vblk_vq_get_state(&h->vq, &st);
+    assert_int_equal(pop(&h->v), 1);
+    memset(&h->v.c, 0xa5, offsetof(struct vblk_chain, cap));
+    assert_int_equal(vblk_vq_pop_at(&h->v.vq, 3, 1, &h->v.c), 1);
+    assert_int_equal(h->v.c.id, 9);
+    assert_int_equal(h->v.c.ndescs, 2);
+    assert_int_equal(h->v.c.in_len, 8);
+    assert_int_equal(h->v.c.fault, 0);
+    vblk_vq_get_state(&h->v.vq, &st);
     assert_int_equal(st.last_avail_idx, 1);
     assert_int_equal(st.avail_wrap, 0);
     /* The same position with the other lap's counter is not available. */
-    assert_int_equal(vblk_vq_pop_at(&h->vq, 3, 0, &h->c), -EIO);
-    assert_true(vblk_vq_broken(&h->vq));
+    assert_int_equal(vblk_vq_pop_at(&h->v.vq, 3, 0, &h->v.c), -EIO);
+    assert_true(vblk_vq_broken(&h->v.vq));
 }
 
 static void pop_at_position_out_of_range_breaks_queue(void **state)
@@ -530,9 +478,9 @@ static void pop_at_position_out_of_range_breaks_queue(void **state)
     struct h *h = *state;
     start(h, 5, false, true);
     add1(h, 1);
-    assert_int_equal(vblk_vq_pop_at(&h->vq, 5, 1, &h->c), -EIO);
-    assert_true(vblk_vq_broken(&h->vq));
-    assert_int_equal(vblk_vq_stats(&h->vq)->broken, 1);
+    assert_int_equal(vblk_vq_pop_at(&h->v.vq, 5, 1, &h->v.c), -EIO);
+    assert_true(vblk_vq_broken(&h->v.vq));
+    assert_int_equal(vblk_vq_stats(&h->v.vq)->broken, 1);
 }
 
 static void saved_list_is_resubmitted_after_ring_reuse(void **state)
@@ -542,20 +490,20 @@ static void saved_list_is_resubmitted_after_ring_reuse(void **state)
     struct seg s[] = {{G(DATA_OFF), 16, R}, {G(DATA_OFF + 16), 8, W}};
     start_at(h, 4, false, true, 3, 1);
     add(h, s, 2, 9); /* slots 3 (lap 1) and 0 (lap 0) */
-    assert_int_equal(vblk_vq_copy_descs(&h->vq, 3, 2, saved), 0);
-    assert_int_equal(pop(h), 1);
+    assert_int_equal(vblk_vq_copy_descs(&h->v.vq, 3, 2, saved), 0);
+    assert_int_equal(pop(&h->v), 1);
     /* A used entry overwrites the head slot: the ring no longer holds the
      * list, but the saved copy does. */
-    vblk_vq_push(&h->vq, 9, 2, 8);
-    memset(&h->c, 0xa5, offsetof(struct vblk_chain, cap));
-    assert_int_equal(vblk_vq_pop_saved(&h->vq, saved, 2, &h->c), 1);
-    assert_int_equal(h->c.id, 9);
-    assert_int_equal(h->c.ndescs, 2);
-    assert_int_equal(h->c.nout, 1);
-    assert_int_equal(h->c.nin, 1);
-    assert_int_equal(h->c.in_len, 8);
-    assert_int_equal(h->c.fault, 0);
-    assert_false(vblk_vq_broken(&h->vq));
+    vblk_vq_push(&h->v.vq, 9, 2, 8);
+    memset(&h->v.c, 0xa5, offsetof(struct vblk_chain, cap));
+    assert_int_equal(vblk_vq_pop_saved(&h->v.vq, saved, 2, &h->v.c), 1);
+    assert_int_equal(h->v.c.id, 9);
+    assert_int_equal(h->v.c.ndescs, 2);
+    assert_int_equal(h->v.c.nout, 1);
+    assert_int_equal(h->v.c.nin, 1);
+    assert_int_equal(h->v.c.in_len, 8);
+    assert_int_equal(h->v.c.fault, 0);
+    assert_false(vblk_vq_broken(&h->v.vq));
 }
 
 static void saved_list_is_validated_like_the_ring(void **state)
@@ -565,12 +513,12 @@ static void saved_list_is_validated_like_the_ring(void **state)
     struct seg s[] = {{G(DATA_OFF), 16, R}, {G(DATA_OFF + 16), 8, W}};
     start(h, 8, false, true);
     add(h, s, 2, 3);
-    assert_int_equal(vblk_vq_copy_descs(&h->vq, 0, 2, saved), 0);
-    assert_int_equal(vblk_vq_copy_descs(&h->vq, 8, 1, saved), -EINVAL);
+    assert_int_equal(vblk_vq_copy_descs(&h->v.vq, 0, 2, saved), 0);
+    assert_int_equal(vblk_vq_copy_descs(&h->v.vq, 8, 1, saved), -EINVAL);
     /* The list claims one descriptor more than the copy holds. */
     saved[1].flags |= N;
-    assert_int_equal(vblk_vq_pop_saved(&h->vq, saved, 2, &h->c), -EIO);
-    assert_true(vblk_vq_broken(&h->vq));
+    assert_int_equal(vblk_vq_pop_saved(&h->v.vq, saved, 2, &h->v.c), -EIO);
+    assert_true(vblk_vq_broken(&h->v.vq));
 }
 
 static void descriptor_with_wrong_wrap_is_not_available(void **state)
@@ -578,20 +526,20 @@ static void descriptor_with_wrong_wrap_is_not_available(void **state)
     struct h *h = *state;
     start(h, 4, false, true);
     h->desc[0] = (struct vblk_packed_desc){G(DATA_OFF), 16, 1, 0};
-    assert_int_equal(pop(h), 0); /* never written */
+    assert_int_equal(pop(&h->v), 0); /* never written */
     h->desc[0].flags = US;
-    assert_int_equal(pop(h), 0); /* available in the wrap-0 lap */
+    assert_int_equal(pop(&h->v), 0); /* available in the wrap-0 lap */
     h->desc[0].flags = AV | US;
-    assert_int_equal(pop(h), 0); /* used */
-    assert_false(vblk_vq_has_avail(&h->vq));
+    assert_int_equal(pop(&h->v), 0); /* used */
+    assert_false(vblk_vq_has_avail(&h->v.vq));
     /* After a full lap the old lap-1 entries are not available again. */
     for (uint16_t i = 0; i < 4; i++) {
         add1(h, i);
-        assert_int_equal(pop(h), 1);
+        assert_int_equal(pop(&h->v), 1);
     }
     h->desc[0].flags = AV;
-    assert_int_equal(pop(h), 0);
-    assert_false(vblk_vq_broken(&h->vq));
+    assert_int_equal(pop(&h->v), 0);
+    assert_false(vblk_vq_broken(&h->v.vq));
 }
 
 static void later_descriptor_with_stale_wrap_breaks_queue(void **state)
@@ -600,7 +548,7 @@ static void later_descriptor_with_stale_wrap_breaks_queue(void **state)
     start(h, 4, false, true);
     h->desc[1] = (struct vblk_packed_desc){G(DATA_OFF), 1, 1, W | US};
     h->desc[0] = (struct vblk_packed_desc){G(DATA_OFF), 16, 1, R | N | AV};
-    expect_broken(h);
+    expect_broken(&h->v);
 }
 
 static void list_running_round_the_ring_breaks_queue(void **state)
@@ -609,19 +557,19 @@ static void list_running_round_the_ring_breaks_queue(void **state)
     start(h, 4, false, true);
     for (int i = 3; i >= 0; i--)
         h->desc[i] = (struct vblk_packed_desc){G(DATA_OFF), 16, 1, R | N | AV};
-    expect_broken(h);
+    expect_broken(&h->v);
 }
 
 static void indirect_with_bad_descriptor(struct h *h, uint64_t addr, uint32_t len, uint16_t flags,
                                          bool feature)
 {
-    struct vblk_packed_desc *t = (struct vblk_packed_desc *)(h->buf + IND_OFF);
+    struct vblk_packed_desc *t = (struct vblk_packed_desc *)(h->v.buf + IND_OFF);
     t[0] = (struct vblk_packed_desc){G(DATA_OFF), 16, 0, R};
     t[1] = (struct vblk_packed_desc){G(DATA_OFF + 16), 1, 0, W};
     start(h, 4, false, feature);
     h->desc[1] = (struct vblk_packed_desc){G(DATA_OFF + 32), 1, 1, W | AV};
     h->desc[0] = (struct vblk_packed_desc){addr, len, 1, (uint16_t)(flags | AV)};
-    expect_broken(h);
+    expect_broken(&h->v);
 }
 
 static void indirect_with_next_breaks_queue(void **state)
@@ -655,19 +603,19 @@ static void readable_after_writable_breaks_queue(void **state)
     struct seg s[] = {{G(DATA_OFF), 16, W}, {G(DATA_OFF), 16, R}};
     start(h, 4, false, true);
     add(h, s, 2, 1);
-    expect_broken(h);
+    expect_broken(&h->v);
 }
 
 static void readable_after_writable_in_indirect_breaks_queue(void **state)
 {
     struct h *h = *state;
-    struct vblk_packed_desc *t = (struct vblk_packed_desc *)(h->buf + IND_OFF);
+    struct vblk_packed_desc *t = (struct vblk_packed_desc *)(h->v.buf + IND_OFF);
     t[0] = (struct vblk_packed_desc){G(DATA_OFF), 16, 0, W};
     t[1] = (struct vblk_packed_desc){G(DATA_OFF + 16), 16, 0, R};
     struct seg s = {G(IND_OFF), 32, I};
     start(h, 4, false, true);
     add(h, &s, 1, 1);
-    expect_broken(h);
+    expect_broken(&h->v);
 }
 
 static void buffer_wrapping_2_64_faults_chain(void **state)
@@ -676,14 +624,14 @@ static void buffer_wrapping_2_64_faults_chain(void **state)
     struct seg s[] = {{UINT64_MAX - 7, 16, R}, {G(DATA_OFF), 1, W}};
     start(h, 4, false, true);
     add(h, s, 2, 3);
-    assert_int_equal(pop(h), 1);
-    assert_int_equal(h->c.fault, 1);
-    assert_int_equal(h->c.id, 3);
-    assert_int_equal(h->c.ndescs, 2);
-    assert_int_equal(h->c.nout, 0);
-    assert_int_equal(h->c.nin, 1);
-    assert_false(vblk_vq_broken(&h->vq));
-    assert_int_equal(vblk_vq_stats(&h->vq)->bad_chains, 1);
+    assert_int_equal(pop(&h->v), 1);
+    assert_int_equal(h->v.c.fault, 1);
+    assert_int_equal(h->v.c.id, 3);
+    assert_int_equal(h->v.c.ndescs, 2);
+    assert_int_equal(h->v.c.nout, 0);
+    assert_int_equal(h->v.c.nin, 1);
+    assert_false(vblk_vq_broken(&h->v.vq));
+    assert_int_equal(vblk_vq_stats(&h->v.vq)->bad_chains, 1);
 }
 
 static void buffer_straddling_region_into_hole_faults_chain(void **state)
@@ -692,11 +640,11 @@ static void buffer_straddling_region_into_hole_faults_chain(void **state)
     struct seg s[] = {{G(DATA_OFF), 16, R}, {G(MEM_LEN - 8), 16, W}, {G(DATA_OFF + 16), 1, W}};
     start(h, 4, false, true);
     add(h, s, 3, 3);
-    assert_int_equal(pop(h), 1);
-    assert_int_equal(h->c.fault, 1);
-    assert_int_equal(h->c.nout, 1);
-    assert_int_equal(h->c.nin, 1);
-    assert_false(vblk_vq_broken(&h->vq));
+    assert_int_equal(pop(&h->v), 1);
+    assert_int_equal(h->v.c.fault, 1);
+    assert_int_equal(h->v.c.nout, 1);
+    assert_int_equal(h->v.c.nin, 1);
+    assert_false(vblk_vq_broken(&h->v.vq));
 }
 
 static void rings_outside_memory_fail_init(void **state)
@@ -704,16 +652,16 @@ static void rings_outside_memory_fail_init(void **state)
     struct h *h = *state;
     struct vblk_vq_config c = cfg(8);
     c.addrs.desc = G(MEM_LEN - 64); /* needs 128 bytes */
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EFAULT);
-    assert_true(vblk_vq_broken(&h->vq));
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), -EFAULT);
+    assert_true(vblk_vq_broken(&h->v.vq));
     c = cfg(8);
     c.addrs.driver = G(MEM_LEN);
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EFAULT);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), -EFAULT);
     c = cfg(8);
     c.addrs.device = 0x1000;
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EFAULT);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), -EFAULT);
     c.addrs.device = G(MEM_LEN - 4);
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), 0);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), 0);
 }
 
 static void misaligned_rings_fail_init(void **state)
@@ -721,42 +669,42 @@ static void misaligned_rings_fail_init(void **state)
     struct h *h = *state;
     struct vblk_vq_config c = cfg(8);
     c.addrs.desc += 8;
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EINVAL);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), -EINVAL);
     c = cfg(8);
     c.addrs.driver += 2;
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EINVAL);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), -EINVAL);
     c = cfg(8);
     c.addrs.device += 1;
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EINVAL);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), -EINVAL);
 }
 
 static void queue_sizes_and_start_positions(void **state)
 {
     struct h *h = *state;
     struct vblk_vq_config c = cfg(0);
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EINVAL);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), -EINVAL);
     c.size = 32769;
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EINVAL);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), -EINVAL);
     /* Packed rings need not be a power of two (virtio 1.2 2.8). */
     c.size = 5;
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), 0);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), 0);
     c.size = 1;
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), 0);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), 0);
     c.size = 1000;
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), 0);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), 0);
     c.size = 4097; /* one descriptor more than the 64 KiB map holds */
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EFAULT);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), -EFAULT);
     struct vblk_vq_state st = {5, 0, 1, 1};
     c.size = 5;
     c.state = &st;
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EINVAL);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), -EINVAL);
     st = (struct vblk_vq_state){0, 5, 1, 1};
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EINVAL);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), -EINVAL);
     st = (struct vblk_vq_state){4, 4, 0, 0};
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), 0);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), 0);
 }
 
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, vq_harness_teardown)
 
 int main(void)
 {

@@ -7,68 +7,34 @@
  * layout of virtio 1.2 section 2.7. The buffer is heap memory of exactly
  * the mapped size so that AddressSanitizer reports any read past the map.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <setjmp.h>
-#include <cmocka.h>
-
-#include <errno.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "virtioblk/vq.h"
+#include "vq_harness.h"
 
 #define GPA       0x7f0000000ULL /* driver address of the buffer */
-#define MEM_LEN   0x10000u
 #define DESC_OFF  0x0000u
 #define AVAIL_OFF 0x1000u
 #define USED_OFF  0x2000u
 #define IND_OFF   0x3000u /* indirect tables */
 #define DATA_OFF  0x4000u /* data buffers */
-#define NIOV      32
-
-#define G(off) (GPA + (uint64_t)(off))
-#define R      0u
-#define W      VBLK_DESC_F_WRITE
-#define N      VBLK_DESC_F_NEXT
-#define I      VBLK_DESC_F_INDIRECT
 
 struct h {
-    struct vblk_mem mem;
-    uint8_t *buf;
+    struct vq_harness v;
     uint16_t size;
     uint16_t aidx; /* the driver's avail->idx */
     struct vblk_split_desc *desc;
     struct vblk_split_avail *avail;
     struct vblk_split_used *used;
-    struct vblk_vq vq;
-    struct vblk_iov iov[NIOV];
-    struct vblk_chain c;
 };
+_Static_assert(offsetof(struct h, v) == 0, "vq_harness_teardown() frees struct h through h->v");
 
 static int setup(void **state)
 {
-    struct h *h = calloc(1, sizeof(*h));
-    if (!h || !(h->buf = calloc(1, MEM_LEN)))
+    struct h *h = vq_harness_new(sizeof(*h), GPA);
+    if (!h)
         return -1;
-    vblk_mem_init(&h->mem);
-    if (vblk_mem_add(&h->mem, GPA, MEM_LEN, h->buf, NULL) < 0)
-        return -1;
-    h->desc = (struct vblk_split_desc *)(h->buf + DESC_OFF);
-    h->avail = (struct vblk_split_avail *)(h->buf + AVAIL_OFF);
-    h->used = (struct vblk_split_used *)(h->buf + USED_OFF);
-    h->c.iov = h->iov;
-    h->c.cap = NIOV;
+    h->desc = (struct vblk_split_desc *)(h->v.buf + DESC_OFF);
+    h->avail = (struct vblk_split_avail *)(h->v.buf + AVAIL_OFF);
+    h->used = (struct vblk_split_used *)(h->v.buf + USED_OFF);
     *state = h;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct h *h = *state;
-    free(h->buf);
-    free(h);
     return 0;
 }
 
@@ -86,15 +52,11 @@ static struct vblk_vq_config cfg(uint16_t size)
 static void start(struct h *h, uint16_t size, bool event_idx, bool indirect,
                   const struct vblk_vq_state *st)
 {
-    struct vblk_vq_config c = cfg(size);
-    c.event_idx = event_idx;
-    c.indirect = indirect;
-    c.state = st;
     h->size = size;
     h->aidx = st ? st->last_avail_idx : 0;
     h->avail->idx = h->aidx;
     h->used->idx = st ? st->used_idx : 0;
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), 0);
+    vq_harness_start(&h->v, cfg(size), event_idx, indirect, st);
 }
 
 static void set_desc(struct vblk_split_desc *d, uint64_t addr, uint32_t len, uint16_t flags,
@@ -113,11 +75,6 @@ static void make_avail(struct h *h, uint16_t head)
     h->avail->idx = h->aidx;
 }
 
-static int pop(struct h *h)
-{
-    return vblk_vq_pop(&h->vq, &h->c);
-}
-
 static uint16_t *used_event(struct h *h)
 {
     return &h->avail->ring[h->size];
@@ -126,17 +83,6 @@ static uint16_t *used_event(struct h *h)
 static uint16_t *avail_event(struct h *h)
 {
     return (uint16_t *)&h->used->ring[h->size];
-}
-
-/* Pops and asserts the queue broke, once, and stays broken. */
-static void expect_broken(struct h *h)
-{
-    assert_int_equal(pop(h), -EIO);
-    assert_true(vblk_vq_broken(&h->vq));
-    assert_int_equal(vblk_vq_stats(&h->vq)->broken, 1);
-    assert_int_equal(pop(h), -EIO);
-    assert_int_equal(vblk_vq_stats(&h->vq)->broken, 1);
-    assert_int_equal(vblk_vq_stats(&h->vq)->chains, 0);
 }
 
 /* A one-descriptor chain (readable, 16 bytes) at descriptor @i. */
@@ -154,24 +100,24 @@ static void direct_chain_gives_readable_then_writable_iovecs(void **state)
     set_desc(&h->desc[2], G(DATA_OFF + 0x100), 512, W | N, 7);
     set_desc(&h->desc[7], G(DATA_OFF + 0x400), 1, W, 0);
     make_avail(h, 5);
-    assert_int_equal(pop(h), 1);
-    assert_int_equal(h->c.id, 5);
-    assert_int_equal(h->c.nout, 1);
-    assert_int_equal(h->c.nin, 2);
-    assert_int_equal(h->c.out_len, 16);
-    assert_int_equal(h->c.in_len, 513);
-    assert_int_equal(h->c.ndata, 3);
-    assert_int_equal(h->c.fault, 0);
-    assert_int_equal(h->c.last_mapped, 1);
-    assert_int_equal(h->c.max_desc_len, 512);
-    assert_ptr_equal(h->iov[0].base, h->buf + DATA_OFF);
-    assert_int_equal(h->iov[0].len, 16);
-    assert_ptr_equal(h->iov[1].base, h->buf + DATA_OFF + 0x100);
-    assert_int_equal(h->iov[1].len, 512);
-    assert_ptr_equal(h->iov[2].base, h->buf + DATA_OFF + 0x400);
-    assert_int_equal(h->iov[2].len, 1);
-    assert_int_equal(pop(h), 0);
-    assert_int_equal(vblk_vq_stats(&h->vq)->chains, 1);
+    assert_int_equal(pop(&h->v), 1);
+    assert_int_equal(h->v.c.id, 5);
+    assert_int_equal(h->v.c.nout, 1);
+    assert_int_equal(h->v.c.nin, 2);
+    assert_int_equal(h->v.c.out_len, 16);
+    assert_int_equal(h->v.c.in_len, 513);
+    assert_int_equal(h->v.c.ndata, 3);
+    assert_int_equal(h->v.c.fault, 0);
+    assert_int_equal(h->v.c.last_mapped, 1);
+    assert_int_equal(h->v.c.max_desc_len, 512);
+    assert_ptr_equal(h->v.iov[0].base, h->v.buf + DATA_OFF);
+    assert_int_equal(h->v.iov[0].len, 16);
+    assert_ptr_equal(h->v.iov[1].base, h->v.buf + DATA_OFF + 0x100);
+    assert_int_equal(h->v.iov[1].len, 512);
+    assert_ptr_equal(h->v.iov[2].base, h->v.buf + DATA_OFF + 0x400);
+    assert_int_equal(h->v.iov[2].len, 1);
+    assert_int_equal(pop(&h->v), 0);
+    assert_int_equal(vblk_vq_stats(&h->v.vq)->chains, 1);
 }
 
 static void zero_length_descriptor_adds_no_iovec(void **state)
@@ -182,18 +128,18 @@ static void zero_length_descriptor_adds_no_iovec(void **state)
     set_desc(&h->desc[1], 0xdead0000, 0, N, 2); /* unmapped, but empty */
     set_desc(&h->desc[2], G(DATA_OFF + 16), 1, W, 0);
     make_avail(h, 0);
-    assert_int_equal(pop(h), 1);
-    assert_int_equal(h->c.fault, 0);
-    assert_int_equal(h->c.nout, 1);
-    assert_int_equal(h->c.nin, 1);
-    assert_int_equal(h->c.ndata, 3);
-    assert_ptr_equal(h->iov[1].base, h->buf + DATA_OFF + 16);
+    assert_int_equal(pop(&h->v), 1);
+    assert_int_equal(h->v.c.fault, 0);
+    assert_int_equal(h->v.c.nout, 1);
+    assert_int_equal(h->v.c.nin, 1);
+    assert_int_equal(h->v.c.ndata, 3);
+    assert_ptr_equal(h->v.iov[1].base, h->v.buf + DATA_OFF + 16);
 }
 
 static void indirect_table_is_walked_through_next(void **state)
 {
     struct h *h = *state;
-    struct vblk_split_desc *t = (struct vblk_split_desc *)(h->buf + IND_OFF);
+    struct vblk_split_desc *t = (struct vblk_split_desc *)(h->v.buf + IND_OFF);
     start(h, 4, false, true, NULL);
     /* The walk starts at entry 0 and follows next; entry 1 is skipped. */
     set_desc(&t[0], G(DATA_OFF), 16, N, 2);
@@ -202,37 +148,37 @@ static void indirect_table_is_walked_through_next(void **state)
     set_desc(&t[3], G(DATA_OFF + 0x2000), 1, W, 0);
     set_desc(&h->desc[1], G(IND_OFF), 4 * 16, I, 0);
     make_avail(h, 1);
-    assert_int_equal(pop(h), 1);
-    assert_int_equal(h->c.id, 1);
-    assert_int_equal(h->c.ndata, 3);
-    assert_int_equal(h->c.nout, 1);
-    assert_int_equal(h->c.nin, 2);
-    assert_int_equal(h->c.out_len, 16);
-    assert_int_equal(h->c.in_len, 4097);
-    assert_int_equal(h->c.fault, 0);
-    assert_ptr_equal(h->iov[0].base, h->buf + DATA_OFF);
-    assert_ptr_equal(h->iov[1].base, h->buf + DATA_OFF + 0x200);
-    assert_ptr_equal(h->iov[2].base, h->buf + DATA_OFF + 0x2000);
+    assert_int_equal(pop(&h->v), 1);
+    assert_int_equal(h->v.c.id, 1);
+    assert_int_equal(h->v.c.ndata, 3);
+    assert_int_equal(h->v.c.nout, 1);
+    assert_int_equal(h->v.c.nin, 2);
+    assert_int_equal(h->v.c.out_len, 16);
+    assert_int_equal(h->v.c.in_len, 4097);
+    assert_int_equal(h->v.c.fault, 0);
+    assert_ptr_equal(h->v.iov[0].base, h->v.buf + DATA_OFF);
+    assert_ptr_equal(h->v.iov[1].base, h->v.buf + DATA_OFF + 0x200);
+    assert_ptr_equal(h->v.iov[2].base, h->v.buf + DATA_OFF + 0x2000);
 }
 
 static void direct_descriptors_then_indirect_form_one_chain(void **state)
 {
     struct h *h = *state;
-    struct vblk_split_desc *t = (struct vblk_split_desc *)(h->buf + IND_OFF);
+    struct vblk_split_desc *t = (struct vblk_split_desc *)(h->v.buf + IND_OFF);
     start(h, 4, false, true, NULL);
     set_desc(&h->desc[0], G(DATA_OFF), 16, N, 3);
     set_desc(&h->desc[3], G(IND_OFF), 2 * 16, I, 0);
     set_desc(&t[0], G(DATA_OFF + 0x100), 512, N, 1);
     set_desc(&t[1], G(DATA_OFF + 0x300), 1, W, 0);
     make_avail(h, 0);
-    assert_int_equal(pop(h), 1);
-    assert_int_equal(h->c.id, 0);
-    assert_int_equal(h->c.ndata, 3);
-    assert_int_equal(h->c.nout, 2);
-    assert_int_equal(h->c.nin, 1);
-    assert_int_equal(h->c.out_len, 528);
-    assert_ptr_equal(h->iov[1].base, h->buf + DATA_OFF + 0x100);
-    assert_ptr_equal(h->iov[2].base, h->buf + DATA_OFF + 0x300);
+    assert_int_equal(pop(&h->v), 1);
+    assert_int_equal(h->v.c.id, 0);
+    assert_int_equal(h->v.c.ndata, 3);
+    assert_int_equal(h->v.c.nout, 2);
+    assert_int_equal(h->v.c.nin, 1);
+    assert_int_equal(h->v.c.out_len, 528);
+    assert_ptr_equal(h->v.iov[1].base, h->v.buf + DATA_OFF + 0x100);
+    assert_ptr_equal(h->v.iov[2].base, h->v.buf + DATA_OFF + 0x300);
 }
 
 static void avail_and_used_indices_wrap_at_65535(void **state)
@@ -243,21 +189,21 @@ static void avail_and_used_indices_wrap_at_65535(void **state)
     for (uint16_t n = 0; n < 12; n++) {
         uint16_t d = n % 8;
         simple(h, d);
-        assert_int_equal(pop(h), 1);
-        assert_int_equal(h->c.id, d);
-        vblk_vq_push(&h->vq, d, 1, 100u + n);
-        vblk_vq_publish(&h->vq);
+        assert_int_equal(pop(&h->v), 1);
+        assert_int_equal(h->v.c.id, d);
+        vblk_vq_push(&h->v.vq, d, 1, 100u + n);
+        vblk_vq_publish(&h->v.vq);
         uint16_t slot = (uint16_t)(65530u + n) % 8;
         assert_int_equal(h->used->ring[slot].id, d);
         assert_int_equal(h->used->ring[slot].len, 100u + n);
         assert_int_equal(h->used->idx, (uint16_t)(65531u + n));
     }
     assert_int_equal(h->used->idx, 6);
-    assert_int_equal(pop(h), 0);
-    vblk_vq_get_state(&h->vq, &st);
+    assert_int_equal(pop(&h->v), 0);
+    vblk_vq_get_state(&h->v.vq, &st);
     assert_int_equal(st.last_avail_idx, 6);
     assert_int_equal(st.used_idx, 6);
-    assert_false(vblk_vq_broken(&h->vq));
+    assert_false(vblk_vq_broken(&h->v.vq));
 }
 
 static void out_of_order_pushes_appear_at_publish_and_in_state(void **state)
@@ -266,19 +212,19 @@ static void out_of_order_pushes_appear_at_publish_and_in_state(void **state)
     start(h, 8, false, false, NULL);
     for (uint16_t d = 0; d < 3; d++) {
         simple(h, d);
-        assert_int_equal(pop(h), 1);
+        assert_int_equal(pop(&h->v), 1);
     }
-    vblk_vq_push(&h->vq, 2, 1, 7);
-    vblk_vq_push(&h->vq, 0, 1, 0);
+    vblk_vq_push(&h->v.vq, 2, 1, 7);
+    vblk_vq_push(&h->v.vq, 0, 1, 0);
     struct vblk_vq_state st;
-    vblk_vq_get_state(&h->vq, &st);
+    vblk_vq_get_state(&h->v.vq, &st);
     assert_int_equal(st.last_avail_idx, 3);
     assert_int_equal(st.used_idx, 2);
     assert_int_equal(st.avail_wrap, 0);
     assert_int_equal(st.used_wrap, 0);
-    vblk_vq_push(&h->vq, 1, 1, 513);
+    vblk_vq_push(&h->v.vq, 1, 1, 513);
     assert_int_equal(h->used->idx, 0); /* nothing visible yet */
-    assert_true(vblk_vq_publish(&h->vq));
+    assert_true(vblk_vq_publish(&h->v.vq));
     assert_int_equal(h->used->idx, 3);
     assert_int_equal(h->used->ring[0].id, 2);
     assert_int_equal(h->used->ring[0].len, 7);
@@ -287,8 +233,8 @@ static void out_of_order_pushes_appear_at_publish_and_in_state(void **state)
     assert_int_equal(h->used->ring[2].id, 1);
     assert_int_equal(h->used->ring[2].len, 513);
     /* Nothing new: no second notification. */
-    assert_false(vblk_vq_publish(&h->vq));
-    assert_int_equal(vblk_vq_stats(&h->vq)->notifies, 1);
+    assert_false(vblk_vq_publish(&h->v.vq));
+    assert_int_equal(vblk_vq_stats(&h->v.vq)->notifies, 1);
 }
 
 static void publish_honours_no_interrupt_flag(void **state)
@@ -297,16 +243,16 @@ static void publish_honours_no_interrupt_flag(void **state)
     start(h, 4, false, false, NULL);
     simple(h, 0);
     simple(h, 1);
-    assert_int_equal(pop(h), 1);
-    assert_int_equal(pop(h), 1);
+    assert_int_equal(pop(&h->v), 1);
+    assert_int_equal(pop(&h->v), 1);
     h->avail->flags = VBLK_AVAIL_F_NO_INTERRUPT;
-    vblk_vq_push(&h->vq, 0, 1, 0);
-    assert_false(vblk_vq_publish(&h->vq));
+    vblk_vq_push(&h->v.vq, 0, 1, 0);
+    assert_false(vblk_vq_publish(&h->v.vq));
     assert_int_equal(h->used->idx, 1);
     h->avail->flags = 0;
-    vblk_vq_push(&h->vq, 1, 1, 0);
-    assert_true(vblk_vq_publish(&h->vq));
-    assert_int_equal(vblk_vq_stats(&h->vq)->notifies, 1);
+    vblk_vq_push(&h->v.vq, 1, 1, 0);
+    assert_true(vblk_vq_publish(&h->v.vq));
+    assert_int_equal(vblk_vq_stats(&h->v.vq)->notifies, 1);
 }
 
 /* Pushes @n chains from used position @from, with used_event @ev. */
@@ -319,13 +265,13 @@ static bool publish_with_event(struct h *h, uint16_t from, uint16_t n, uint16_t 
     start(h, 8, true, false, &st);
     for (uint16_t i = 0; i <= n; i++) {
         simple(h, i);
-        assert_int_equal(pop(h), 1);
-        vblk_vq_push(&h->vq, i, 1, 0);
+        assert_int_equal(pop(&h->v), 1);
+        vblk_vq_push(&h->v.vq, i, 1, 0);
         if (i == 0)
-            assert_true(vblk_vq_publish(&h->vq));
+            assert_true(vblk_vq_publish(&h->v.vq));
     }
     *used_event(h) = ev;
-    return vblk_vq_publish(&h->vq);
+    return vblk_vq_publish(&h->v.vq);
 }
 
 /* A device restarted at used 10 while the driver still waits for the event
@@ -339,14 +285,14 @@ static void first_publish_after_restart_notifies(void **state)
     start(h, 8, true, false, &st);
     *used_event(h) = 9;
     simple(h, 0);
-    assert_int_equal(pop(h), 1);
-    vblk_vq_push(&h->vq, 0, 1, 0);
-    assert_true(vblk_vq_publish(&h->vq));
+    assert_int_equal(pop(&h->v), 1);
+    vblk_vq_push(&h->v.vq, 0, 1, 0);
+    assert_true(vblk_vq_publish(&h->v.vq));
     simple(h, 1);
-    assert_int_equal(pop(h), 1);
-    vblk_vq_push(&h->vq, 1, 1, 0);
-    assert_false(vblk_vq_publish(&h->vq));
-    assert_int_equal(vblk_vq_stats(&h->vq)->notifies, 1);
+    assert_int_equal(pop(&h->v), 1);
+    vblk_vq_push(&h->v.vq, 1, 1, 0);
+    assert_false(vblk_vq_publish(&h->v.vq));
+    assert_int_equal(vblk_vq_stats(&h->v.vq)->notifies, 1);
 }
 
 static void publish_event_idx_window_boundaries(void **state)
@@ -379,41 +325,41 @@ static void publish_event_idx_counts_from_last_publish(void **state)
     start(h, 8, true, false, NULL);
     *used_event(h) = 0;
     simple(h, 0);
-    assert_int_equal(pop(h), 1);
-    vblk_vq_push(&h->vq, 0, 1, 0);
-    assert_true(vblk_vq_publish(&h->vq));
+    assert_int_equal(pop(&h->v), 1);
+    vblk_vq_push(&h->v.vq, 0, 1, 0);
+    assert_true(vblk_vq_publish(&h->v.vq));
     /* The driver did not move used_event: later batches stay quiet. */
     simple(h, 1);
-    assert_int_equal(pop(h), 1);
-    vblk_vq_push(&h->vq, 1, 1, 0);
-    assert_false(vblk_vq_publish(&h->vq));
+    assert_int_equal(pop(&h->v), 1);
+    vblk_vq_push(&h->v.vq, 1, 1, 0);
+    assert_false(vblk_vq_publish(&h->v.vq));
     *used_event(h) = 2;
     simple(h, 2);
     simple(h, 3);
-    assert_int_equal(pop(h), 1);
-    assert_int_equal(pop(h), 1);
-    vblk_vq_push(&h->vq, 2, 1, 0);
-    vblk_vq_push(&h->vq, 3, 1, 0);
-    assert_true(vblk_vq_publish(&h->vq));
-    assert_int_equal(vblk_vq_stats(&h->vq)->notifies, 2);
+    assert_int_equal(pop(&h->v), 1);
+    assert_int_equal(pop(&h->v), 1);
+    vblk_vq_push(&h->v.vq, 2, 1, 0);
+    vblk_vq_push(&h->v.vq, 3, 1, 0);
+    assert_true(vblk_vq_publish(&h->v.vq));
+    assert_int_equal(vblk_vq_stats(&h->v.vq)->notifies, 2);
 }
 
 static void notify_flags_form_sets_used_flags(void **state)
 {
     struct h *h = *state;
     start(h, 4, false, false, NULL);
-    vblk_vq_disable_notify(&h->vq);
+    vblk_vq_disable_notify(&h->v.vq);
     assert_int_equal(h->used->flags, VBLK_USED_F_NO_NOTIFY);
-    assert_false(vblk_vq_enable_notify(&h->vq));
+    assert_false(vblk_vq_enable_notify(&h->v.vq));
     assert_int_equal(h->used->flags, 0);
-    vblk_vq_disable_notify(&h->vq);
+    vblk_vq_disable_notify(&h->v.vq);
     simple(h, 0);
     /* A buffer slipped in while kicks were off: the caller must look. */
-    assert_true(vblk_vq_enable_notify(&h->vq));
+    assert_true(vblk_vq_enable_notify(&h->v.vq));
     assert_int_equal(h->used->flags, 0);
-    assert_true(vblk_vq_has_avail(&h->vq));
-    assert_int_equal(pop(h), 1);
-    assert_false(vblk_vq_has_avail(&h->vq));
+    assert_true(vblk_vq_has_avail(&h->v.vq));
+    assert_int_equal(pop(&h->v), 1);
+    assert_false(vblk_vq_has_avail(&h->v.vq));
 }
 
 static void notify_event_idx_writes_avail_event(void **state)
@@ -422,20 +368,20 @@ static void notify_event_idx_writes_avail_event(void **state)
     struct vblk_vq_state st = {.last_avail_idx = 65535, .used_idx = 65535};
     start(h, 4, true, false, &st);
     *avail_event(h) = 0x1234;
-    assert_false(vblk_vq_enable_notify(&h->vq));
+    assert_false(vblk_vq_enable_notify(&h->v.vq));
     assert_int_equal(*avail_event(h), 65535);
     assert_int_equal(h->used->flags, 0);
     simple(h, 0);
     simple(h, 1);
-    assert_int_equal(pop(h), 1);
+    assert_int_equal(pop(&h->v), 1);
     /* Disabling leaves avail_event behind; the flags field is untouched. */
-    vblk_vq_disable_notify(&h->vq);
+    vblk_vq_disable_notify(&h->v.vq);
     assert_int_equal(*avail_event(h), 65535);
     assert_int_equal(h->used->flags, 0);
-    assert_true(vblk_vq_enable_notify(&h->vq));
+    assert_true(vblk_vq_enable_notify(&h->v.vq));
     assert_int_equal(*avail_event(h), 0);
-    assert_int_equal(pop(h), 1);
-    assert_false(vblk_vq_enable_notify(&h->vq));
+    assert_int_equal(pop(&h->v), 1);
+    assert_false(vblk_vq_enable_notify(&h->v.vq));
     assert_int_equal(*avail_event(h), 1);
 }
 
@@ -447,20 +393,20 @@ static void dirty_log_marks_used_ring_writes(void **state)
     uint8_t *log = calloc(1, log_len);
     assert_non_null(log);
     start(h, 4, true, false, NULL);
-    vblk_mem_set_log(&h->mem, log, log_len);
+    vblk_mem_set_log(&h->v.mem, log, log_len);
     simple(h, 0);
-    assert_int_equal(pop(h), 1);
+    assert_int_equal(pop(&h->v), 1);
     assert_int_equal(log[used_page / 8], 0); /* reading logs nothing */
-    vblk_vq_push(&h->vq, 0, 1, 0);
+    vblk_vq_push(&h->v.vq, 0, 1, 0);
     assert_int_equal(log[used_page / 8], 1u << (used_page % 8));
     log[used_page / 8] = 0;
-    vblk_vq_publish(&h->vq);
+    vblk_vq_publish(&h->v.vq);
     assert_int_equal(log[used_page / 8], 1u << (used_page % 8));
     log[used_page / 8] = 0;
-    assert_false(vblk_vq_enable_notify(&h->vq)); /* writes avail_event */
+    assert_false(vblk_vq_enable_notify(&h->v.vq)); /* writes avail_event */
     assert_int_equal(log[used_page / 8], 1u << (used_page % 8));
     assert_int_equal(log[avail_page / 8] & (1u << (avail_page % 8)), 0);
-    vblk_mem_set_log(&h->mem, NULL, 0);
+    vblk_mem_set_log(&h->v.mem, NULL, 0);
     free(log);
 }
 
@@ -472,20 +418,20 @@ static void pop_at_rereads_chain_without_advancing(void **state)
     set_desc(&h->desc[6], G(DATA_OFF), 16, N, 4);
     set_desc(&h->desc[4], G(DATA_OFF + 0x100), 8, W, 0);
     make_avail(h, 6);
-    assert_int_equal(pop(h), 1);
-    memset(&h->c, 0xa5, offsetof(struct vblk_chain, cap));
-    assert_int_equal(vblk_vq_pop_at(&h->vq, 6, 0, &h->c), 1);
-    assert_int_equal(h->c.id, 6);
-    assert_int_equal(h->c.nout, 1);
-    assert_int_equal(h->c.nin, 1);
-    assert_int_equal(h->c.in_len, 8);
-    assert_int_equal(h->c.fault, 0);
-    vblk_vq_get_state(&h->vq, &st);
+    assert_int_equal(pop(&h->v), 1);
+    memset(&h->v.c, 0xa5, offsetof(struct vblk_chain, cap));
+    assert_int_equal(vblk_vq_pop_at(&h->v.vq, 6, 0, &h->v.c), 1);
+    assert_int_equal(h->v.c.id, 6);
+    assert_int_equal(h->v.c.nout, 1);
+    assert_int_equal(h->v.c.nin, 1);
+    assert_int_equal(h->v.c.in_len, 8);
+    assert_int_equal(h->v.c.fault, 0);
+    vblk_vq_get_state(&h->v.vq, &st);
     assert_int_equal(st.last_avail_idx, 1);
-    assert_int_equal(pop(h), 0);
-    assert_int_equal(vblk_vq_pop_at(&h->vq, 8, 0, &h->c), -EIO);
-    assert_true(vblk_vq_broken(&h->vq));
-    assert_int_equal(vblk_vq_stats(&h->vq)->broken, 1);
+    assert_int_equal(pop(&h->v), 0);
+    assert_int_equal(vblk_vq_pop_at(&h->v.vq, 8, 0, &h->v.c), -EIO);
+    assert_true(vblk_vq_broken(&h->v.vq));
+    assert_int_equal(vblk_vq_stats(&h->v.vq)->broken, 1);
 }
 
 static void descriptor_loop_breaks_queue(void **state)
@@ -496,15 +442,15 @@ static void descriptor_loop_breaks_queue(void **state)
     set_desc(&h->desc[1], G(DATA_OFF), 16, N, 2);
     set_desc(&h->desc[2], G(DATA_OFF), 16, N, 0);
     make_avail(h, 0);
-    expect_broken(h);
+    expect_broken(&h->v);
     /* Completions and kicks are ignored on a broken queue. */
     uint16_t before = h->used->idx;
-    vblk_vq_push(&h->vq, 0, 1, 1);
-    assert_false(vblk_vq_publish(&h->vq));
-    assert_false(vblk_vq_enable_notify(&h->vq));
-    assert_false(vblk_vq_has_avail(&h->vq));
+    vblk_vq_push(&h->v.vq, 0, 1, 1);
+    assert_false(vblk_vq_publish(&h->v.vq));
+    assert_false(vblk_vq_enable_notify(&h->v.vq));
+    assert_false(vblk_vq_has_avail(&h->v.vq));
     assert_int_equal(h->used->idx, before);
-    assert_int_equal(vblk_vq_pop_at(&h->vq, 0, 0, &h->c), -EIO);
+    assert_int_equal(vblk_vq_pop_at(&h->v.vq, 0, 0, &h->v.c), -EIO);
 }
 
 static void chain_longer_than_queue_breaks_queue(void **state)
@@ -513,7 +459,7 @@ static void chain_longer_than_queue_breaks_queue(void **state)
     start(h, 4, false, true, NULL);
     set_desc(&h->desc[3], G(DATA_OFF), 16, N, 3); /* points at itself */
     make_avail(h, 3);
-    expect_broken(h);
+    expect_broken(&h->v);
 }
 
 static void next_out_of_range_breaks_queue(void **state)
@@ -522,7 +468,7 @@ static void next_out_of_range_breaks_queue(void **state)
     start(h, 4, false, true, NULL);
     set_desc(&h->desc[0], G(DATA_OFF), 16, N, 4);
     make_avail(h, 0);
-    expect_broken(h);
+    expect_broken(&h->v);
 }
 
 static void head_out_of_range_breaks_queue(void **state)
@@ -530,7 +476,7 @@ static void head_out_of_range_breaks_queue(void **state)
     struct h *h = *state;
     start(h, 4, false, true, NULL);
     make_avail(h, 4);
-    expect_broken(h);
+    expect_broken(&h->v);
 }
 
 static void avail_idx_beyond_queue_size_breaks_queue(void **state)
@@ -541,12 +487,12 @@ static void avail_idx_beyond_queue_size_breaks_queue(void **state)
     for (uint16_t d = 0; d < 4; d++)
         simple(h, d);
     for (int i = 0; i < 4; i++)
-        assert_int_equal(pop(h), 1);
+        assert_int_equal(pop(&h->v), 1);
     h->avail->idx = (uint16_t)(h->avail->idx + 5);
-    assert_false(vblk_vq_has_avail(&h->vq));
-    assert_true(vblk_vq_broken(&h->vq));
-    assert_int_equal(pop(h), -EIO);
-    assert_int_equal(vblk_vq_stats(&h->vq)->broken, 1);
+    assert_false(vblk_vq_has_avail(&h->v.vq));
+    assert_true(vblk_vq_broken(&h->v.vq));
+    assert_int_equal(pop(&h->v), -EIO);
+    assert_int_equal(vblk_vq_stats(&h->v.vq)->broken, 1);
 }
 
 static void avail_idx_jump_on_fresh_queue_breaks_queue(void **state)
@@ -554,7 +500,7 @@ static void avail_idx_jump_on_fresh_queue_breaks_queue(void **state)
     struct h *h = *state;
     start(h, 4, false, true, NULL);
     h->avail->idx = 5;
-    expect_broken(h);
+    expect_broken(&h->v);
 }
 
 /* Starts a queue (INDIRECT_DESC negotiated if @feature), writes @n table
@@ -565,11 +511,11 @@ static void expect_indirect_breaks(void **state, bool feature, const struct vblk
 {
     struct h *h = *state;
     start(h, 4, false, feature, NULL);
-    memcpy(h->buf + IND_OFF, tab, 16 * n);
+    memcpy(h->v.buf + IND_OFF, tab, 16 * n);
     set_desc(&h->desc[0], addr, len, flags, 1);
     set_desc(&h->desc[1], G(DATA_OFF), 1, W, 0);
     make_avail(h, 0);
-    expect_broken(h);
+    expect_broken(&h->v);
 }
 
 /* A well-formed two-entry table: the tests below break one thing each. */
@@ -635,19 +581,19 @@ static void readable_after_writable_breaks_queue(void **state)
     set_desc(&h->desc[0], G(DATA_OFF), 16, W | N, 1);
     set_desc(&h->desc[1], G(DATA_OFF), 16, R, 0);
     make_avail(h, 0);
-    expect_broken(h);
+    expect_broken(&h->v);
 }
 
 static void readable_indirect_after_writable_direct_breaks_queue(void **state)
 {
     struct h *h = *state;
-    struct vblk_split_desc *t = (struct vblk_split_desc *)(h->buf + IND_OFF);
+    struct vblk_split_desc *t = (struct vblk_split_desc *)(h->v.buf + IND_OFF);
     start(h, 4, false, true, NULL);
     set_desc(&h->desc[2], G(DATA_OFF), 16, W | N, 3);
     set_desc(&h->desc[3], G(IND_OFF), 16, I, 0);
     set_desc(&t[0], G(DATA_OFF), 16, R, 0);
     make_avail(h, 2);
-    expect_broken(h);
+    expect_broken(&h->v);
 }
 
 static void buffer_wrapping_2_64_faults_chain(void **state)
@@ -657,14 +603,14 @@ static void buffer_wrapping_2_64_faults_chain(void **state)
     set_desc(&h->desc[0], UINT64_MAX - 7, 16, N, 1);
     set_desc(&h->desc[1], G(DATA_OFF), 1, W, 0);
     make_avail(h, 0);
-    assert_int_equal(pop(h), 1);
-    assert_int_equal(h->c.fault, 1);
-    assert_int_equal(h->c.nout, 0);
-    assert_int_equal(h->c.nin, 1);
-    assert_int_equal(h->c.last_mapped, 1);
-    assert_false(vblk_vq_broken(&h->vq));
-    assert_int_equal(vblk_vq_stats(&h->vq)->bad_chains, 1);
-    assert_int_equal(vblk_vq_stats(&h->vq)->chains, 1);
+    assert_int_equal(pop(&h->v), 1);
+    assert_int_equal(h->v.c.fault, 1);
+    assert_int_equal(h->v.c.nout, 0);
+    assert_int_equal(h->v.c.nin, 1);
+    assert_int_equal(h->v.c.last_mapped, 1);
+    assert_false(vblk_vq_broken(&h->v.vq));
+    assert_int_equal(vblk_vq_stats(&h->v.vq)->bad_chains, 1);
+    assert_int_equal(vblk_vq_stats(&h->v.vq)->chains, 1);
 }
 
 static void buffer_straddling_region_into_hole_faults_chain(void **state)
@@ -673,19 +619,19 @@ static void buffer_straddling_region_into_hole_faults_chain(void **state)
     uint8_t *other = calloc(1, 0x1000);
     assert_non_null(other);
     /* A second region after a one-page hole. */
-    assert_int_equal(vblk_mem_add(&h->mem, G(MEM_LEN + 0x1000), 0x1000, other, NULL), 0);
+    assert_int_equal(vblk_mem_add(&h->v.mem, G(MEM_LEN + 0x1000), 0x1000, other, NULL), 0);
     start(h, 4, false, true, NULL);
     set_desc(&h->desc[0], G(DATA_OFF), 16, N, 1);
     set_desc(&h->desc[1], G(MEM_LEN - 0x100), 0x200, W | N, 2);
     set_desc(&h->desc[2], G(MEM_LEN + 0x1000), 1, W, 0);
     make_avail(h, 0);
-    assert_int_equal(pop(h), 1);
-    assert_int_equal(h->c.fault, 1);
-    assert_int_equal(h->c.ndata, 3);
-    assert_int_equal(h->c.nout, 1);
-    assert_int_equal(h->c.nin, 1); /* only the status-like last buffer */
-    assert_ptr_equal(h->iov[1].base, other);
-    assert_false(vblk_vq_broken(&h->vq));
+    assert_int_equal(pop(&h->v), 1);
+    assert_int_equal(h->v.c.fault, 1);
+    assert_int_equal(h->v.c.ndata, 3);
+    assert_int_equal(h->v.c.nout, 1);
+    assert_int_equal(h->v.c.nin, 1); /* only the status-like last buffer */
+    assert_ptr_equal(h->v.iov[1].base, other);
+    assert_false(vblk_vq_broken(&h->v.vq));
     free(other);
 }
 
@@ -693,16 +639,16 @@ static void more_buffers_than_iovecs_faults_chain(void **state)
 {
     struct h *h = *state;
     start(h, 8, false, true, NULL);
-    h->c.cap = 2;
+    h->v.c.cap = 2;
     set_desc(&h->desc[0], G(DATA_OFF), 16, N, 1);
     set_desc(&h->desc[1], G(DATA_OFF + 16), 16, N, 2);
     set_desc(&h->desc[2], G(DATA_OFF + 32), 1, W, 0);
     make_avail(h, 0);
-    assert_int_equal(pop(h), 1);
-    assert_int_equal(h->c.fault, 1);
-    assert_int_equal(h->c.nout, 2);
-    assert_int_equal(h->c.nin, 0);
-    assert_int_equal(h->c.last_mapped, 0);
+    assert_int_equal(pop(&h->v), 1);
+    assert_int_equal(h->v.c.fault, 1);
+    assert_int_equal(h->v.c.nout, 2);
+    assert_int_equal(h->v.c.nin, 0);
+    assert_int_equal(h->v.c.last_mapped, 0);
 }
 
 static void rings_outside_memory_fail_init(void **state)
@@ -710,19 +656,19 @@ static void rings_outside_memory_fail_init(void **state)
     struct h *h = *state;
     struct vblk_vq_config c = cfg(8);
     c.addrs.desc = 0x1000;
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EFAULT);
-    assert_true(vblk_vq_broken(&h->vq));
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), -EFAULT);
+    assert_true(vblk_vq_broken(&h->v.vq));
     c = cfg(8);
     c.addrs.driver = G(MEM_LEN - 16); /* avail ring needs 22 bytes */
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EFAULT);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), -EFAULT);
     c = cfg(8);
     c.addrs.device = G(MEM_LEN - 68); /* used ring needs 70 bytes */
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EFAULT);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), -EFAULT);
     c.addrs.device = G(MEM_LEN - 72); /* fits exactly */
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), 0);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), 0);
     c = cfg(8);
     c.addrs.desc = G(MEM_LEN - 64); /* table needs 128 bytes */
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EFAULT);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), -EFAULT);
 }
 
 static void misaligned_rings_fail_init(void **state)
@@ -730,32 +676,32 @@ static void misaligned_rings_fail_init(void **state)
     struct h *h = *state;
     struct vblk_vq_config c = cfg(8);
     c.addrs.desc += 8;
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EINVAL);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), -EINVAL);
     c = cfg(8);
     c.addrs.driver += 1;
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EINVAL);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), -EINVAL);
     c = cfg(8);
     c.addrs.device += 2;
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EINVAL);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), -EINVAL);
     c = cfg(8);
     c.addrs.driver += 2; /* 2-byte alignment is enough for avail */
     c.addrs.device += 4; /* and 4 for used */
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), 0);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), 0);
 }
 
 static void bad_queue_sizes_fail_init(void **state)
 {
     struct h *h = *state;
     struct vblk_vq_config c = cfg(0);
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EINVAL);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), -EINVAL);
     c.size = 6;
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EINVAL);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), -EINVAL);
     c.size = 32769;
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EINVAL);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), -EINVAL);
     c.size = 65535;
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), -EINVAL);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), -EINVAL);
     c.size = 1;
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), 0);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), 0);
 }
 
 static void largest_queue_size_is_accepted(void **state)
@@ -766,21 +712,21 @@ static void largest_queue_size_is_accepted(void **state)
     const uint64_t used = avail + 0x20000, len = used - base + VBLK_SPLIT_USED_SIZE(n);
     uint8_t *b = calloc(1, len);
     assert_non_null(b);
-    assert_int_equal(vblk_mem_add(&h->mem, base, len, b, NULL), 0);
+    assert_int_equal(vblk_mem_add(&h->v.mem, base, len, b, NULL), 0);
     struct vblk_vq_state st = {.last_avail_idx = n - 1};
     struct vblk_vq_config c = {.size = n, .addrs = {base, avail, used}, .state = &st};
-    assert_int_equal(vblk_vq_init(&h->vq, &h->mem, &c), 0);
+    assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), 0);
     /* The last descriptor and the last avail slot are reachable. */
     set_desc((struct vblk_split_desc *)b + n - 1, G(DATA_OFF), 1, W, 0);
     struct vblk_split_avail *a = (struct vblk_split_avail *)(b + (avail - base));
     a->ring[n - 1] = n - 1;
     a->idx = n;
-    assert_int_equal(pop(h), 1);
-    assert_int_equal(h->c.id, n - 1);
+    assert_int_equal(pop(&h->v), 1);
+    assert_int_equal(h->v.c.id, n - 1);
     free(b);
 }
 
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, vq_harness_teardown)
 
 int main(void)
 {
