@@ -129,6 +129,7 @@ struct vu_queue {
     pthread_mutex_t lock;
     atomic_uint ctl_waiting; /* the message handler wants the lock */
     atomic_bool active;      /* live and enabled: worth processing */
+    atomic_bool woken;       /* wake_fd was written since the last drain */
     struct vblk_vu_dev *d;
     uint16_t index;
     int epfd;    /* the stable fd the application watches */
