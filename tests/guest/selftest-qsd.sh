@@ -24,8 +24,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${VBLK_GUEST_CACHE:-/var/cache/vblk-guest}
 ONLY='' COUNT=1000 TIMEOUT=600 KEEP=0 PREPARE=1
-die() { echo "selftest-qsd.sh: error: $*" >&2; exit 1; }
-say() { echo "selftest-qsd.sh: $*" >&2; }
+. "$HERE/common.sh"
 while (($#)); do
     case $1 in
     --cache) CACHE=${2:?}; shift 2 ;;
@@ -34,7 +33,7 @@ while (($#)); do
     --timeout) TIMEOUT=${2:?}; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --no-prepare) PREPARE=0; shift ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
     esac
 done
@@ -49,17 +48,11 @@ cleanup() {
         kill "$QSD_PID" 2>/dev/null || true
         wait "$QSD_PID" 2>/dev/null || true
     fi
-    if ((KEEP)) || ((!ok)); then
-        say "work directory kept: $WORK"
-    else
-        rm -rf "$WORK"
-    fi
+    drop_work
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b - a}'; }
 T_ALL=$(now)
 declare -a SUMMARY=()
 

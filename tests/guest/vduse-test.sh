@@ -18,8 +18,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${VBLK_GUEST_CACHE:-/var/cache/vblk-guest}
 PROGRAM= COUNT=300 SMP=2 TIMEOUT=900 KEEP=0 PREPARE=1
-die() { echo "vduse-test.sh: error: $*" >&2; exit 1; }
-say() { echo "vduse-test.sh: $*" >&2; }
+. "$HERE/common.sh"
 while (($#)); do
     case $1 in
     --program) PROGRAM=${2:?--program needs a value}; shift 2 ;;
@@ -29,24 +28,14 @@ while (($#)); do
     --timeout) TIMEOUT=${2:?--timeout needs a value}; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --no-prepare) PREPARE=0; shift ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
     esac
 done
-[[ -n $PROGRAM ]] || die "--program PATH is required"
-[[ -x $PROGRAM ]] || die "$PROGRAM is not an executable"
-[[ $COUNT =~ ^[1-9][0-9]*$ ]] || die "--count must be a positive number"
+check_program_opts
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
-if ((PREPARE)); then
-    if ! "$HERE/prepare.sh" "$CACHE"; then
-        [[ -s $CACHE/vmlinuz ]] || { say "SKIP: no guest kernel and prepare.sh failed"; exit 77; }
-        say "prepare.sh failed; using the existing cache"
-    fi
-fi
-[[ -s $CACHE/vmlinuz && -s $CACHE/modules/order ]] ||
-    { say "SKIP: $CACHE has no guest kernel (run prepare.sh)"; exit 77; }
-command -v qemu-system-x86_64 >/dev/null || { say "SKIP: qemu-system-x86_64 not installed"; exit 77; }
+guest_cache_ready
 for m in vdpa vduse virtio_vdpa; do
     grep -q "^$m\.ko" "$CACHE/modules/order" || die "$CACHE has no $m module (is the kernel 6.12?)"
 done
@@ -54,11 +43,7 @@ done
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/vblk-vduse-test.XXXXXX")
 ok=0
 cleanup() {
-    if ((KEEP)) || ((!ok)); then
-        say "work directory kept: $WORK"
-    else
-        rm -rf "$WORK"
-    fi
+    drop_work
 }
 trap cleanup EXIT
 

@@ -38,8 +38,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${VBLK_GUEST_CACHE:-/var/cache/vblk-guest}
 PROGRAM= ONLY= COUNT=300 TIMEOUT=300 KEEP=0 PREPARE=1
 ALL_CASES="split-1q packed-1q split-2q packed-2q readonly poll reconnect reconnect-packed migrate"
-die() { echo "vhost-user-test.sh: error: $*" >&2; exit 1; }
-say() { echo "vhost-user-test.sh: $*" >&2; }
+. "$HERE/common.sh"
 while (($#)); do
     case $1 in
     --program) PROGRAM=${2:?--program needs a value}; shift 2 ;;
@@ -49,26 +48,16 @@ while (($#)); do
     --timeout) TIMEOUT=${2:?--timeout needs a value}; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --no-prepare) PREPARE=0; shift ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
     esac
 done
-[[ -n $PROGRAM ]] || die "--program PATH is required"
-[[ -x $PROGRAM ]] || die "$PROGRAM is not an executable"
-[[ $COUNT =~ ^[1-9][0-9]*$ ]] || die "--count must be a positive number"
+check_program_opts
 CASES=${ONLY:-$ALL_CASES}
 for c in $CASES; do [[ " $ALL_CASES " == *" $c "* ]] || die "unknown case '$c' ($ALL_CASES)"; done
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
-if ((PREPARE)); then
-    if ! "$HERE/prepare.sh" "$CACHE"; then
-        [[ -s $CACHE/vmlinuz ]] || { say "SKIP: no guest kernel and prepare.sh failed"; exit 77; }
-        say "prepare.sh failed; using the existing cache"
-    fi
-fi
-[[ -s $CACHE/vmlinuz && -s $CACHE/modules/order ]] ||
-    { say "SKIP: $CACHE has no guest kernel (run prepare.sh)"; exit 77; }
-command -v qemu-system-x86_64 >/dev/null || { say "SKIP: qemu-system-x86_64 not installed"; exit 77; }
+guest_cache_ready
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/vblk-vu-test.XXXXXX")
 SERVER_PID=
@@ -82,17 +71,11 @@ cleanup() {
             wait "$p" 2>/dev/null || true
         fi
     done
-    if ((KEEP)) || ((!ok)); then
-        say "work directory kept: $WORK"
-    else
-        rm -rf "$WORK"
-    fi
+    drop_work
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b - a}'; }
 
 say "building blkcheck and the initramfs"
 gcc -std=c11 -static -O2 -pthread -Wall -Wextra -o "$WORK/blkcheck" "$HERE/blkcheck.c"
