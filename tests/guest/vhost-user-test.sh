@@ -17,7 +17,7 @@
 #               killed again (up to 5 times) until a restart finds requests
 #               in flight and resubmits them
 #   reconnect-packed
-#               the same on a packed ring (packed=on)
+#               the same on a packed ring (packed=on) with 2 queues
 #   migrate     live-migrate the guest while it writes, from a QEMU served by
 #               one server to a QEMU served by another (dirty log): data intact
 # Every case checks the serial (GET_ID), INDIRECT_DESC and EVENT_IDX, the
@@ -299,15 +299,15 @@ run_case() {
         return 0
         ;;
     reconnect|reconnect-packed)
-        local packed=0
-        [[ $case == reconnect-packed ]] && packed=1
+        local packed=0 nq=1
+        [[ $case == reconnect-packed ]] && packed=1 nq=2
         truncate -s 64M "$img"
         # Every write sleeps 5 ms on the queue thread, so a kill nearly
         # always catches one in flight.
-        local args=(--image "$img" --serial "vu-$case" --backend psync -v) kills=0 resub=0 mark i
+        local args=(--image "$img" --serial "vu-$case" --backend psync --queues "$nq" -v) kills=0 resub=0 mark i
         SERVER_PRELOAD=$WORK/slowio.so
         start_server "$log" "${args[@]}"
-        boot "$case" 1 2 "$packed" ",reconnect=1" MODE=busy DO_FS=0 VERIFY_COUNT=$((COUNT * 8)) &
+        boot "$case" "$nq" 2 "$packed" ",reconnect=1" MODE=busy DO_FS=0 VERIFY_COUNT=$((COUNT * 8)) &
         local guest=$!
         wait_verify "$WORK/$case.console.log" "$guest" || true
         while ((kills < 5 && resub == 0)); do
