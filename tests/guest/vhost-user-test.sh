@@ -329,6 +329,9 @@ run_case() {
         done
         SERVER_PRELOAD=
         wait "$guest" || rc=$?
+        # Every restart's log is complete now (another queue may have logged
+        # its resubmission after the loop looked).
+        resub=$(grep -c "resubmitted [1-9]" "$log" || true)
         grep -a -E "resubmitted .* in-flight|in-flight region" "$log" | sed 's/^/    /' >&2 || true
         ((kills > 0)) || die "case $case: the guest finished before the server could be killed"
         ((rc != 0 || resub > 0)) ||
