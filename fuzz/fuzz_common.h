@@ -8,6 +8,7 @@
 #ifndef VBLK_FUZZ_COMMON_H
 #define VBLK_FUZZ_COMMON_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -33,6 +34,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
             abort();                                                                               \
         }                                                                                          \
     } while (0)
+
+/* Open file descriptors of the process, for harnesses that check that a
+ * message sequence leaked none. */
+static inline int count_fds(void)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    FUZZ_CHECK(dir);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(dir);
+    return n;
+}
 
 /* VBLK_FUZZ_VERBOSE=1 makes the harnesses describe what happened (for
  * checking seeds and reproducing crashes). */

@@ -18,7 +18,6 @@
  *
  * Input: see read_kernel() and the switch in LLVMFuzzerTestOneInput().
  */
-#include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -148,18 +147,6 @@ static const struct vduse_kops fake_kops = {
     .set_config = k_set_config,
     .config_irq = k_config_irq,
 };
-
-static int count_fds(void)
-{
-    DIR *dir = opendir("/proc/self/fd");
-    FUZZ_CHECK(dir);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(dir)) != NULL)
-        n += e->d_name[0] != '.';
-    closedir(dir);
-    return n;
-}
 
 /* An IOVA given as (entry, offset), so that rings land in mapped memory. */
 static uint64_t pick_iova(struct fake_kernel *fk, struct fuzz_in *in)

@@ -5,9 +5,9 @@
  * simulated file descriptors: the shared guest memory file, fresh memfds
  * of various sizes, memfds holding bytes from the input (an in-flight
  * region left by a previous back-end), the in-flight region the device
- * handed out, eventfds, and fds that cannot be mapped (a pipe, /dev/null). Between messages the rings are run
- * with vblk_vu_queue_process() over guest memory whose initial contents
- * come from the input, and the "driver" may poke bytes into it.
+ * handed out, eventfds, and fds that cannot be mapped (a pipe, /dev/null). Between messages the
+ * rings are run with vblk_vu_queue_process() over guest memory whose initial contents come from the
+ * input, and the "driver" may poke bytes into it.
  *
  * Checked besides memory safety: replies are well-formed (version, REPLY
  * flag, size matching the length, same request type); the handler returns
@@ -21,7 +21,6 @@
  *   u16 image length, then that many bytes of initial guest memory
  *   then records until the input ends (see run_record()).
  */
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -55,18 +54,6 @@ static void log_sink(void *opaque, int level, const char *msg)
     (void)n;
     if (fuzz_verbose())
         fprintf(stderr, "vu[%d]: %s\n", level, msg);
-}
-
-static int count_fds(void)
-{
-    DIR *dir = opendir("/proc/self/fd");
-    FUZZ_CHECK(dir);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(dir)) != NULL)
-        n += e->d_name[0] != '.';
-    closedir(dir);
-    return n;
 }
 
 static int new_memfd(size_t size)

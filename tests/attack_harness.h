@@ -10,7 +10,6 @@
 #ifndef VBLK_TEST_ATTACK_HARNESS_H
 #define VBLK_TEST_ATTACK_HARNESS_H
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -20,6 +19,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "fd_count.h"
 #include "virtioblk/virtioblk.h"
 #include "ram_harness.h"
 
@@ -543,17 +543,6 @@ struct atk_vu_inflight {
 #define ATK_VU_QSIZE 16u
 #define ATK_VU_NQ    2u
 
-static inline int atk_count_fds(void)
-{
-    DIR *dir = opendir("/proc/self/fd");
-    assert_non_null(dir);
-    int n = 0;
-    while (readdir(dir))
-        n++;
-    closedir(dir);
-    return n;
-}
-
 struct atk_vu {
     int fds_before;
     struct vblk_backend be;
@@ -573,7 +562,7 @@ static inline struct atk_vu *atk_vu_new(const struct vblk_backend *be)
 {
     struct atk_vu *v = calloc(1, sizeof(*v));
     assert_non_null(v);
-    v->fds_before = atk_count_fds();
+    v->fds_before = count_fds();
     if (be)
         v->be = *be;
     else
@@ -611,7 +600,7 @@ static inline void atk_vu_free(struct atk_vu *v, bool own_backend)
         close(v->rep.fd);
     int before = v->fds_before;
     free(v);
-    assert_int_equal(atk_count_fds(), before);
+    assert_int_equal(count_fds(), before);
 }
 
 /* Hands one raw message to the device (the device owns the fds after). */

@@ -1031,7 +1031,7 @@ static void vu_vring_index_out_of_range_cve_2011_2512_class(void **state)
     atk_vu_negotiate(v, false);
     atk_vu_mem_table(v);
     int fd = eventfd(0, EFD_CLOEXEC);
-    int before = atk_count_fds();
+    int before = count_fds();
     uint32_t bad[] = {ATK_VU_NQ, 255, 256, 0x10000, UINT32_MAX};
     for (unsigned i = 0; i < 5; i++) {
         struct atk_vu_state s = {bad[i], ATK_VU_QSIZE};
@@ -1050,7 +1050,7 @@ static void vu_vring_index_out_of_range_cve_2011_2512_class(void **state)
         for (unsigned r = 0; r < 3; r++)
             atk_vu_refused(v, fdreq[r], &fidx[i], 8, &fd, 1);
     /* Every fd handed over with a refused message was closed. */
-    assert_int_equal(atk_count_fds(), before);
+    assert_int_equal(count_fds(), before);
     /* Queue 0 can still be set up. */
     atk_vu_ring(v, false, 0);
     close(fd);
@@ -1104,7 +1104,7 @@ static void vu_fds_on_messages_that_take_none_cve_2022_0669_class(void **state)
         fds[i] = eventfd(0, EFD_CLOEXEC);
         assert_true(fds[i] >= 0);
     }
-    int before = atk_count_fds();
+    int before = count_fds();
     uint64_t feat = v->virtio_features, idx = 0, nofd = ATK_VU_NOFD;
     struct atk_vu_state num = {0, ATK_VU_QSIZE};
     atk_vu_refused(v, ATK_VU_SET_OWNER, NULL, 0, fds, 1);
@@ -1125,7 +1125,7 @@ static void vu_fds_on_messages_that_take_none_cve_2022_0669_class(void **state)
     /* A GET that comes with an fd cannot be answered: disconnect. */
     assert_int_equal(atk_vu_send(v, ATK_VU_GET_FEATURES, 0, NULL, 0, fds, 1), -EPROTO);
     /* None of the fds survived. */
-    assert_int_equal(atk_count_fds(), before);
+    assert_int_equal(count_fds(), before);
     for (int i = 0; i < 9; i++)
         close(fds[i]);
     atk_vu_free(v, false);
@@ -1146,10 +1146,10 @@ static void vu_log_base_size_overflow_cve_2020_10722_class(void **state)
         {65536, 4096},            /* beyond the end of the file */
         {0, 0},                   /* empty */
     };
-    int before = atk_count_fds();
+    int before = count_fds();
     for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         atk_vu_refused(v, ATK_VU_SET_LOG_BASE, &bad[i], sizeof(bad[i]), &lfd, 1);
-    assert_int_equal(atk_count_fds(), before);
+    assert_int_equal(count_fds(), before);
     /* The ring still runs. */
     size_t st = atk_vu_rq(v, 0x8000, IN, 0, 512);
     assert_int_equal(vblk_vu_queue_process(v->d, 0), 1);
@@ -1270,10 +1270,10 @@ static void vu_message_truncated_mid_header(void **state)
     for (size_t len = 0; len < sizeof(h); len++)
         assert_int_equal(atk_vu_raw(v, &h, len, NULL, 0), -EPROTO);
     /* With an fd attached: the fd is closed all the same. */
-    int before = atk_count_fds();
+    int before = count_fds();
     int fd = eventfd(0, EFD_CLOEXEC);
     assert_int_equal(atk_vu_raw(v, &h, 6, &fd, 1), -EPROTO);
-    assert_int_equal(atk_count_fds(), before);
+    assert_int_equal(count_fds(), before);
     atk_vu_free(v, false);
 }
 

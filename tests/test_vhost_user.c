@@ -13,7 +13,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <errno.h>
 #include <pthread.h>
@@ -28,6 +27,7 @@
 #include <unistd.h>
 
 #include "transport/vu_internal.h"
+#include "fd_count.h"
 #include "virtioblk/virtioblk.h"
 
 #define MEM_SIZE    (1u << 20)
@@ -37,17 +37,6 @@
 #define DISK_SIZE   (4u << 20)
 #define RING_OFF(q) ((size_t)(q) * (64u << 10))
 #define DATA_OFF    (256u << 10)
-
-static int count_fds(void)
-{
-    DIR *dir = opendir("/proc/self/fd");
-    assert_non_null(dir);
-    int n = 0;
-    while (readdir(dir))
-        n++;
-    closedir(dir);
-    return n;
-}
 
 struct fe {
     int fds_before;

@@ -14,7 +14,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -26,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fd_count.h"
 #include "virtioblk/virtioblk.h"
 
 /* Request codes and flags of the vhost-user protocol, as the fake needs them. */
@@ -47,17 +47,6 @@ enum {
 #define F_NEED_REPLY (1u << 3)
 
 #define TIMEOUT_MS 300
-
-static int count_fds(void)
-{
-    DIR *dir = opendir("/proc/self/fd");
-    assert_non_null(dir);
-    int n = 0;
-    while (readdir(dir))
-        n++;
-    closedir(dir);
-    return n;
-}
 
 static int64_t now_ms(void)
 {
