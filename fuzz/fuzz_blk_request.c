@@ -57,7 +57,8 @@ struct blk_run {
 
 static struct vblk_mem g_mem;
 static struct fuzz_be g_fb;
-static struct vblk_backend g_membe;
+
+_Static_assert(BLK_BE_SIZE == FUZZ_DISK_BYTES, "the RAM disk backend has the size inputs assume");
 
 static const uint32_t g_types[8] = {VBLK_T_IN,           VBLK_T_OUT,          VBLK_T_FLUSH,
                                     VBLK_T_GET_ID,       VBLK_T_GET_LIFETIME, VBLK_T_DISCARD,
@@ -320,10 +321,8 @@ static void setup_device(struct blk_run *rr)
         fuzz_be_init(&g_fb, caps, &h[8], 8);
         rr->be = (struct vblk_backend){&g_fb.ops, &g_fb, BLK_BE_SIZE};
     } else {
-        if (!g_membe.ops)
-            FUZZ_CHECK(vblk_backend_memory_create(BLK_BE_SIZE, &g_membe) == 0);
         fuzz_be_init(&g_fb, 0, &h[8], 8);
-        rr->be = g_membe;
+        rr->be = fuzz_disk_backend(true);
     }
 
     struct vblk_dev_params p;

@@ -35,6 +35,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
         }                                                                                          \
     } while (0)
 
+#define FUZZ_DISK_BYTES (1u << 20)
+
+/* The backend of a FUZZ_DISK_BYTES disk for one input: a RAM disk created
+ * once and kept across inputs (so that no input pays for a fresh one), or
+ * a null backend. */
+static inline struct vblk_backend fuzz_disk_backend(bool memory)
+{
+    static struct vblk_backend ram;
+    struct vblk_backend be;
+    if (!memory) {
+        FUZZ_CHECK(vblk_backend_null_create(FUZZ_DISK_BYTES, &be) == 0);
+        return be;
+    }
+    if (!ram.ops)
+        FUZZ_CHECK(vblk_backend_memory_create(FUZZ_DISK_BYTES, &ram) == 0);
+    return ram;
+}
+
 /* Open file descriptors of the process, for harnesses that check that a
  * message sequence leaked none. */
 static inline int count_fds(void)

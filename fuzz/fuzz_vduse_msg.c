@@ -46,8 +46,6 @@ struct fake_kernel {
     uint64_t irqs, maps, unmaps, lookups;
 };
 
-static struct vblk_backend g_membe;
-
 static int k_get_features(void *k, uint64_t *f)
 {
     *f = ((struct fake_kernel *)k)->features;
@@ -240,14 +238,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct fuzz_in in = {data, size};
     uint8_t flags = in_u8(&in);
 
-    struct vblk_backend be;
-    if (flags & 1) {
-        if (!g_membe.ops)
-            FUZZ_CHECK(vblk_backend_memory_create(1u << 20, &g_membe) == 0);
-        be = g_membe;
-    } else {
-        FUZZ_CHECK(vblk_backend_null_create(1u << 20, &be) == 0);
-    }
+    struct vblk_backend be = fuzz_disk_backend((flags & 1) != 0);
     struct vblk_dev_params p;
     vblk_dev_params_default(&p, 1u << 20);
     p.num_queues = NQ;

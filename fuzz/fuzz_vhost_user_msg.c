@@ -42,8 +42,6 @@ struct vu_run {
     unsigned msgs, replies, eproto;
 };
 
-static struct vblk_backend g_membe;
-
 static void log_sink(void *opaque, int level, const char *msg)
 {
     (void)opaque;
@@ -261,14 +259,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         img = vr.guest_len;
     in_bytes(&vr.in, vr.guest, img);
 
-    struct vblk_backend be;
-    if (flags & 4) {
-        if (!g_membe.ops)
-            FUZZ_CHECK(vblk_backend_memory_create(1u << 20, &g_membe) == 0);
-        be = g_membe;
-    } else {
-        FUZZ_CHECK(vblk_backend_null_create(1u << 20, &be) == 0);
-    }
+    struct vblk_backend be = fuzz_disk_backend((flags & 4) != 0);
     struct vblk_dev_params p;
     vblk_dev_params_default(&p, 1u << 20);
     p.num_queues = 2;
