@@ -98,25 +98,14 @@ int vuc_send(struct vblk_vu_client *c, uint32_t req, uint32_t flags, const void 
     if (size)
         memcpy(buf + sizeof(h), payload, size);
     size_t len = sizeof(h) + size, off = 0;
-    union {
-        char b[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } ctl;
+    union vu_fd_cmsg ctl;
     vuc_log(c, VBLK_VU_LOG_DEBUG, "-> %s (%u bytes%s)", vuc_req_name(req), size,
             fd >= 0 ? ", 1 fd" : "");
     while (off < len) {
         struct iovec iov = {buf + off, len - off};
         struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-        if (off == 0 && fd >= 0) {
-            memset(&ctl, 0, sizeof(ctl));
-            mh.msg_control = ctl.b;
-            mh.msg_controllen = sizeof(ctl.b);
-            struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-            cm->cmsg_level = SOL_SOCKET;
-            cm->cmsg_type = SCM_RIGHTS;
-            cm->cmsg_len = CMSG_LEN(sizeof(int));
-            memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-        }
+        if (off == 0 && fd >= 0)
+            vu_attach_fd(&mh, &ctl, fd);
         ssize_t n = sendmsg(c->sock, &mh, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;

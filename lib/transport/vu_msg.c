@@ -243,22 +243,11 @@ int vu_rx_read(int sock, struct vu_rx *rx)
 
 int vu_send(int sock, const void *buf, size_t len, int fd)
 {
-    union {
-        struct cmsghdr align;
-        uint8_t buf[CMSG_SPACE(sizeof(int))];
-    } ctl;
+    union vu_fd_cmsg ctl;
     struct iovec iov = {(void *)buf, len};
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (fd >= 0) {
-        memset(&ctl, 0, sizeof(ctl));
-        mh.msg_control = ctl.buf;
-        mh.msg_controllen = sizeof(ctl.buf);
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    }
+    if (fd >= 0)
+        vu_attach_fd(&mh, &ctl, fd);
     for (;;) {
         ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0 && errno == EINTR)

@@ -6,6 +6,8 @@
 #define VBLK_VU_PROTO_H
 
 #include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
 
 enum vu_request {
     VU_GET_FEATURES = 1,
@@ -116,5 +118,24 @@ struct vu_inflight {
     uint16_t num_queues;
     uint16_t queue_size;
 };
+
+/* Control-message space for the one fd a sent message carries. */
+union vu_fd_cmsg {
+    struct cmsghdr align;
+    unsigned char buf[CMSG_SPACE(sizeof(int))];
+};
+
+/* Attaches @fd to @mh as SCM_RIGHTS ancillary data held in @ctl. */
+static inline void vu_attach_fd(struct msghdr *mh, union vu_fd_cmsg *ctl, int fd)
+{
+    memset(ctl, 0, sizeof(*ctl));
+    mh->msg_control = ctl->buf;
+    mh->msg_controllen = sizeof(ctl->buf);
+    struct cmsghdr *c = CMSG_FIRSTHDR(mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+}
 
 #endif
