@@ -125,19 +125,48 @@ struct vu_inflight_q {
     bool warned;
 };
 
+/* ---- notification fds (vu_notify.c) ---- */
+
+/* A call or err eventfd from the front-end. Threads signal through it
+ * outside the queue lock, each holding a reference; the last reference
+ * closes the fd. */
+struct vu_notifier {
+    atomic_uint refs;
+    atomic_uint_fast64_t seq; /* odd while a write is under way */
+    uint64_t seen;            /* @seq at the watchdog's previous look */
+    int fd;
+};
+
+/* Checks that @fd is an eventfd and makes it non-blocking. Returns 0,
+ * -EINVAL (another kind of fd) or a negative errno. */
+int vu_event_fd_adopt(int fd);
+/* Wraps @fd (owned from now on) with one reference, or returns NULL. */
+struct vu_notifier *vu_notifier_new(int fd);
+void vu_notifier_get(struct vu_notifier *n);
+/* Drops a reference (NULL is ignored). */
+void vu_notifier_put(struct vu_notifier *n);
+/* Adds 1 to the eventfd; a full counter counts as signalled. */
+void vu_notifier_signal(struct vu_notifier *n);
+/* True if the write under way now was already under way at the previous
+ * call (called from one thread, at intervals). */
+bool vu_notifier_stuck(struct vu_notifier *n);
+/* Empties the counter so that a write blocked on it returns. */
+void vu_notifier_unstick(struct vu_notifier *n);
+
 struct vu_queue {
     pthread_mutex_t lock;
     atomic_uint ctl_waiting; /* the message handler wants the lock */
     atomic_bool active;      /* live and enabled: worth processing */
-    atomic_bool woken;       /* wake_fd was written since the last drain */
     struct vblk_vu_dev *d;
     uint16_t index;
     int epfd;    /* the stable fd the application watches */
-    int wake_fd; /* eventfd: completions, reconfiguration */
-    int kick_fd;
-    int call_fd;
-    int err_fd;
-    int be_fd; /* backend queue_fd() in epfd, or -1 */
+    int wake_fd; /* eventfd: completions, reconfiguration (edge-triggered) */
+    int kick_fd; /* edge-triggered in epfd, never read */
+    int be_fd;   /* backend queue_fd() in epfd, or -1 */
+    struct vu_notifier *call;
+    struct vu_notifier *err;
+    bool call_pending; /* signal @call when the lock is released */
+    bool err_pending;  /* signal @err when the lock is released */
     /* ring configuration from the front-end */
     uint32_t num;
     uint32_t base;
@@ -221,8 +250,15 @@ void vu_queue_quiesce(struct vu_queue *q);
 void vu_queue_stop(struct vu_queue *q, struct vblk_vq_state *st);
 /* Forgets everything the front-end configured (lock held). */
 void vu_queue_reset(struct vu_queue *q);
-/* Replaces one of the eventfds (lock held); closes the old one. */
+/* Replaces the kick fd (lock held); closes the old one. */
 void vu_queue_set_kick(struct vu_queue *q, int fd);
+/* Replaces the call or err notifier (lock held) with one for @fd (-1: none).
+ * Returns 0 or -ENOMEM (then @fd is closed). */
+int vu_queue_set_notifier(struct vu_queue *q, bool err, int fd);
+/* Releases front-end notification fds a thread has been blocked writing
+ * for a whole watchdog period, and breaks their queues. Called from one
+ * thread at intervals. Returns the number released. */
+unsigned vu_queue_watchdog(struct vu_queue *q);
 void vu_queue_set_enabled(struct vu_queue *q, bool enabled);
 /* Installs or removes the dirty log in the queue's memory map (lock held). */
 void vu_queue_refresh_log(struct vu_queue *q);

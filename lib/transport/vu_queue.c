@@ -5,8 +5,14 @@
  * Each queue has a mutex. The thread that processes the queue holds it for
  * one vblk_queue_run(); the message handler holds it while it reconfigures
  * the queue. ctl_waiting tells a busy-polling thread to step aside so the
- * handler gets the lock promptly. */
+ * handler gets the lock promptly.
+ *
+ * No front-end fd is read or written under the lock: kicks are edge-
+ * triggered events in the queue's epoll set (never read), and used-buffer
+ * and error notifications are noted under the lock and sent by the thread
+ * that releases it (vu_notify.c says why that is enough). */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,21 +22,19 @@
 
 #include "vu_internal.h"
 
+enum { EV_WAKE, EV_KICK, EV_BACKEND };
+
 static void on_notify(void *opaque)
 {
     struct vu_queue *q = opaque;
-    if (q->call_fd >= 0 && eventfd_write(q->call_fd, 1) == 0)
-        q->stats.calls++;
+    q->call_pending = true;
 }
 
-/* Wakes the queue's loop. The flag is set after the write, so a loop that
- * sees it set finds the eventfd readable; one that does not see it yet
- * leaves the eventfd readable and is woken again at once. Then processing
- * a kick costs no read of an idle wake_fd. */
+/* Wakes the queue's loop. The eventfd is edge-triggered and never read:
+ * every write is one event. */
 static void wake(struct vu_queue *q)
 {
     (void)eventfd_write(q->wake_fd, 1);
-    atomic_store_explicit(&q->woken, true, memory_order_release);
 }
 
 static void on_wake(void *opaque)
@@ -38,18 +42,70 @@ static void on_wake(void *opaque)
     wake(opaque);
 }
 
-static void drain_fd(int fd, uint64_t *count)
+static void watch(struct vu_queue *q, int fd, uint32_t tag, uint32_t events, bool add)
 {
-    eventfd_t v;
-    if (fd >= 0 && eventfd_read(fd, &v) == 0 && count)
-        (*count)++;
-}
-
-static void watch(struct vu_queue *q, int fd, bool add)
-{
-    struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+    struct epoll_event ev = {.events = events, .data.u32 = tag};
     if (fd >= 0)
         (void)epoll_ctl(q->epfd, add ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, fd, &ev);
+}
+
+/* The notifications noted under the lock, with references taken. */
+struct pending {
+    struct vu_notifier *call, *err;
+};
+
+static void take_pending(struct vu_queue *q, struct pending *p)
+{
+    p->call = p->err = NULL;
+    /* A broken device reports only the error: its call fd may be the
+     * reason it broke. */
+    if (q->call_pending && q->call && !atomic_load_explicit(&q->broken, memory_order_relaxed)) {
+        p->call = q->call;
+        vu_notifier_get(p->call);
+        q->stats.calls++;
+    }
+    if (q->err_pending && q->err) {
+        p->err = q->err;
+        vu_notifier_get(p->err);
+    }
+    q->call_pending = q->err_pending = false;
+}
+
+/* The message handler's thread must never block: it writes only while
+ * the front-end has left the fd non-blocking (it can clear the flag on its
+ * side of the shared description). A queue thread writes regardless, and
+ * the watchdog releases it if the write blocks. */
+static bool may_block(const struct vu_notifier *n)
+{
+    int fl = fcntl(n->fd, F_GETFL);
+    return fl < 0 || !(fl & O_NONBLOCK);
+}
+
+static void send_pending(struct vu_queue *q, struct pending *p, bool handler)
+{
+    struct vu_notifier *n[2] = {p->call, p->err};
+    for (int i = 0; i < 2; i++) {
+        if (!n[i])
+            continue;
+        if (handler && may_block(n[i])) {
+            vu_log(q->d, VBLK_VU_LOG_ERR,
+                   "queue %u: the front-end made its %s fd blocking; device needs reset",
+                   q->index, i ? "err" : "call");
+            atomic_store(&q->broken, true);
+            atomic_store(&q->active, false);
+        } else {
+            vu_notifier_signal(n[i]);
+        }
+        vu_notifier_put(n[i]);
+    }
+}
+
+static void unlock_and_signal(struct vu_queue *q, bool handler)
+{
+    struct pending p;
+    take_pending(q, &p);
+    pthread_mutex_unlock(&q->lock);
+    send_pending(q, &p, handler);
 }
 
 int vu_queue_setup(struct vblk_vu_dev *d, struct vu_queue *q, uint16_t index)
@@ -57,7 +113,7 @@ int vu_queue_setup(struct vblk_vu_dev *d, struct vu_queue *q, uint16_t index)
     memset(q, 0, sizeof(*q));
     q->d = d;
     q->index = index;
-    q->kick_fd = q->call_fd = q->err_fd = q->be_fd = -1;
+    q->kick_fd = q->be_fd = -1;
     q->epfd = epoll_create1(EPOLL_CLOEXEC);
     q->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (q->epfd < 0 || q->wake_fd < 0) {
@@ -69,11 +125,10 @@ int vu_queue_setup(struct vblk_vu_dev *d, struct vu_queue *q, uint16_t index)
         q->epfd = q->wake_fd = -1;
         return err;
     }
-    watch(q, q->wake_fd, true);
+    watch(q, q->wake_fd, EV_WAKE, EPOLLIN | EPOLLET, true);
     pthread_mutex_init(&q->lock, NULL);
     atomic_init(&q->ctl_waiting, 0);
     atomic_init(&q->active, false);
-    atomic_init(&q->woken, false);
     return 0;
 }
 
@@ -98,7 +153,7 @@ void vu_queue_lock(struct vu_queue *q)
 
 void vu_queue_unlock(struct vu_queue *q)
 {
-    pthread_mutex_unlock(&q->lock);
+    unlock_and_signal(q, true);
     atomic_fetch_sub(&q->ctl_waiting, 1);
 }
 
@@ -130,11 +185,45 @@ void vu_queue_update_active(struct vu_queue *q)
 
 void vu_queue_set_kick(struct vu_queue *q, int fd)
 {
-    watch(q, q->kick_fd, false);
+    watch(q, q->kick_fd, EV_KICK, 0, false);
     if (q->kick_fd >= 0)
         close(q->kick_fd);
     q->kick_fd = fd;
-    watch(q, fd, true);
+    watch(q, fd, EV_KICK, EPOLLIN | EPOLLET, true);
+}
+
+int vu_queue_set_notifier(struct vu_queue *q, bool err, int fd)
+{
+    struct vu_notifier **slot = err ? &q->err : &q->call;
+    struct vu_notifier *n = NULL;
+    if (fd >= 0 && !(n = vu_notifier_new(fd))) {
+        close(fd);
+        return -ENOMEM;
+    }
+    /* A thread signalling through the old one holds its own reference. */
+    vu_notifier_put(*slot);
+    *slot = n;
+    return 0;
+}
+
+unsigned vu_queue_watchdog(struct vu_queue *q)
+{
+    unsigned released = 0;
+    vu_queue_lock(q);
+    struct vu_notifier *n[2] = {q->call, q->err};
+    for (int i = 0; i < 2; i++) {
+        if (!n[i] || !vu_notifier_stuck(n[i]))
+            continue;
+        vu_notifier_unstick(n[i]);
+        released++;
+        if (!atomic_exchange(&q->broken, true))
+            vu_log(q->d, VBLK_VU_LOG_ERR,
+                   "queue %u: a write to the front-end's %s fd blocked; device needs reset",
+                   q->index, i ? "err" : "call");
+        atomic_store(&q->active, false);
+    }
+    vu_queue_unlock(q);
+    return released;
 }
 
 void vu_queue_set_enabled(struct vu_queue *q, bool enabled)
@@ -264,7 +353,7 @@ int vu_queue_start(struct vu_queue *q)
     atomic_store(&q->broken, false);
     q->stats.starts++;
     q->be_fd = vblk_queue_backend_fd(&q->q);
-    watch(q, q->be_fd, true);
+    watch(q, q->be_fd, EV_BACKEND, EPOLLIN, true);
     if (d->opts.poll)
         vblk_queue_set_polling(&q->q, true);
 
@@ -303,7 +392,8 @@ static void drain(struct vu_queue *q)
         struct pollfd p[2] = {{.fd = q->wake_fd, .events = POLLIN},
                               {.fd = q->be_fd, .events = POLLIN}};
         (void)poll(p, q->be_fd >= 0 ? 2 : 1, 10);
-        drain_fd(q->wake_fd, NULL);
+        eventfd_t v;
+        (void)eventfd_read(q->wake_fd, &v);
         if (++rounds % 500 == 0)
             vu_log(q->d, VBLK_VU_LOG_WARN, "queue %u: still waiting for %u requests", q->index,
                    vblk_queue_inflight(&q->q));
@@ -319,7 +409,7 @@ void vu_queue_quiesce(struct vu_queue *q)
     vblk_queue_get_state(&q->q, &q->saved);
     q->have_saved = true;
     add_stats(&q->stats, vblk_queue_stats(&q->q));
-    watch(q, q->be_fd, false);
+    watch(q, q->be_fd, EV_BACKEND, 0, false);
     q->be_fd = -1;
     (void)vblk_queue_destroy(&q->q);
     free(q->pool);
@@ -359,11 +449,14 @@ void vu_queue_reset(struct vu_queue *q)
     q->addr_set = false;
     q->num = q->base = q->addr_flags = 0;
     vu_queue_set_kick(q, -1);
-    if (q->call_fd >= 0)
-        close(q->call_fd);
-    if (q->err_fd >= 0)
-        close(q->err_fd);
-    q->call_fd = q->err_fd = -1;
+    /* A queue thread blocked writing to one of them is released: the
+     * front-end is gone or resetting, so no signal is lost. */
+    for (struct vu_notifier *n = q->call; n; n = n == q->call ? q->err : NULL)
+        if (atomic_load(&n->refs) > 1)
+            vu_notifier_unstick(n);
+    (void)vu_queue_set_notifier(q, false, -1);
+    (void)vu_queue_set_notifier(q, true, -1);
+    q->call_pending = q->err_pending = false;
     vu_inflight_release(q);
     atomic_store(&q->broken, false);
     vu_queue_update_active(q);
@@ -384,6 +477,29 @@ bool vblk_vu_queue_active(struct vblk_vu_dev *d, uint16_t qidx)
     return d && qidx < d->nq && atomic_load_explicit(&d->q[qidx].active, memory_order_relaxed);
 }
 
+/* Takes the queue's pending events (lock held): kicks are counted; a kick
+ * fd that hung up (only a non-eventfd could) is dropped and breaks the
+ * queue rather than waking the loop for ever. */
+static void take_events(struct vu_queue *q)
+{
+    struct epoll_event ev[4];
+    int n = epoll_wait(q->epfd, ev, 4, 0);
+    for (int i = 0; i < n; i++) {
+        if (ev[i].data.u32 != EV_KICK)
+            continue;
+        if (ev[i].events & (EPOLLHUP | EPOLLERR)) {
+            vu_queue_set_kick(q, -1);
+            if (!atomic_exchange(&q->broken, true))
+                vu_log(q->d, VBLK_VU_LOG_ERR, "queue %u: the kick fd hung up; device needs reset",
+                       q->index);
+            atomic_store(&q->active, false);
+            q->err_pending = true;
+        } else {
+            q->stats.kicks++;
+        }
+    }
+}
+
 int vblk_vu_queue_process(struct vblk_vu_dev *d, uint16_t qidx)
 {
     if (!d || qidx >= d->nq)
@@ -394,25 +510,20 @@ int vblk_vu_queue_process(struct vblk_vu_dev *d, uint16_t qidx)
     if (polling && atomic_load_explicit(&q->ctl_waiting, memory_order_relaxed))
         return 0;
     pthread_mutex_lock(&q->lock);
-    if (!polling) {
-        drain_fd(q->kick_fd, &q->stats.kicks);
-        if (atomic_exchange_explicit(&q->woken, false, memory_order_acquire))
-            drain_fd(q->wake_fd, NULL);
-    }
+    if (!polling)
+        take_events(q);
     int rc = 0;
     if (q->live && q->enabled) {
         rc = vblk_queue_run(&q->q);
-        if (rc == -EIO && !atomic_load(&q->broken)) {
+        if (rc == -EIO && !atomic_exchange(&q->broken, true)) {
             /* The driver corrupted the ring: report DEVICE_NEEDS_RESET. */
-            atomic_store(&q->broken, true);
             atomic_store(&q->active, false);
-            if (q->err_fd >= 0)
-                (void)eventfd_write(q->err_fd, 1);
+            q->err_pending = true;
             vu_log(d, VBLK_VU_LOG_ERR, "queue %u: the driver broke the ring; device needs reset",
                    q->index);
         }
     }
-    pthread_mutex_unlock(&q->lock);
+    unlock_and_signal(q, false);
     return rc;
 }
 

@@ -11,11 +11,21 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vu_internal.h"
 
 #define CTL_TAG UINT32_MAX
+
+/* How long a second connection waits for the attached front-end to go
+ * (a VMM reconnecting before its old socket's hang-up was processed). */
+#define PENDING_GRACE_MS 1000
+/* The watchdog's period while a front-end is attached: a write to one of
+ * its fds blocked for a whole period is released (vu_queue_watchdog). */
+#define WATCHDOG_MS 200
+/* How long stopping waits for a worker thread. */
+#define JOIN_TIMEOUT_MS 2000
 
 struct worker {
     pthread_t tid;
@@ -38,9 +48,20 @@ struct vblk_vu_server {
     struct worker *w;
     atomic_bool stopping;
     uint64_t connections;
+    int pending_fd; /* a connection waiting for the attached one to go */
+    int64_t pending_deadline;
+    int64_t last_watch; /* the watchdog's previous look */
+    bool abandoned; /* a worker never stopped: its memory is never freed */
 };
 
-enum { TAG_LISTEN = 1, TAG_STOP, TAG_USER_STOP, TAG_CONN };
+enum { TAG_LISTEN = 1, TAG_STOP, TAG_USER_STOP, TAG_CONN, TAG_PENDING };
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static int ep_add(int epfd, int fd, uint64_t tag)
 {
@@ -82,7 +103,7 @@ int vblk_vu_server_create(const struct vblk_dev_params *p, const struct vblk_bac
     struct vblk_vu_server *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
-    s->lfd = s->epfd = s->stop_evfd = -1;
+    s->lfd = s->epfd = s->stop_evfd = s->pending_fd = -1;
     s->user_stop_fd = opts->stop_fd;
     s->poll = opts->dev.poll;
     atomic_init(&s->stopping, false);
@@ -168,17 +189,47 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* Releases every write to a front-end fd that is blocked now. */
+static void unstick_all(struct vblk_vu_server *s)
+{
+    struct vblk_vu_dev *d = s->d;
+    for (uint16_t i = 0; i < d->nq; i++) {
+        vu_queue_lock(&d->q[i]);
+        for (struct vu_notifier *n = d->q[i].call; n; n = n == d->q[i].call ? d->q[i].err : NULL)
+            vu_notifier_unstick(n);
+        vu_queue_unlock(&d->q[i]);
+    }
+}
+
 static void stop_workers(struct vblk_vu_server *s)
 {
     atomic_store(&s->stopping, true);
     for (uint16_t i = 0; i < s->nworkers; i++) {
         struct worker *w = &s->w[i];
-        if (w->running) {
-            (void)eventfd_write(w->evfd, 1);
-            pthread_join(w->tid, NULL);
-            w->running = false;
+        if (!w->running)
+            continue;
+        (void)eventfd_write(w->evfd, 1);
+        /* A worker cannot stay blocked on a front-end fd (the watchdog
+         * releases it), but stopping must end even if one does. */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += JOIN_TIMEOUT_MS / 1000;
+        int rc = pthread_timedjoin_np(w->tid, NULL, &until);
+        if (rc == ETIMEDOUT) {
+            unstick_all(s);
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 1;
+            rc = pthread_timedjoin_np(w->tid, NULL, &until);
         }
+        if (rc != 0) {
+            vu_log(s->d, VBLK_VU_LOG_ERR, "worker %u does not stop; leaving it behind", i);
+            pthread_detach(w->tid);
+            s->abandoned = true;
+        }
+        w->running = false;
     }
+    if (s->abandoned)
+        return;
     for (uint16_t i = 0; i < s->nworkers; i++) {
         struct worker *w = &s->w[i];
         if (w->epfd >= 0)
@@ -224,16 +275,8 @@ static int start_workers(struct vblk_vu_server *s)
     return rc;
 }
 
-static void accept_one(struct vblk_vu_server *s)
+static void serve(struct vblk_vu_server *s, int fd)
 {
-    int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0)
-        return;
-    if (vblk_vu_dev_attached(s->d)) {
-        vu_log(s->d, VBLK_VU_LOG_WARN, "refusing a second front-end while one is connected");
-        close(fd);
-        return;
-    }
     if (vblk_vu_dev_attach(s->d, fd) < 0) {
         close(fd);
         return;
@@ -247,6 +290,15 @@ static void accept_one(struct vblk_vu_server *s)
            (unsigned long long)s->connections);
 }
 
+static void drop_pending(struct vblk_vu_server *s, const char *why)
+{
+    (void)epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->pending_fd, NULL);
+    close(s->pending_fd);
+    s->pending_fd = -1;
+    if (why)
+        vu_log(s->d, VBLK_VU_LOG_WARN, "refusing a second front-end: %s", why);
+}
+
 static void drop_connection(struct vblk_vu_server *s, int why)
 {
     int fd = vblk_vu_dev_socket_fd(s->d);
@@ -255,6 +307,72 @@ static void drop_connection(struct vblk_vu_server *s, int why)
     vblk_vu_dev_detach(s->d);
     vu_log(s->d, VBLK_VU_LOG_INFO, "front-end disconnected (%s); waiting for the next one",
            why == -ECONNRESET ? "closed" : strerror(-why));
+    if (s->pending_fd >= 0 && !atomic_load(&s->stopping)) {
+        int next = s->pending_fd;
+        (void)epoll_ctl(s->epfd, EPOLL_CTL_DEL, next, NULL);
+        s->pending_fd = -1;
+        serve(s, next);
+    }
+}
+
+static void accept_one(struct vblk_vu_server *s)
+{
+    int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0)
+        return;
+    /* The previous front-end may be gone with its hang-up not processed
+     * yet: read what its socket holds first. */
+    if (vblk_vu_dev_attached(s->d)) {
+        int r = vblk_vu_dev_handle_socket(s->d);
+        if (r < 0)
+            drop_connection(s, r);
+    }
+    if (!vblk_vu_dev_attached(s->d)) {
+        serve(s, fd);
+        return;
+    }
+    if (s->pending_fd >= 0) {
+        close(fd);
+        vu_log(s->d, VBLK_VU_LOG_WARN,
+               "refusing a second front-end: one is connected and another is waiting");
+        return;
+    }
+    /* Only its hang-up matters until it is served. */
+    struct epoll_event ev = {.events = EPOLLRDHUP, .data.u64 = TAG_PENDING};
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        close(fd);
+        return;
+    }
+    s->pending_fd = fd;
+    s->pending_deadline = now_ms() + PENDING_GRACE_MS;
+    vu_log(s->d, VBLK_VU_LOG_INFO,
+           "a second front-end connected; it is served if the first goes within %d ms",
+           PENDING_GRACE_MS);
+}
+
+static int loop_timeout(struct vblk_vu_server *s)
+{
+    int t = vblk_vu_dev_attached(s->d) ? WATCHDOG_MS : -1;
+    if (s->pending_fd >= 0) {
+        int64_t left = s->pending_deadline - now_ms();
+        left = left < 0 ? 0 : left;
+        if (t < 0 || left < t)
+            t = (int)left;
+    }
+    return t;
+}
+
+static void on_tick(struct vblk_vu_server *s)
+{
+    struct vblk_vu_dev *d = s->d;
+    int64_t now = now_ms();
+    if (vblk_vu_dev_attached(d) && now - s->last_watch >= WATCHDOG_MS) {
+        s->last_watch = now;
+        for (uint16_t i = 0; i < d->nq; i++)
+            (void)vu_queue_watchdog(&d->q[i]);
+    }
+    if (s->pending_fd >= 0 && now >= s->pending_deadline)
+        drop_pending(s, "one is connected");
 }
 
 int vblk_vu_server_run(struct vblk_vu_server *s)
@@ -266,28 +384,41 @@ int vblk_vu_server_run(struct vblk_vu_server *s)
     bool stop = false;
     while (!stop) {
         struct epoll_event ev[4];
-        int n = epoll_wait(s->epfd, ev, 4, -1);
+        int n = epoll_wait(s->epfd, ev, 4, loop_timeout(s));
         if (n < 0 && errno != EINTR) {
             rc = -errno;
             break;
         }
+        /* The attached front-end first: its hang-up makes room for a new
+         * connection in the same round. */
+        for (int i = 0; i < n; i++) {
+            if (ev[i].data.u64 != TAG_CONN || !vblk_vu_dev_attached(s->d))
+                continue;
+            int r = vblk_vu_dev_handle_socket(s->d);
+            if (r < 0)
+                drop_connection(s, r);
+        }
         for (int i = 0; i < n; i++) {
             switch (ev[i].data.u64) {
+            case TAG_CONN:
+                break;
             case TAG_LISTEN:
                 accept_one(s);
                 break;
-            case TAG_CONN: {
-                int r = vblk_vu_dev_handle_socket(s->d);
-                if (r < 0)
-                    drop_connection(s, r);
+            case TAG_PENDING:
+                if (s->pending_fd >= 0)
+                    drop_pending(s, NULL); /* it hung up while waiting */
                 break;
-            }
             default:
                 stop = true;
                 break;
             }
         }
+        on_tick(s);
     }
+    atomic_store(&s->stopping, true);
+    if (s->pending_fd >= 0)
+        drop_pending(s, NULL);
     /* Finish (or fail) what is in flight, then let the workers go. */
     if (vblk_vu_dev_attached(s->d))
         drop_connection(s, -ESHUTDOWN);
@@ -306,6 +437,8 @@ void vblk_vu_server_destroy(struct vblk_vu_server *s)
         return;
     if (s->w)
         stop_workers(s);
+    if (s->abandoned)
+        return; /* a thread that never stopped may still use it all */
     if (s->lfd >= 0) {
         close(s->lfd);
         unlink(s->path);

@@ -121,10 +121,18 @@ int vu_h_set_vring_fd(struct vblk_vu_dev *d, struct vu_msg *m)
     bool nofd = (m->p.u64 & VU_VRING_NOFD) != 0;
     int fd = -1;
     if (!nofd) {
+        /* Kick, call and err fds must be eventfds; they are made
+         * non-blocking (vu_notify.c). */
+        int rc = vu_event_fd_adopt(m->fds[0]);
+        if (rc < 0) {
+            vu_log(d, VBLK_VU_LOG_WARN, "queue %u: %s refused: not an eventfd", q->index,
+                   vu_req_name(m->hdr.request));
+            return rc;
+        }
         fd = m->fds[0];
         m->fds[0] = -1;
     }
-    int rc = 0, old = -1;
+    int rc = 0;
     vu_queue_lock(q);
     switch (m->hdr.request) {
     case VU_SET_VRING_KICK:
@@ -141,28 +149,18 @@ int vu_h_set_vring_fd(struct vblk_vu_dev *d, struct vu_msg *m)
         rc = vu_queue_start(q);
         if (rc < 0) {
             q->started = false;
+            vu_queue_set_kick(q, -1);
             vu_log(d, VBLK_VU_LOG_WARN, "queue %u: cannot start: %d", q->index, rc);
         }
         vu_queue_update_active(q);
         break;
-    case VU_SET_VRING_CALL:
-        /* Swapped under the lock: the queue thread may be signalling. */
-        old = q->call_fd;
-        q->call_fd = fd;
-        break;
     default:
-        old = q->err_fd;
-        q->err_fd = fd;
+        /* Swapped under the lock: a thread signalling through the old
+         * fd keeps it open until it is done. */
+        rc = vu_queue_set_notifier(q, m->hdr.request == VU_SET_VRING_ERR, fd);
         break;
     }
     vu_queue_unlock(q);
-    if (old >= 0)
-        close(old);
-    if (rc < 0 && fd >= 0 && m->hdr.request == VU_SET_VRING_KICK) {
-        vu_queue_lock(q);
-        vu_queue_set_kick(q, -1);
-        vu_queue_unlock(q);
-    }
     return rc;
 }
 
