@@ -89,8 +89,8 @@ static void send_pending(struct vu_queue *q, struct pending *p, bool handler)
             continue;
         if (handler && may_block(n[i])) {
             vu_log(q->d, VBLK_VU_LOG_ERR,
-                   "queue %u: the front-end made its %s fd blocking; device needs reset",
-                   q->index, i ? "err" : "call");
+                   "queue %u: the front-end made its %s fd blocking; device needs reset", q->index,
+                   i ? "err" : "call");
             atomic_store(&q->broken, true);
             atomic_store(&q->active, false);
         } else {

@@ -51,7 +51,7 @@ struct vblk_vu_server {
     int pending_fd; /* a connection waiting for the attached one to go */
     int64_t pending_deadline;
     int64_t last_watch; /* the watchdog's previous look */
-    bool abandoned; /* a worker never stopped: its memory is never freed */
+    bool abandoned;     /* a worker never stopped: its memory is never freed */
 };
 
 enum { TAG_LISTEN = 1, TAG_STOP, TAG_USER_STOP, TAG_CONN, TAG_PENDING };
