@@ -5,7 +5,10 @@
  * simulated file descriptors: the shared guest memory file, fresh memfds
  * of various sizes, memfds holding bytes from the input (an in-flight
  * region left by a previous back-end), the in-flight region the device
- * handed out, eventfds, and fds that cannot be mapped (a pipe, /dev/null). Between messages the
+ * handed out, eventfds (non-blocking, blocking, blocking with a saturated
+ * counter), and fds of other kinds (a hung-up pipe, an empty blocking pipe
+ * whose writer stays open, /dev/null, a regular file). A blocking read or
+ * write on any of them hangs the target, which libFuzzer reports. Between messages the
  * rings are run with vblk_vu_queue_process() over guest memory whose initial contents come from the
  * input, and the "driver" may poke bytes into it.
  *
@@ -37,7 +40,9 @@ struct vu_run {
     int guest_fd;
     uint8_t *guest;
     size_t guest_len;
-    int kick[MAX_KEPT]; /* our ends of the kick eventfds, by queue index */
+    int kick[MAX_KEPT];  /* our ends of the kick eventfds, by queue index */
+    int spare[MAX_KEPT]; /* pipe writers kept open while their readers are in use */
+    unsigned nspare;
     int inflight_fd;    /* last in-flight region the device handed out */
     unsigned msgs, replies, eproto;
 };
@@ -62,9 +67,54 @@ static int new_memfd(size_t size)
     return fd;
 }
 
+static void keep_kick(int fd, int *kick_slot)
+{
+    if (kick_slot) {
+        if (*kick_slot >= 0)
+            close(*kick_slot);
+        *kick_slot = dup(fd);
+    }
+}
+
+/* Kinds 0xf0-0xff: fds that would block a careless reader or writer. */
+static int make_blocking_fd(struct vu_run *vr, uint8_t kind, int *kick_slot)
+{
+    int fd = -1;
+    switch (kind & 3) {
+    case 0: /* an eventfd without EFD_NONBLOCK */
+    case 1: /* the same with its counter at the maximum */
+        fd = eventfd(0, EFD_CLOEXEC);
+        FUZZ_CHECK(fd >= 0);
+        if (kind & 1)
+            FUZZ_CHECK(eventfd_write(fd, 0xfffffffffffffffeull) == 0);
+        keep_kick(fd, kick_slot);
+        break;
+    case 2: { /* an empty pipe whose writer stays open */
+        int p[2];
+        FUZZ_CHECK(pipe(p) == 0);
+        if (vr->nspare < MAX_KEPT) {
+            vr->spare[vr->nspare++] = p[1];
+        } else {
+            close(p[1]);
+        }
+        fd = p[0];
+        break;
+    }
+    default: /* a regular file */
+        fd = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (fd < 0)
+            fd = new_memfd(4096);
+        break;
+    }
+    FUZZ_CHECK(fd >= 0);
+    return fd;
+}
+
 /* One fd of the kind the input picks; @kick_slot keeps our end of an eventfd. */
 static int make_fd(struct vu_run *vr, uint8_t kind, int *kick_slot)
 {
+    if (kind >= 0xf0)
+        return make_blocking_fd(vr, kind, kick_slot);
     int fd = -1;
     switch (kind % 7) {
     case 0:
@@ -73,11 +123,7 @@ static int make_fd(struct vu_run *vr, uint8_t kind, int *kick_slot)
     case 1:
         fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         FUZZ_CHECK(fd >= 0);
-        if (kick_slot) {
-            if (*kick_slot >= 0)
-                close(*kick_slot);
-            *kick_slot = dup(fd);
-        }
+        keep_kick(fd, kick_slot);
         break;
     case 2:
         fd = new_memfd((size_t)4096 << ((kind >> 3) % 9));
@@ -199,8 +245,10 @@ static void run_action(struct vu_run *vr, uint8_t ctl)
     }
     case 3: {
         uint8_t q = in_u8(in) % MAX_KEPT;
+        /* A saturated kick counter refuses the write: the kick is
+         * already pending. */
         if (vr->kick[q] >= 0)
-            FUZZ_CHECK(eventfd_write(vr->kick[q], 1) == 0);
+            FUZZ_CHECK(eventfd_write(vr->kick[q], 1) == 0 || errno == EAGAIN);
         if (q < nq)
             (void)vblk_vu_queue_process(vr->d, q);
         break;
@@ -289,6 +337,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (unsigned i = 0; i < MAX_KEPT; i++)
         if (vr.kick[i] >= 0)
             close(vr.kick[i]);
+    for (unsigned i = 0; i < vr.nspare; i++)
+        close(vr.spare[i]);
     if (vr.inflight_fd >= 0)
         close(vr.inflight_fd);
     munmap(vr.guest, vr.guest_len);

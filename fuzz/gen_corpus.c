@@ -654,8 +654,10 @@ static void vu_state(struct blk_gen *g, uint8_t request, uint32_t index, uint32_
 }
 
 /* A front-end session: negotiate, share memory, start queue 0 on a split or
- * packed ring holding an IN and an OUT request, run it, stop it. */
-static void gen_vu_session(bool packed, bool misaligned, const char *name)
+ * packed ring holding an IN and an OUT request, run it, stop it. Hostile:
+ * the kick fd is a blocking eventfd, the call fd a blocking one with a
+ * saturated counter, and an empty blocking pipe is offered as the err fd. */
+static void gen_vu_session(bool packed, bool misaligned, bool hostile, const char *name)
 {
     static struct blk_gen g;
     static uint8_t image[0x701];
@@ -732,8 +734,11 @@ static void gen_vu_session(bool packed, bool misaligned, const char *name)
     put64(p + 24, ua + 0x80);  /* avail */
     vu_msg(&g, 0, true, 9 /* SET_VRING_ADDR */, p, 40, NULL);
     vu_state(&g, 10 /* SET_VRING_BASE */, 0, packed ? 0x80008000u : 0);
-    vu_u64(&g, 13 /* SET_VRING_CALL */, 0, 1, &eventfd_kind);
-    vu_u64(&g, 12 /* SET_VRING_KICK */, 0, 1, &eventfd_kind);
+    const uint8_t blocking_kind = 0xf0, saturated_kind = 0xf1, pipe_kind = 0xf2;
+    vu_u64(&g, 13 /* SET_VRING_CALL */, 0, 1, hostile ? &saturated_kind : &eventfd_kind);
+    vu_u64(&g, 12 /* SET_VRING_KICK */, 0, 1, hostile ? &blocking_kind : &eventfd_kind);
+    if (hostile)
+        vu_u64(&g, 14 /* SET_VRING_ERR */, 0, 1, &pipe_kind);
     vu_state(&g, 18 /* SET_VRING_ENABLE */, 0, 1);
     b8(&g, 0xe3); /* kick queue 0 */
     b8(&g, 0);
@@ -752,11 +757,12 @@ static void gen_vu_session(bool packed, bool misaligned, const char *name)
 
 static void gen_vhost_user(void)
 {
-    gen_vu_session(false, false, "split-session");
-    gen_vu_session(true, false, "packed-session");
+    gen_vu_session(false, false, false, "split-session");
+    gen_vu_session(true, false, false, "packed-session");
+    gen_vu_session(false, false, true, "blocking-fds");
     /* Regression: rings at aligned guest addresses but misaligned host
      * addresses (the core now refuses to start such a queue). */
-    gen_vu_session(false, true, "misaligned-host");
+    gen_vu_session(false, true, false, "misaligned-host");
 
     /* Malformed framing: a short header, a bad version, too many fds. */
     static struct blk_gen g;

@@ -225,14 +225,14 @@ static void fe_verify(struct fe *f, uint8_t seed)
     }
 }
 
-/* The message thread answers (GET_CONFIG) within a second. */
+/* The message thread answers (GET_CONFIG) within two seconds (a loaded CI machine). */
 static void fe_server_answers(struct fe *f)
 {
     struct vblk_config cfg;
     int64_t t0 = now_ms();
     assert_int_equal(vblk_vu_client_config(f->c, &cfg), 0);
     assert_int_equal(cfg.capacity, DISK / 512);
-    assert_true(now_ms() - t0 < 1000);
+    assert_true(now_ms() - t0 < 2000);
 }
 
 /* Sends SET_VRING_{KICK,CALL,ERR} for queue @q with @fd, asking for an
