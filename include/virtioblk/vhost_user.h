@@ -108,7 +108,7 @@ struct vblk_vu_opts {
 /** Counters of one queue, summed over every time it was started. */
 struct vblk_vu_queue_stats {
     struct vblk_queue_stats req; /**< Request counters from the core. */
-    uint64_t kicks;              /**< Kick eventfd reads that found a kick. */
+    uint64_t kicks;              /**< Kick events seen (a burst of kicks may count once). */
     uint64_t calls;              /**< Used-buffer notifications sent (call fd writes). */
     uint64_t starts;             /**< Times the ring was started. */
     uint64_t resubmitted;        /**< Requests resubmitted from the in-flight region. */
