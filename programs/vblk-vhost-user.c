@@ -52,7 +52,15 @@ static void usage(FILE *f)
             "  --serial STRING      serial number reported by GET_ID (up to 20 bytes)\n"
             "  --backend ENGINE     I/O engine for --image: io_uring or psync (default: io_uring\n"
             "                       when the kernel allows it, else psync)\n"
-            "  --poll               busy-poll the queues (one CPU per worker thread at 100%%)\n"
+            "  --notify MODE        how worker threads wait for requests: adaptive (default:\n"
+            "                       poll for a while after activity, then sleep), event\n"
+            "                       (sleep until kicked) or poll (busy-poll for ever)\n"
+            "  --poll               the same as --notify poll (one CPU per worker at 100%%)\n"
+            "  --poll-max-us N      adaptive mode: longest poll after the last request, in\n"
+            "                       microseconds, 1..1000000 (default 128)\n"
+            "  --coalesce N,US      while polling, interrupt the guest at most once per N\n"
+            "                       completions or US microseconds after the first one held\n"
+            "                       (default: no coalescing)\n"
             "  --threads N          worker threads running the queues (default: one per queue)\n"
             "  --verbose, -v        log connections and queue events; twice: every message\n"
             "  --quiet, -q          print only errors\n"
@@ -253,6 +261,9 @@ int main(int argc, char **argv)
         {"read-only", no_argument, NULL, 'r'},
         {"serial", required_argument, NULL, 'n'},
         {"poll", no_argument, NULL, 'p'},
+        {"notify", required_argument, NULL, 'M'},
+        {"poll-max-us", required_argument, NULL, 'P'},
+        {"coalesce", required_argument, NULL, 'C'},
         {"backend", required_argument, NULL, 'b'},
         {"threads", required_argument, NULL, 't'},
         {"verbose", no_argument, NULL, 'v'},
@@ -263,7 +274,9 @@ int main(int argc, char **argv)
     const char *sock = NULL, *image = NULL, *memory = NULL, *serial = NULL;
     unsigned long queues = 1, qsize = 256, threads = 0;
     int engine = VBLK_FILE_ENGINE_AUTO, verbose = 1;
-    bool ro = false, poll = false;
+    bool ro = false;
+    enum vblk_notify_mode notify = VBLK_NOTIFY_ADAPTIVE;
+    unsigned long poll_max_us = 0, coal_n = 0, coal_us = 0;
     const char *null_arg = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "vqh", longopts, NULL)) != -1) {
@@ -287,8 +300,43 @@ int main(int argc, char **argv)
             serial = optarg;
             break;
         case 'p':
-            poll = true;
+            notify = VBLK_NOTIFY_POLL;
             break;
+        case 'M':
+            if (strcmp(optarg, "adaptive") == 0) {
+                notify = VBLK_NOTIFY_ADAPTIVE;
+            } else if (strcmp(optarg, "event") == 0) {
+                notify = VBLK_NOTIFY_EVENT;
+            } else if (strcmp(optarg, "poll") == 0) {
+                notify = VBLK_NOTIFY_POLL;
+            } else {
+                fprintf(stderr, PROG ": --notify %s: expected adaptive, event or poll\n", optarg);
+                return 2;
+            }
+            break;
+        case 'P':
+            if (parse_uint(optarg, 1000000, &poll_max_us) < 0) {
+                fprintf(stderr, PROG ": --poll-max-us %s: expected 1..1000000\n", optarg);
+                return 2;
+            }
+            break;
+        case 'C': {
+            char n[32];
+            const char *comma = strchr(optarg, ',');
+            size_t len = comma ? (size_t)(comma - optarg) : 0;
+            if (!comma || len == 0 || len >= sizeof(n)) {
+                fprintf(stderr, PROG ": --coalesce %s: expected N,US such as 8,50\n", optarg);
+                return 2;
+            }
+            memcpy(n, optarg, len);
+            n[len] = '\0';
+            if (parse_uint(n, 65536, &coal_n) < 0 || parse_uint(comma + 1, 1000000, &coal_us) < 0) {
+                fprintf(stderr, PROG ": --coalesce %s: expected N,US with N 1..65536 and US 1..1000000\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        }
         case 'v':
             verbose++;
             break;
@@ -412,7 +460,13 @@ int main(int argc, char **argv)
         .socket_path = sock,
         .threads = (uint16_t)threads,
         .stop_fd = sfd,
-        .dev = {.poll = poll, .log = log_line, .log_opaque = NULL, .log_level = verbose},
+        .dev = {.notify = notify,
+                .poll_max_us = (uint32_t)poll_max_us,
+                .coalesce_count = (uint32_t)coal_n,
+                .coalesce_us = (uint32_t)coal_us,
+                .log = log_line,
+                .log_opaque = NULL,
+                .log_level = verbose},
     };
     struct vblk_vu_server *s;
     int rc = vblk_vu_server_create(&p, &be, &so, &s);
@@ -433,7 +487,10 @@ int main(int argc, char **argv)
                : null_disk ? "a null disk"
                            : "a RAM disk",
                human(be.size, sz, sizeof(sz)), dev->p.read_only ? "read-only" : "read-write",
-               be.ops->name, sock, queues, qsize, poll ? ", busy polling" : "");
+               be.ops->name, sock, queues, qsize,
+               notify == VBLK_NOTIFY_POLL    ? ", busy polling"
+               : notify == VBLK_NOTIFY_EVENT ? ", event mode"
+                                             : ", adaptive polling");
         print_attach_hint(sock, (uint16_t)queues, (uint16_t)qsize);
     }
 

@@ -91,10 +91,38 @@ extern "C" {
 /** Receives one line of text (no newline) at @p level. */
 typedef void (*vblk_vu_log_fn)(void *opaque, int level, const char *msg);
 
+/** How the server's queue threads wait for work (vblk_vu_opts::notify). */
+enum vblk_notify_mode {
+    /** After activity, poll the rings with kicks suppressed for a while
+     *  that adapts to the traffic (up to vblk_vu_opts::poll_max_us), then
+     *  re-enable kicks, check the rings once more and sleep. The default. */
+    VBLK_NOTIFY_ADAPTIVE = 0,
+    /** Sleep until the driver kicks (or a completion arrives). */
+    VBLK_NOTIFY_EVENT = 1,
+    /** Busy-poll for ever: a CPU per worker thread, no kicks at all. */
+    VBLK_NOTIFY_POLL = 2,
+};
+
 /** Device options. Zero-initialise, then set what you need. */
 struct vblk_vu_opts {
-    /** Busy-poll the queues instead of waiting for kicks. */
+    /** Busy-poll the queues instead of waiting for kicks: the same as
+     *  @ref notify = VBLK_NOTIFY_POLL. */
     bool poll;
+    /** How queue threads wait for work (used by vblk_vu_server_run(); an
+     *  application driving the queues itself decides with
+     *  vblk_vu_queue_set_polling()). */
+    enum vblk_notify_mode notify;
+    /** Adaptive mode: the longest a queue thread polls after the last
+     *  request it found, in microseconds. 0: 128. */
+    uint32_t poll_max_us;
+    /** Interrupt coalescing: signal the driver at most once per this many
+     *  completions... (0 or 1: every time the ring asks for it). */
+    uint32_t coalesce_count;
+    /** ...or once this many microseconds after the first completion not yet
+     *  signalled, whichever comes first. 0: no time bound (then
+     *  @ref coalesce_count is ignored: a burst's last completion is never
+     *  held back without a bound). */
+    uint32_t coalesce_us;
     /** Protocol feature bits never to offer (tests, compatibility). */
     uint64_t protocol_features_off;
     /** Optional log sink; NULL: silent. */
@@ -216,6 +244,15 @@ int vblk_vu_queue_process(struct vblk_vu_dev *d, uint16_t qidx);
  */
 bool vblk_vu_queue_active(struct vblk_vu_dev *d, uint16_t qidx);
 
+/**
+ * Switches queue @p qidx between polling (@p on: driver kicks suppressed;
+ * the caller calls vblk_vu_queue_process() in a loop) and waiting for
+ * kicks. Switching polling off re-enables kicks and checks the ring once
+ * more, so that nothing published meanwhile is missed. Returns the number
+ * of requests that check found (keep polling if it is not 0), or -EINVAL.
+ */
+int vblk_vu_queue_set_polling(struct vblk_vu_dev *d, uint16_t qidx, bool on);
+
 /** Copies the counters of queue @p qidx into @p st. Returns 0 or -EINVAL. */
 int vblk_vu_queue_stats(struct vblk_vu_dev *d, uint16_t qidx, struct vblk_vu_queue_stats *st);
 
@@ -245,7 +282,8 @@ int vblk_vu_server_create(const struct vblk_dev_params *p, const struct vblk_bac
 
 /**
  * Runs the server on the calling thread: starts the workers, accepts one
- * front-end at a time (a second one is refused while one is attached),
+ * front-end at a time (one that connects while another is attached waits
+ * up to a second for it to go, then is refused),
  * handles its messages and, when it disconnects, waits for the next one.
  * Returns 0 after vblk_vu_server_stop() or when the stop fd is readable,
  * having stopped every queue (in-flight requests finish first) and the

@@ -167,6 +167,9 @@ struct vu_queue {
     struct vu_notifier *err;
     bool call_pending; /* signal @call when the lock is released */
     bool err_pending;  /* signal @err when the lock is released */
+    atomic_bool polling; /* kicks suppressed; the thread polls the ring */
+    uint32_t held;       /* coalescing: notifications held back */
+    uint64_t held_since; /* ... since this time (ns) */
     /* ring configuration from the front-end */
     uint32_t num;
     uint32_t base;
@@ -228,6 +231,12 @@ static inline bool vu_has_feature(const struct vblk_vu_dev *d, unsigned bit)
 static inline bool vu_has_protocol(const struct vblk_vu_dev *d, unsigned bit)
 {
     return (d->protocol_features >> bit) & 1;
+}
+
+/* The notification mode in force (vblk_vu_opts::poll overrides). */
+static inline enum vblk_notify_mode vu_notify_mode(const struct vblk_vu_dev *d)
+{
+    return d->opts.poll ? VBLK_NOTIFY_POLL : d->opts.notify;
 }
 
 static inline bool vu_packed(const struct vblk_vu_dev *d)

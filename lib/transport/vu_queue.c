@@ -18,16 +18,46 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vu_internal.h"
 
 enum { EV_WAKE, EV_KICK, EV_BACKEND };
 
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The ring asks for a used-buffer notification. With coalescing, a queue
+ * thread that is polling holds it back until enough are due or the oldest
+ * has waited coalesce_us; flush_held() sends what is held when it stops. */
 static void on_notify(void *opaque)
 {
     struct vu_queue *q = opaque;
-    q->call_pending = true;
+    const struct vblk_vu_opts *o = &q->d->opts;
+    if (!o->coalesce_us || !atomic_load_explicit(&q->polling, memory_order_relaxed)) {
+        q->call_pending = true;
+        return;
+    }
+    if (q->held++ == 0)
+        q->held_since = now_ns();
+    if (q->held >= o->coalesce_count) {
+        q->held = 0;
+        q->call_pending = true;
+    }
+}
+
+/* Sends held notifications: all of them (@all), or those past the bound. */
+static void flush_held(struct vu_queue *q, bool all)
+{
+    if (q->held && (all || now_ns() - q->held_since >= q->d->opts.coalesce_us * 1000ull)) {
+        q->held = 0;
+        q->call_pending = true;
+    }
 }
 
 /* Wakes the queue's loop. The eventfd is edge-triggered and never read:
@@ -308,7 +338,7 @@ int vu_queue_start(struct vu_queue *q)
         .size = (uint16_t)q->num,
         .notify = on_notify,
         .notify_opaque = q,
-        .wake = d->opts.poll ? NULL : on_wake,
+        .wake = vu_notify_mode(d) == VBLK_NOTIFY_POLL ? NULL : on_wake,
         .wake_opaque = q,
         .hooks_opaque = q,
     };
@@ -354,7 +384,9 @@ int vu_queue_start(struct vu_queue *q)
     q->stats.starts++;
     q->be_fd = vblk_queue_backend_fd(&q->q);
     watch(q, q->be_fd, EV_BACKEND, EPOLLIN, true);
-    if (d->opts.poll)
+    if (vu_notify_mode(d) == VBLK_NOTIFY_POLL)
+        atomic_store(&q->polling, true);
+    if (atomic_load(&q->polling))
         vblk_queue_set_polling(&q->q, true);
 
     /* Requests a previous back-end had fetched but not completed: the
@@ -505,7 +537,8 @@ int vblk_vu_queue_process(struct vblk_vu_dev *d, uint16_t qidx)
     if (!d || qidx >= d->nq)
         return -EINVAL;
     struct vu_queue *q = &d->q[qidx];
-    bool polling = d->opts.poll && atomic_load_explicit(&q->active, memory_order_relaxed);
+    bool polling = atomic_load_explicit(&q->polling, memory_order_relaxed) &&
+                   atomic_load_explicit(&q->active, memory_order_relaxed);
     /* A spinning poller would starve the message handler of the lock. */
     if (polling && atomic_load_explicit(&q->ctl_waiting, memory_order_relaxed))
         return 0;
@@ -523,8 +556,37 @@ int vblk_vu_queue_process(struct vblk_vu_dev *d, uint16_t qidx)
                    q->index);
         }
     }
+    /* A thread that is not polling sleeps next: nothing may stay held. */
+    flush_held(q, !polling);
     unlock_and_signal(q, false);
     return rc;
+}
+
+int vblk_vu_queue_set_polling(struct vblk_vu_dev *d, uint16_t qidx, bool on)
+{
+    if (!d || qidx >= d->nq)
+        return -EINVAL;
+    struct vu_queue *q = &d->q[qidx];
+    if (vu_notify_mode(d) == VBLK_NOTIFY_POLL)
+        on = true;
+    int found = 0;
+    pthread_mutex_lock(&q->lock);
+    atomic_store_explicit(&q->polling, on, memory_order_relaxed);
+    /* Events that arrived while polling are stale: the look below covers
+     * them, and left in place they would end the coming sleep at once. */
+    if (!on)
+        take_events(q);
+    if (q->live && q->enabled) {
+        vblk_queue_set_polling(&q->q, on);
+        /* Kicks are on again: look once more, as vblk_queue_run() does,
+         * for what the driver published before it saw them enabled. */
+        if (!on)
+            found = vblk_queue_run(&q->q);
+    }
+    if (!on)
+        flush_held(q, true);
+    unlock_and_signal(q, false);
+    return found < 0 ? 0 : found;
 }
 
 int vblk_vu_queue_stats(struct vblk_vu_dev *d, uint16_t qidx, struct vblk_vu_queue_stats *st)

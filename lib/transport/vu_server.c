@@ -43,7 +43,6 @@ struct vblk_vu_server {
     int epfd;
     int stop_evfd;
     int user_stop_fd;
-    bool poll;
     uint16_t nworkers;
     struct worker *w;
     atomic_bool stopping;
@@ -105,7 +104,6 @@ int vblk_vu_server_create(const struct vblk_dev_params *p, const struct vblk_bac
         return -ENOMEM;
     s->lfd = s->epfd = s->stop_evfd = s->pending_fd = -1;
     s->user_stop_fd = opts->stop_fd;
-    s->poll = opts->dev.poll;
     atomic_init(&s->stopping, false);
     int rc = vblk_vu_dev_create(p, be, &opts->dev, &s->d);
     if (rc < 0)
@@ -161,29 +159,108 @@ static bool worker_has_active(struct worker *w, struct vblk_vu_dev *d)
     return false;
 }
 
+/* Adaptive polling: the shortest and longest poll after the last request
+ * found. The window doubles when a sleep turned out shorter than the
+ * longest poll (polling on would have caught the work without the cost of
+ * waking), and halves when a sleep was longer (polling would have burnt
+ * the CPU for nothing). */
+#define POLL_MIN_NS    1000u
+#define POLL_MAX_NS_DEFAULT 128000u
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Switches every queue of @w; returns what the last look found. */
+static int set_polling(struct worker *w, struct vblk_vu_dev *d, bool on)
+{
+    int found = 0;
+    for (uint32_t q = w->first; q < d->nq; q += w->step)
+        found += vblk_vu_queue_set_polling(d, (uint16_t)q, on);
+    return found;
+}
+
+/* One pass over the worker's active queues; returns the requests found. */
+static int poll_once(struct worker *w, struct vblk_vu_dev *d)
+{
+    int found = 0;
+    for (uint32_t q = w->first; q < d->nq; q += w->step)
+        if (vblk_vu_queue_active(d, (uint16_t)q)) {
+            int rc = vblk_vu_queue_process(d, (uint16_t)q);
+            found += rc > 0 ? rc : 0;
+        }
+    return found;
+}
+
+/* Waits for events and processes the queues they name. */
+static void wait_and_process(struct worker *w, struct vblk_vu_dev *d)
+{
+    struct epoll_event ev[16];
+    int n = epoll_wait(w->epfd, ev, 16, -1);
+    for (int i = 0; i < n; i++) {
+        if (ev[i].data.u32 == CTL_TAG) {
+            eventfd_t v;
+            (void)eventfd_read(w->evfd, &v);
+            continue;
+        }
+        (void)vblk_vu_queue_process(d, (uint16_t)ev[i].data.u32);
+    }
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct vblk_vu_server *s = w->s;
     struct vblk_vu_dev *d = s->d;
-    struct epoll_event ev[16];
-    while (!atomic_load(&s->stopping)) {
-        if (s->poll && worker_has_active(w, d)) {
+    enum vblk_notify_mode mode = vu_notify_mode(d);
+    uint64_t max_ns = d->opts.poll_max_us ? d->opts.poll_max_us * 1000ull : POLL_MAX_NS_DEFAULT;
+    uint64_t window = max_ns / 4, last = 0;
+    bool polling = false;
+    if (mode == VBLK_NOTIFY_POLL)
+        set_polling(w, d, true);
+    while (!atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
+        if (mode == VBLK_NOTIFY_POLL) {
             /* Busy polling: no system call unless the guest must be
              * interrupted. Inactive queues wait for the next idle phase. */
-            for (uint32_t q = w->first; q < d->nq; q += w->step)
-                if (vblk_vu_queue_active(d, (uint16_t)q))
-                    (void)vblk_vu_queue_process(d, (uint16_t)q);
-            continue;
-        }
-        int n = epoll_wait(w->epfd, ev, 16, -1);
-        for (int i = 0; i < n; i++) {
-            if (ev[i].data.u32 == CTL_TAG) {
-                eventfd_t v;
-                (void)eventfd_read(w->evfd, &v);
+            if (worker_has_active(w, d)) {
+                (void)poll_once(w, d);
                 continue;
             }
-            (void)vblk_vu_queue_process(d, (uint16_t)ev[i].data.u32);
+            wait_and_process(w, d);
+            continue;
+        }
+        if (polling) {
+            uint64_t now = mono_ns();
+            if (poll_once(w, d) > 0) {
+                last = now;
+                continue;
+            }
+            if (now - last < window)
+                continue;
+            /* Kicks on, one more look, then sleep. */
+            if (set_polling(w, d, false) > 0) {
+                (void)set_polling(w, d, true);
+                last = mono_ns();
+                continue;
+            }
+            polling = false;
+        }
+        uint64_t slept = mono_ns();
+        wait_and_process(w, d);
+        if (mode == VBLK_NOTIFY_EVENT || !worker_has_active(w, d))
+            continue;
+        last = mono_ns();
+        slept = last - slept;
+        if (slept < max_ns)
+            window = window * 2 > max_ns ? max_ns : (window * 2 < POLL_MIN_NS ? POLL_MIN_NS : window * 2);
+        else
+            window /= 2;
+        if (window >= POLL_MIN_NS) {
+            (void)set_polling(w, d, true);
+            polling = true;
         }
     }
     return NULL;

@@ -137,7 +137,7 @@ int vu_h_set_vring_fd(struct vblk_vu_dev *d, struct vu_msg *m)
     switch (m->hdr.request) {
     case VU_SET_VRING_KICK:
         /* No kick fd means "poll the ring": only possible when polling. */
-        if (nofd && !d->opts.poll) {
+        if (nofd && vu_notify_mode(d) != VBLK_NOTIFY_POLL) {
             rc = -ENOTSUP;
             break;
         }

@@ -33,6 +33,10 @@ expect_error 2 "expected 1\.\.32768" --socket "$WORK/s" --queue-size 40000
 expect_error 2 "longer than 20 bytes" --socket "$WORK/s" --serial 123456789012345678901
 expect_error 2 "io_uring or psync" --socket "$WORK/s" --image x --backend aio
 expect_error 2 "unexpected argument" --socket "$WORK/s" extra
+expect_error 2 "expected adaptive, event or poll" --socket "$WORK/s" --notify sometimes
+expect_error 2 "expected 1\.\.1000000" --socket "$WORK/s" --poll-max-us 0
+expect_error 2 "expected N,US" --socket "$WORK/s" --coalesce 8
+expect_error 2 "N 1\.\.65536 and US" --socket "$WORK/s" --coalesce 8,0
 expect_error 1 "cannot open image '$WORK/missing': No such file" --socket "$WORK/s" --image "$WORK/missing"
 truncate -s 1000 "$WORK/odd.img"
 expect_error 1 "not a multiple of 512" --socket "$WORK/s" --image "$WORK/odd.img"
@@ -88,7 +92,7 @@ fi
 # --help names every option.
 "$PROG" --help >"$WORK/help"
 for opt in --socket --image --memory --queues --queue-size --read-only --serial --poll \
-    --backend --threads --verbose --quiet --help; do
+    --notify --poll-max-us --coalesce --backend --threads --verbose --quiet --help; do
     if grep -q -- "$opt" "$WORK/help"; then pass=$((pass + 1)); else
         fail=$((fail + 1))
         echo "FAIL: --help does not document $opt"
