@@ -331,7 +331,8 @@ int main(int argc, char **argv)
             memcpy(n, optarg, len);
             n[len] = '\0';
             if (parse_uint(n, 65536, &coal_n) < 0 || parse_uint(comma + 1, 1000000, &coal_us) < 0) {
-                fprintf(stderr, PROG ": --coalesce %s: expected N,US with N 1..65536 and US 1..1000000\n",
+                fprintf(stderr,
+                        PROG ": --coalesce %s: expected N,US with N 1..65536 and US 1..1000000\n",
                         optarg);
                 return 2;
             }

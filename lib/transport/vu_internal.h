@@ -165,8 +165,8 @@ struct vu_queue {
     int be_fd;   /* backend queue_fd() in epfd, or -1 */
     struct vu_notifier *call;
     struct vu_notifier *err;
-    bool call_pending; /* signal @call when the lock is released */
-    bool err_pending;  /* signal @err when the lock is released */
+    bool call_pending;   /* signal @call when the lock is released */
+    bool err_pending;    /* signal @err when the lock is released */
     atomic_bool polling; /* kicks suppressed; the thread polls the ring */
     uint32_t held;       /* coalescing: notifications held back */
     uint64_t held_since; /* ... since this time (ns) */

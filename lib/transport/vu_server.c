@@ -164,7 +164,7 @@ static bool worker_has_active(struct worker *w, struct vblk_vu_dev *d)
  * longest poll (polling on would have caught the work without the cost of
  * waking), and halves when a sleep was longer (polling would have burnt
  * the CPU for nothing). */
-#define POLL_MIN_NS    1000u
+#define POLL_MIN_NS         1000u
 #define POLL_MAX_NS_DEFAULT 128000u
 
 static uint64_t mono_ns(void)
@@ -255,7 +255,8 @@ static void *worker_main(void *arg)
         last = mono_ns();
         slept = last - slept;
         if (slept < max_ns)
-            window = window * 2 > max_ns ? max_ns : (window * 2 < POLL_MIN_NS ? POLL_MIN_NS : window * 2);
+            window = window * 2 > max_ns ? max_ns
+                                         : (window * 2 < POLL_MIN_NS ? POLL_MIN_NS : window * 2);
         else
             window /= 2;
         if (window >= POLL_MIN_NS) {
