@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 
 #include "fuzz_format.h"
-#include "virtioblk/spec.h"
+#include "virtioblk/ring.h"
 
 static const char *g_outdir;
 
@@ -156,7 +156,7 @@ static void ring_add(struct ring_gen *g, const struct seg *segs, unsigned n, boo
         return;
     }
     uint16_t id = g->next_id++;
-    uint16_t avail = g->wrap ? VBLK_DESC_F_AVAIL : VBLK_DESC_F_USED;
+    uint16_t avail = vblk_packed_avail_bits(g->wrap);
     if (indirect) {
         uint8_t table[16 * 16];
         for (unsigned i = 0; i < n; i++)
@@ -172,7 +172,7 @@ static void ring_add(struct ring_gen *g, const struct seg *segs, unsigned n, boo
         return;
     }
     for (unsigned i = 0; i < n; i++) {
-        avail = g->wrap ? VBLK_DESC_F_AVAIL : VBLK_DESC_F_USED;
+        avail = vblk_packed_avail_bits(g->wrap);
         uint16_t f = (uint16_t)((segs[i].write ? VBLK_DESC_F_WRITE : 0) |
                                 (i + 1 < n ? VBLK_DESC_F_NEXT : 0) | avail);
         write_desc(&g->desc[16 * g->next_desc], segs[i].addr, segs[i].len, id, f);

@@ -11,6 +11,7 @@
 #include "fuzz_common.h"
 #include "fuzz_format.h"
 #include "virtioblk/blk.h"
+#include "virtioblk/ring.h"
 
 #define RING_CAPACITY (1u << 20)
 #define MAX_PIECES    4u
@@ -165,7 +166,7 @@ static void driver_add(struct ring_run *rr, unsigned n)
     uint8_t wrap = rr->q.vq.avail_wrap;
     for (unsigned i = 0; i < n && i < rr->size; i++) {
         uint16_t f = d[pos].flags & (uint16_t) ~(VBLK_DESC_F_AVAIL | VBLK_DESC_F_USED);
-        d[pos].flags = (uint16_t)(f | (wrap ? VBLK_DESC_F_AVAIL : VBLK_DESC_F_USED));
+        d[pos].flags = (uint16_t)(f | vblk_packed_avail_bits(wrap));
         if (++pos == rr->size) {
             pos = 0;
             wrap ^= 1;

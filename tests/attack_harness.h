@@ -111,12 +111,6 @@ static inline void atk_split_publish(struct atk_ring *r, uint16_t head)
     __atomic_store_n(&a->idx, r->avail, __ATOMIC_RELEASE);
 }
 
-/* Packed: the AVAIL/USED bits that make a descriptor available in lap @wrap. */
-static inline uint16_t atk_avail_bits(uint8_t wrap)
-{
-    return wrap ? VBLK_DESC_F_AVAIL : VBLK_DESC_F_USED;
-}
-
 /* Packed: writes slot @i verbatim. */
 static inline void atk_packed_set(struct atk_ring *r, uint16_t i, uint64_t addr, uint32_t len,
                                   uint16_t id, uint16_t flags)
@@ -151,8 +145,8 @@ static inline uint16_t atk_post(struct atk_ring *r, const struct atk_seg *s, uns
     uint16_t head = r->next;
     uint16_t head_flags = 0;
     for (unsigned i = 0; i < n; i++) {
-        uint16_t f =
-            (uint16_t)(s[i].flags | atk_avail_bits(r->wrap) | (i + 1 < n ? VBLK_DESC_F_NEXT : 0));
+        uint16_t f = (uint16_t)(s[i].flags | vblk_packed_avail_bits(r->wrap) |
+                                (i + 1 < n ? VBLK_DESC_F_NEXT : 0));
         struct vblk_packed_desc *d = &atk_packed_desc(r)[r->next];
         d->addr = s[i].addr;
         d->len = s[i].len;
@@ -221,7 +215,7 @@ static inline void atk_post_indirect(struct atk_ring *r, uint64_t table, uint32_
     uint16_t id = r->id;
     r->id = (uint16_t)((r->id + 1) % r->size);
     r->nd[id] = 1;
-    atk_packed_set(r, r->next, table, len, id, (uint16_t)(flags | atk_avail_bits(r->wrap)));
+    atk_packed_set(r, r->next, table, len, id, (uint16_t)(flags | vblk_packed_avail_bits(r->wrap)));
     if (++r->next == r->size) {
         r->next = 0;
         r->wrap ^= 1;

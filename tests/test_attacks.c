@@ -103,7 +103,7 @@ static void chain_longer_than_queue(void **state)
     a = atk_up(true);
     h = atk_hdr(a, OUT, 0);
     for (uint16_t i = ATK_QSIZE; i-- > 0;)
-        atk_packed_set(&a->ring, i, h, 16, 0, (uint16_t)(NEXT | atk_avail_bits(1)));
+        atk_packed_set(&a->ring, i, h, 16, 0, (uint16_t)(NEXT | vblk_packed_avail_bits(1)));
     atk_expect_broken(a);
     atk_free(a);
 }
@@ -276,7 +276,7 @@ static void packed_indirect_not_alone_in_its_chain(void **state)
     struct atk *a = atk_up(true);
     uint64_t st;
     uint64_t t = good_table(a, &st);
-    uint16_t bits = atk_avail_bits(1);
+    uint16_t bits = vblk_packed_avail_bits(1);
     atk_packed_set(&a->ring, 1, t, 48, 0, (uint16_t)(INDIR | bits));
     atk_packed_set(&a->ring, 0, atk_hdr(a, IN, 0), 16, 0, (uint16_t)(NEXT | bits));
     atk_expect_broken(a);
@@ -354,7 +354,7 @@ static void packed_descriptor_with_wrong_wrap_counter(void **state)
      * before: none of them is available, so the device waits. */
     uint16_t wrong[] = {VBLK_DESC_F_USED, VBLK_DESC_F_AVAIL | VBLK_DESC_F_USED, 0};
     for (unsigned i = 0; i < 3; i++) {
-        atk_packed_set(&a->ring, 1, st, 1, 0, (uint16_t)(ATK_W | atk_avail_bits(1)));
+        atk_packed_set(&a->ring, 1, st, 1, 0, (uint16_t)(ATK_W | vblk_packed_avail_bits(1)));
         atk_packed_set(&a->ring, 0, h, 16, 0, (uint16_t)(NEXT | wrong[i]));
         assert_int_equal(atk_process(a), 0);
         assert_false(vblk_queue_broken(&a->q));
@@ -362,7 +362,7 @@ static void packed_descriptor_with_wrong_wrap_counter(void **state)
         assert_int_equal(a->bd.nsubmit, 0);
     }
     /* Marked correctly, the same slots work. */
-    atk_packed_set(&a->ring, 0, h, 16, 0, (uint16_t)(NEXT | atk_avail_bits(1)));
+    atk_packed_set(&a->ring, 0, h, 16, 0, (uint16_t)(NEXT | vblk_packed_avail_bits(1)));
     a->ring.nd[0] = 2;
     atk_expect_status(a, st, VBLK_S_OK);
     atk_free(a);
@@ -372,8 +372,8 @@ static void packed_descriptor_with_wrong_wrap_counter(void **state)
     a = atk_up(true);
     h = atk_hdr(a, IN, 0);
     st = atk_status(a);
-    atk_packed_set(&a->ring, 1, st, 1, 0, (uint16_t)(ATK_W | atk_avail_bits(0)));
-    atk_packed_set(&a->ring, 0, h, 16, 0, (uint16_t)(NEXT | atk_avail_bits(1)));
+    atk_packed_set(&a->ring, 1, st, 1, 0, (uint16_t)(ATK_W | vblk_packed_avail_bits(0)));
+    atk_packed_set(&a->ring, 0, h, 16, 0, (uint16_t)(NEXT | vblk_packed_avail_bits(1)));
     atk_expect_broken(a);
     atk_free(a);
 }

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "virtioblk/driver.h"
+#include "virtioblk/ring.h"
 
 #define DELTA    0x100000000ull /* driver address = host pointer + DELTA */
 #define MAX_SEGS 64
@@ -130,25 +131,20 @@ static bool split_pop(struct fdev *d, struct chain *c)
     }
 }
 
-static bool pk_avail(uint16_t f, uint8_t wrap)
-{
-    return !!(f & VBLK_DESC_F_AVAIL) == wrap && !!(f & VBLK_DESC_F_USED) != wrap;
-}
-
 static bool packed_pop(struct fdev *d, struct chain *c)
 {
     struct vblk_packed_desc *r = (void *)d->desc;
     uint16_t pos = d->avail;
     uint8_t wrap = d->avail_wrap;
 
-    if (!pk_avail(__atomic_load_n(&r[pos].flags, __ATOMIC_ACQUIRE), wrap))
+    if (!vblk_packed_is_avail(__atomic_load_n(&r[pos].flags, __ATOMIC_ACQUIRE), wrap))
         return false;
     memset(c, 0, offsetof(struct chain, s));
     for (;;) {
         struct vblk_packed_desc x = r[pos];
 
         /* virtio 1.2 2.8.6: every descriptor carries the avail bits and the id. */
-        if (!pk_avail(x.flags, wrap) || (c->ndescs && x.id != c->id))
+        if (!vblk_packed_is_avail(x.flags, wrap) || (c->ndescs && x.id != c->id))
             d->errors++;
         c->id = x.id;
         c->ndescs++;

@@ -81,12 +81,6 @@ static void start(struct h *h, uint16_t size, bool event_idx, bool indirect)
     start_at(h, size, event_idx, indirect, 0, 1);
 }
 
-/* Flags that make a descriptor available in the lap with wrap counter @w. */
-static uint16_t avail_bits(uint8_t w)
-{
-    return w ? AV : US;
-}
-
 /* Driver: makes @n buffers available as one list with buffer ID @id
  * (written in the last descriptor only; the others get a decoy). */
 static void add(struct h *h, const struct seg *s, unsigned n, uint16_t id)
@@ -94,7 +88,8 @@ static void add(struct h *h, const struct seg *s, unsigned n, uint16_t id)
     uint16_t head = h->dpos, head_flags = 0;
     for (unsigned i = 0; i < n; i++) {
         struct vblk_packed_desc *d = &h->desc[h->dpos];
-        uint16_t f = (uint16_t)(s[i].flags | (i + 1 < n ? N : 0) | avail_bits(h->dwrap));
+        uint16_t f =
+            (uint16_t)(s[i].flags | (i + 1 < n ? N : 0) | vblk_packed_avail_bits(h->dwrap));
         d->addr = s[i].addr;
         d->len = s[i].len;
         d->id = i + 1 < n ? 0xdead : id;

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "virtioblk/ring.h"
 #include "virtioblk/vq.h"
 
 #define MEM_LEN 0x10000u /* mapped bytes at GPA */

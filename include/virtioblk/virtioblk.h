@@ -14,6 +14,7 @@
 #define VIRTIOBLK_VIRTIOBLK_H
 
 #include "spec.h"
+#include "ring.h"
 #include "mem.h"
 #include "vq.h"
 #include "backend.h"

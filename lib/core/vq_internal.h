@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "virtioblk/ring.h"
 #include "virtioblk/vq.h"
 
 /* Loads and stores of ring fields shared with the driver. Relaxed atomics
@@ -36,12 +37,6 @@ static inline void desc_copy(void *dst, const void *src)
     memcpy(d, &addr, 8);
     memcpy(d + 8, &len, 4);
     memcpy(d + 12, &tail, 4);
-}
-
-/* virtio 1.2 2.7.10.1: true if @event lies in the window (old, new]. */
-static inline int need_event(uint16_t event, uint16_t new_idx, uint16_t old)
-{
-    return (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old);
 }
 
 static inline int vq_break(struct vblk_vq *vq)

@@ -25,16 +25,9 @@ int vq_packed_init(struct vblk_vq *vq)
     return 0;
 }
 
-/* 2.8.1: available means AVAIL matches the driver's wrap counter and USED
- * does not. */
-static inline int is_avail(uint16_t flags, uint8_t wrap)
-{
-    return !!(flags & VBLK_DESC_F_AVAIL) == wrap && !!(flags & VBLK_DESC_F_USED) != wrap;
-}
-
 bool vq_packed_has_avail(struct vblk_vq *vq)
 {
-    return is_avail(RING_LOAD(&vq->r.pk.desc[vq->last_avail].flags), vq->avail_wrap);
+    return vblk_packed_is_avail(RING_LOAD(&vq->r.pk.desc[vq->last_avail].flags), vq->avail_wrap);
 }
 
 /* 2.8.7: an indirect table is a plain array; only WRITE is meaningful in
@@ -64,7 +57,7 @@ int vq_packed_pop(struct vblk_vq *vq, struct vblk_chain *c)
     /* 2.8.6: the driver publishes the head's flags last; acquire, so
      * everything in the chain is read after observing them. */
     uint16_t flags = __atomic_load_n(&vq->r.pk.desc[vq->last_avail].flags, __ATOMIC_ACQUIRE);
-    if (!is_avail(flags, vq->avail_wrap))
+    if (!vblk_packed_is_avail(flags, vq->avail_wrap))
         return 0;
     return vq_packed_walk(vq, vq->last_avail, vq->avail_wrap, c, &vq->last_avail, &vq->avail_wrap);
 }
@@ -94,16 +87,13 @@ walk_list(struct vblk_vq *vq, const struct vblk_packed_desc *saved, uint16_t nsa
             desc_copy(&d, &ring[pos]);
             /* Every descriptor of the list must be available with the wrap
              * counter of its own lap (2.8.6). */
-            if (!is_avail(d.flags, wrap))
+            if (!vblk_packed_is_avail(d.flags, wrap))
                 return vq_break(vq);
         }
         /* A list fits in the ring. */
         if (++count > vq->size)
             return vq_break(vq);
-        if (++pos == vq->size) {
-            pos = 0;
-            wrap ^= 1;
-        }
+        vblk_ring_next(vq->size, &pos, &wrap);
         if (d.flags & VBLK_DESC_F_INDIRECT) {
             /* An indirect descriptor stands alone in its list. */
             if (count != 1 || walk_indirect(vq, &w, &d) < 0)
@@ -159,7 +149,7 @@ int vq_packed_copy_descs(const struct vblk_vq *vq, uint16_t pos, uint16_t n,
 void vq_packed_push(struct vblk_vq *vq, uint16_t id, uint16_t ndescs, uint32_t len)
 {
     struct vblk_packed_desc *d = &vq->r.pk.desc[vq->used_idx];
-    uint16_t flags = vq->used_wrap ? (VBLK_DESC_F_AVAIL | VBLK_DESC_F_USED) : 0;
+    uint16_t flags = vblk_packed_used_bits(vq->used_wrap);
     /* 2.8.3: WRITE in a used descriptor says data was written. */
     if (len)
         flags |= VBLK_DESC_F_WRITE;
@@ -172,12 +162,7 @@ void vq_packed_push(struct vblk_vq *vq, uint16_t id, uint16_t ndescs, uint32_t l
         vblk_mem_log_write(vq->mem, vq->addrs.desc + 16u * vq->used_idx, 16);
     if (ndescs == 0 || ndescs > vq->size)
         ndescs = 1;
-    uint32_t next = (uint32_t)vq->used_idx + ndescs;
-    if (next >= vq->size) {
-        next -= vq->size;
-        vq->used_wrap ^= 1;
-    }
-    vq->used_idx = (uint16_t)next;
+    vblk_ring_advance(vq->size, &vq->used_idx, &vq->used_wrap, ndescs);
     vq->published = (uint16_t)(vq->published + ndescs);
 }
 
@@ -206,10 +191,10 @@ bool vq_packed_publish(struct vblk_vq *vq)
         return true;
     /* Convert (offset, wrap) into the same free-running count as
      * published: positions in an earlier lap sit one ring size back. */
-    uint16_t event = (uint16_t)(new_idx - vq->used_idx + (off_wrap & 0x7fff));
-    if ((off_wrap >> 15) != vq->used_wrap)
+    uint16_t event = (uint16_t)(new_idx - vq->used_idx + vblk_off_wrap_pos(off_wrap));
+    if (vblk_off_wrap_wrap(off_wrap) != vq->used_wrap)
         event = (uint16_t)(event - vq->size);
-    return need_event(event, new_idx, old);
+    return vblk_need_event(event, new_idx, old);
 }
 
 void vq_packed_set_notify(struct vblk_vq *vq, bool enable)
@@ -218,8 +203,7 @@ void vq_packed_set_notify(struct vblk_vq *vq, bool enable)
     if (!enable)
         ev = (uint32_t)VBLK_EVENT_F_DISABLE << 16;
     else if (vq->event_idx)
-        ev =
-            ((uint32_t)VBLK_EVENT_F_DESC << 16) | vq->last_avail | ((uint32_t)vq->avail_wrap << 15);
+        ev = ((uint32_t)VBLK_EVENT_F_DESC << 16) | vblk_off_wrap(vq->last_avail, vq->avail_wrap);
     else
         ev = (uint32_t)VBLK_EVENT_F_ENABLE << 16;
     __atomic_store_n((uint32_t *)vq->r.pk.device, ev, __ATOMIC_RELAXED);

@@ -163,7 +163,7 @@ bool vq_split_publish(struct vblk_vq *vq)
     if (vq->event_idx) {
         uint16_t event = RING_LOAD(USED_EVENT(vq));
         vq->signalled = new_idx;
-        return first || need_event(event, new_idx, old);
+        return first || vblk_need_event(event, new_idx, old);
     }
     return !(RING_LOAD(&vq->r.split.avail->flags) & VBLK_AVAIL_F_NO_INTERRUPT);
 }

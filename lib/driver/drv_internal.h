@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "virtioblk/driver.h"
+#include "virtioblk/ring.h"
 
 /* A run of host buffers that are all readable or all writable. */
 struct drv_sg {
@@ -67,12 +68,6 @@ static inline uint64_t drv_addr(const struct vblk_drv_vq *vq, const void *p)
 static inline void *drv_indirect_table(const struct vblk_drv_vq *vq, uint16_t n)
 {
     return vq->indirect_tables + (size_t)n * vq->cfg.indirect_max * 16u;
-}
-
-/* virtio 1.2 2.7.10: kick if @p event lies in [old, new) (mod 2^16). */
-static inline bool drv_need_event(uint16_t event, uint16_t new_idx, uint16_t old_idx)
-{
-    return (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old_idx);
 }
 
 /*

@@ -15,9 +15,6 @@
 
 #include "drv_internal.h"
 
-#define WRAP_SHIFT 15
-#define OFF_MASK   0x7fffu
-
 static struct vblk_packed_desc *desc_ring(const struct vblk_drv_vq *vq)
 {
     return (struct vblk_packed_desc *)(void *)vq->ring;
@@ -33,49 +30,17 @@ static struct vblk_packed_event *device_event(const struct vblk_drv_vq *vq)
     return (struct vblk_packed_event *)(void *)vq->device_area;
 }
 
-static uint16_t pos_wrap(uint16_t pos, uint8_t wrap)
-{
-    return (uint16_t)(pos | (unsigned)wrap << WRAP_SHIFT);
-}
-
-/* virtio 1.2 2.8.1: available means AVAIL == wrap counter, USED != it. */
-static uint16_t avail_bits(uint8_t wrap)
-{
-    return wrap ? VBLK_DESC_F_AVAIL : VBLK_DESC_F_USED;
-}
-
-/* virtio 1.2 2.8.1: used means AVAIL == USED == the used wrap counter. */
-static bool is_used(uint16_t flags, uint8_t wrap)
-{
-    bool a = (flags & VBLK_DESC_F_AVAIL) != 0;
-    bool u = (flags & VBLK_DESC_F_USED) != 0;
-
-    return a == u && u == (wrap != 0);
-}
-
-/* Moves a ring position forward by n <= size, flipping the wrap counter. */
-static void advance(const struct vblk_drv_vq *vq, uint16_t *pos, uint8_t *wrap, uint16_t n)
-{
-    uint32_t p = (uint32_t)*pos + n;
-
-    if (p >= vq->cfg.size) {
-        p -= vq->cfg.size;
-        *wrap ^= 1;
-    }
-    *pos = (uint16_t)p;
-}
-
 void drv_packed_init(struct vblk_drv_vq *vq)
 {
     /* virtio 1.2 2.8.1: both wrap counters start at 1. */
     vq->avail_wrap = 1;
     vq->used_wrap = 1;
-    vq->pub_wrap_pos = pos_wrap(0, 1);
+    vq->pub_wrap_pos = vblk_off_wrap(0, 1);
     if (vq->cfg.event_idx) {
         /* Like the split used_event of 0: notify on the first used buffer. */
         struct vblk_packed_event *ev = driver_event(vq);
 
-        drv_store16(&ev->off_wrap, pos_wrap(0, 1));
+        drv_store16(&ev->off_wrap, vblk_off_wrap(0, 1));
         drv_store16(&ev->flags, VBLK_EVENT_F_DESC);
     }
 }
@@ -106,14 +71,15 @@ void drv_packed_add(struct vblk_drv_vq *vq, const struct drv_buf *b, void *token
         desc[pos].addr = drv_addr(vq, t);
         desc[pos].len = b->nelem * (uint32_t)sizeof(*t);
         desc[pos].id = id;
-        head_flags = (uint16_t)(VBLK_DESC_F_INDIRECT | avail_bits(wrap));
-        advance(vq, &pos, &wrap, 1);
+        head_flags = (uint16_t)(VBLK_DESC_F_INDIRECT | vblk_packed_avail_bits(wrap));
+        vblk_ring_next(vq->cfg.size, &pos, &wrap);
         ndescs = 1;
     } else {
         for (unsigned k = 0; k < b->nelem; k++) {
             const struct vblk_iov *v = drv_iter_next(&it, &write);
             uint16_t f = (uint16_t)((write ? VBLK_DESC_F_WRITE : 0) |
-                                    (k + 1 < b->nelem ? VBLK_DESC_F_NEXT : 0) | avail_bits(wrap));
+                                    (k + 1 < b->nelem ? VBLK_DESC_F_NEXT : 0) |
+                                    vblk_packed_avail_bits(wrap));
 
             desc[pos].addr = drv_addr(vq, v->base);
             desc[pos].len = (uint32_t)v->len;
@@ -122,7 +88,7 @@ void drv_packed_add(struct vblk_drv_vq *vq, const struct drv_buf *b, void *token
                 head_flags = f;
             else
                 drv_store16(&desc[pos].flags, f);
-            advance(vq, &pos, &wrap, 1);
+            vblk_ring_next(vq->cfg.size, &pos, &wrap);
         }
         ndescs = (uint16_t)b->nelem;
     }
@@ -136,7 +102,7 @@ void drv_packed_add(struct vblk_drv_vq *vq, const struct drv_buf *b, void *token
     s->last = head;
     s->in_len = b->in_len;
 
-    if (pos_wrap(head, head_wrap) == vq->pub_wrap_pos) {
+    if (vblk_off_wrap(head, head_wrap) == vq->pub_wrap_pos) {
         vq->pending_flags = head_flags;
     } else {
         /*
@@ -151,9 +117,9 @@ void drv_packed_add(struct vblk_drv_vq *vq, const struct drv_buf *b, void *token
 bool drv_packed_kick_prepare(struct vblk_drv_vq *vq)
 {
     struct vblk_packed_event *ev = device_event(vq);
-    uint16_t old = vq->pub_wrap_pos, cur = pos_wrap(vq->avail_idx, vq->avail_wrap);
-    uint16_t old_pos = old & OFF_MASK, flags, off_wrap, event;
-    uint8_t old_wrap = (uint8_t)(old >> WRAP_SHIFT);
+    uint16_t old = vq->pub_wrap_pos, cur = vblk_off_wrap(vq->avail_idx, vq->avail_wrap);
+    uint16_t old_pos = vblk_off_wrap_pos(old), flags, off_wrap, event;
+    uint8_t old_wrap = vblk_off_wrap_wrap(old);
 
     if (cur == old)
         return false;
@@ -183,12 +149,12 @@ bool drv_packed_kick_prepare(struct vblk_drv_vq *vq)
      * as negative so that [old, new) is one linear range.
      */
     off_wrap = drv_load16(&ev->off_wrap);
-    event = off_wrap & OFF_MASK;
-    if ((off_wrap >> WRAP_SHIFT) != vq->avail_wrap)
+    event = vblk_off_wrap_pos(off_wrap);
+    if (vblk_off_wrap_wrap(off_wrap) != vq->avail_wrap)
         event = (uint16_t)(event - vq->cfg.size);
     if (old_wrap != vq->avail_wrap)
         old_pos = (uint16_t)(old_pos - vq->cfg.size);
-    return drv_need_event(event, vq->avail_idx, old_pos);
+    return vblk_need_event(event, vq->avail_idx, old_pos);
 }
 
 /* With EVENT_IDX, asks for a notification at the next used position. */
@@ -196,7 +162,7 @@ static void update_used_event(struct vblk_drv_vq *vq)
 {
     if (!vq->cfg.event_idx || vq->cb_disabled)
         return;
-    drv_store16(&driver_event(vq)->off_wrap, pos_wrap(vq->last_used, vq->used_wrap));
+    drv_store16(&driver_event(vq)->off_wrap, vblk_off_wrap(vq->last_used, vq->used_wrap));
     /*
      * virtio 1.2 2.8.10 / 2.8.22: the new offset must be visible before
      * we next read the ring, or the device may skip a notification for a
@@ -214,7 +180,7 @@ int drv_packed_get_used(struct vblk_drv_vq *vq, void **token, uint32_t *len)
 
     /* virtio 1.2 2.8.22: the device writes id and len before flags. */
     flags = __atomic_load_n(&d->flags, __ATOMIC_ACQUIRE);
-    if (!is_used(flags, vq->used_wrap))
+    if (!vblk_packed_is_used(flags, vq->used_wrap))
         return 0;
     id = drv_load16(&d->id);
     /* virtio 1.2 2.8.4: len is reserved unless WRITE is set. */
@@ -222,13 +188,13 @@ int drv_packed_get_used(struct vblk_drv_vq *vq, void **token, uint32_t *len)
 
     if (id >= vq->cfg.size || vq->slots[id].ndescs == 0) {
         /* Unknown size: skip just this entry, free nothing. */
-        advance(vq, &vq->last_used, &vq->used_wrap, 1);
+        vblk_ring_next(vq->cfg.size, &vq->last_used, &vq->used_wrap);
         update_used_event(vq);
         return -EPROTO;
     }
     s = &vq->slots[id];
     /* virtio 1.2 2.8.6: skip the rest of the buffer's descriptors. */
-    advance(vq, &vq->last_used, &vq->used_wrap, s->ndescs);
+    vblk_ring_advance(vq->cfg.size, &vq->last_used, &vq->used_wrap, s->ndescs);
     update_used_event(vq);
 
     vq->next_free[id] = vq->free_head;
@@ -252,7 +218,7 @@ bool drv_packed_enable_cb(struct vblk_drv_vq *vq, bool enable)
         return drv_packed_has_used(vq);
     }
     if (vq->cfg.event_idx) {
-        drv_store16(&ev->off_wrap, pos_wrap(vq->last_used, vq->used_wrap));
+        drv_store16(&ev->off_wrap, vblk_off_wrap(vq->last_used, vq->used_wrap));
         /* Release: a device that sees DESC also sees the offset. */
         __atomic_store_n(&ev->flags, (uint16_t)VBLK_EVENT_F_DESC, __ATOMIC_RELEASE);
     } else {
@@ -267,5 +233,5 @@ bool drv_packed_has_used(const struct vblk_drv_vq *vq)
 {
     uint16_t flags = __atomic_load_n(&desc_ring(vq)[vq->last_used].flags, __ATOMIC_ACQUIRE);
 
-    return is_used(flags, vq->used_wrap);
+    return vblk_packed_is_used(flags, vq->used_wrap);
 }

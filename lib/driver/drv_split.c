@@ -115,7 +115,7 @@ bool drv_split_kick_prepare(struct vblk_drv_vq *vq)
      */
     drv_mb();
     if (vq->cfg.event_idx)
-        return drv_need_event(drv_load16(avail_event(vq)), new_idx, old_idx);
+        return vblk_need_event(drv_load16(avail_event(vq)), new_idx, old_idx);
     return (drv_load16(&used_ring(vq)->flags) & VBLK_USED_F_NO_NOTIFY) == 0;
 }
 

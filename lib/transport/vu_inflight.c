@@ -276,22 +276,6 @@ static const struct vblk_queue_hooks split_hooks = {
 
 #define NONE 0xffffu
 
-static bool pk_is_used(uint16_t flags, uint8_t wrap)
-{
-    return ((flags & VBLK_DESC_F_AVAIL) != 0) == wrap && ((flags & VBLK_DESC_F_USED) != 0) == wrap;
-}
-
-/* Position @n descriptors after (@idx, @wrap) in a ring of @num entries. */
-static void pk_advance(uint16_t num, uint16_t *idx, uint8_t *wrap, uint32_t n)
-{
-    uint32_t next = (uint32_t)*idx + n;
-    if (next >= num) {
-        next -= num;
-        *wrap ^= 1;
-    }
-    *idx = (uint16_t)next;
-}
-
 /* Clears head entry @h's mark and puts its entries on the free list. */
 static void pk_free(struct vu_queue *q, uint16_t h)
 {
@@ -464,7 +448,7 @@ static int pk_recover(struct vu_queue *q, uint64_t desc_gpa, struct vblk_vq_stat
         uint16_t fl = __atomic_load_n(&ring[old_used].flags, __ATOMIC_ACQUIRE);
         uint16_t id = LOAD(&ring[old_used].id);
         pwrap = (fl & VBLK_DESC_F_USED) ? 1 : 0;
-        if (!pk_is_used(fl, pwrap) || id >= num || !inf->by_id[id]) {
+        if (!vblk_packed_is_used(fl, pwrap) || id >= num || !inf->by_id[id]) {
             /* Its mark was cleared, so the used index was recorded. */
             pwrap = used > old_used ? pwrap : pwrap ^ 1;
             pos = used;
@@ -474,12 +458,12 @@ static int pk_recover(struct vu_queue *q, uint64_t desc_gpa, struct vblk_vq_stat
     for (uint32_t i = 0; i < num; i++) {
         uint16_t fl = __atomic_load_n(&ring[pos].flags, __ATOMIC_ACQUIRE);
         uint16_t id = LOAD(&ring[pos].id);
-        if (!pk_is_used(fl, pwrap) || id >= num || !inf->by_id[id])
+        if (!vblk_packed_is_used(fl, pwrap) || id >= num || !inf->by_id[id])
             break;
         uint16_t h = inf->by_id[id] - 1;
         inf->by_id[id] = 0;
         pk_disown(inf, owner, h);
-        pk_advance(num, &pos, &pwrap, inf->slot[h].num);
+        vblk_ring_advance(num, &pos, &pwrap, inf->slot[h].num);
         fin[nfin].head = h;
         fin[nfin].pos = pos;
         fin[nfin].wrap = pwrap;
@@ -500,7 +484,7 @@ static int pk_recover(struct vu_queue *q, uint64_t desc_gpa, struct vblk_vq_stat
         if (list[n].counter > max_counter)
             max_counter = list[n].counter;
         n++;
-        pk_advance(num, &avail, &awrap, inf->slot[h].num);
+        vblk_ring_advance(num, &avail, &awrap, inf->slot[h].num);
     }
 
     /* Bring the region up to date in the order the hooks use, so that a

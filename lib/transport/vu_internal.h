@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "virtioblk/blk.h"
+#include "virtioblk/ring.h"
 #include "virtioblk/vhost_user.h"
 #include "vu_proto.h"
 

@@ -292,10 +292,10 @@ void vu_ring_sizes(bool packed, uint32_t num, uint64_t *desc, uint64_t *avail, u
 static void packed_base_decode(uint32_t b, struct vblk_vq_state *st)
 {
     uint32_t used = b >> 16 ? b >> 16 : (b & 0xffff);
-    st->last_avail_idx = b & 0x7fff;
-    st->avail_wrap = (b >> 15) & 1;
-    st->used_idx = used & 0x7fff;
-    st->used_wrap = (used >> 15) & 1;
+    st->last_avail_idx = vblk_off_wrap_pos((uint16_t)b);
+    st->avail_wrap = vblk_off_wrap_wrap((uint16_t)b);
+    st->used_idx = vblk_off_wrap_pos((uint16_t)used);
+    st->used_wrap = vblk_off_wrap_wrap((uint16_t)used);
 }
 
 /* The starting ring position when the front-end (re)starts a ring. */

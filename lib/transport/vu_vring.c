@@ -105,8 +105,8 @@ int vu_h_get_vring_base(struct vblk_vu_dev *d, struct vu_msg *m, struct vblk_vu_
     vu_queue_unlock(q);
     struct vu_vring_state out = {m->p.state.index, st.last_avail_idx};
     if (vu_packed(d)) {
-        uint32_t avail = (uint32_t)(st.last_avail_idx & 0x7fff) | (uint32_t)st.avail_wrap << 15;
-        uint32_t used = (uint32_t)(st.used_idx & 0x7fff) | (uint32_t)st.used_wrap << 15;
+        uint32_t avail = vblk_off_wrap(st.last_avail_idx, st.avail_wrap);
+        uint32_t used = vblk_off_wrap(st.used_idx, st.used_wrap);
         out.num = avail | used << 16;
     }
     vu_reply(rep, m, &out, sizeof(out));
