@@ -699,11 +699,112 @@ static void queue_sizes_and_start_positions(void **state)
     assert_int_equal(vblk_vq_init(&h->v.vq, &h->v.mem, &c), 0);
 }
 
+/* vblk_vq_packed_scan_used(): the used entries a previous device wrote,
+ * read before a queue starts (vhost-user in-flight recovery). */
+struct scan_seen {
+    uint16_t ids[8];
+    unsigned n;
+    uint16_t stop_at; /* claim returns 0 for this ID */
+    uint16_t span;    /* descriptors each list took */
+};
+
+static uint16_t scan_claim(void *opaque, uint16_t id)
+{
+    struct scan_seen *s = opaque;
+    if (id == s->stop_at || s->n == 8)
+        return 0;
+    s->ids[s->n++] = id;
+    return s->span;
+}
+
+static void scan_used_follows_lists_across_the_wrap(void **state)
+{
+    struct h *h = *state;
+    const uint16_t size = 5;
+    /* Lists of 2 descriptors used at 3-4 (lap 1), then 0-1 and 2-3 in
+     * lap 0 after the wrap; entry 4 is still available (not used). */
+    h->desc[3] = (struct vblk_packed_desc){0, 0, 7, AV | US};
+    h->desc[0] = (struct vblk_packed_desc){0, 0, 8, 0};
+    h->desc[2] = (struct vblk_packed_desc){0, 0, 9, 0};
+    h->desc[4] = (struct vblk_packed_desc){0, 0, 3, US};
+    struct scan_seen s = {.stop_at = 0xffff, .span = 2};
+    uint16_t pos = 3;
+    uint8_t wrap = 1;
+    assert_int_equal(
+        vblk_vq_packed_scan_used(&h->v.mem, GPA + DESC_OFF, size, &pos, &wrap, scan_claim, &s), 3);
+    assert_int_equal(s.n, 3);
+    assert_int_equal(s.ids[0], 7);
+    assert_int_equal(s.ids[1], 8);
+    assert_int_equal(s.ids[2], 9);
+    assert_int_equal(pos, 4);
+    assert_int_equal(wrap, 0);
+
+    /* An ID the caller does not know stops the scan on its entry. */
+    s = (struct scan_seen){.stop_at = 8, .span = 2};
+    pos = 3;
+    wrap = 1;
+    assert_int_equal(
+        vblk_vq_packed_scan_used(&h->v.mem, GPA + DESC_OFF, size, &pos, &wrap, scan_claim, &s), 1);
+    assert_int_equal(pos, 0);
+    assert_int_equal(wrap, 0);
+
+    /* Lap unknown (2): the first entry's USED flag tells it. */
+    s = (struct scan_seen){.stop_at = 0xffff, .span = 2};
+    pos = 0;
+    wrap = 2;
+    assert_int_equal(
+        vblk_vq_packed_scan_used(&h->v.mem, GPA + DESC_OFF, size, &pos, &wrap, scan_claim, &s), 2);
+    assert_int_equal(pos, 4);
+    assert_int_equal(wrap, 0);
+    pos = 4;
+    wrap = 2;
+    assert_int_equal(
+        vblk_vq_packed_scan_used(&h->v.mem, GPA + DESC_OFF, size, &pos, &wrap, scan_claim, &s), 0);
+    assert_int_equal(wrap, 1);
+}
+
+static void scan_used_bounded_and_checked(void **state)
+{
+    struct h *h = *state;
+    /* Every entry used with a list of one: the scan stops after one lap. */
+    for (uint16_t i = 0; i < 4; i++)
+        h->desc[i] = (struct vblk_packed_desc){0, 0, i, AV | US};
+    struct scan_seen s = {.stop_at = 0xffff, .span = 1};
+    uint16_t pos = 0;
+    uint8_t wrap = 1;
+    assert_int_equal(
+        vblk_vq_packed_scan_used(&h->v.mem, GPA + DESC_OFF, 4, &pos, &wrap, scan_claim, &s), 4);
+    /* A span beyond the ring stops the scan without moving. */
+    s = (struct scan_seen){.stop_at = 0xffff, .span = 5};
+    pos = 0;
+    wrap = 1;
+    assert_int_equal(
+        vblk_vq_packed_scan_used(&h->v.mem, GPA + DESC_OFF, 4, &pos, &wrap, scan_claim, &s), 0);
+    assert_int_equal(pos, 0);
+    /* Bad positions, sizes, unmapped or misaligned rings. */
+    pos = 4;
+    assert_int_equal(
+        vblk_vq_packed_scan_used(&h->v.mem, GPA + DESC_OFF, 4, &pos, &wrap, scan_claim, &s),
+        -EINVAL);
+    pos = 0;
+    assert_int_equal(
+        vblk_vq_packed_scan_used(&h->v.mem, GPA + DESC_OFF, 0, &pos, &wrap, scan_claim, &s),
+        -EINVAL);
+    assert_int_equal(
+        vblk_vq_packed_scan_used(&h->v.mem, GPA + MEM_LEN - 16, 4, &pos, &wrap, scan_claim, &s),
+        -EFAULT);
+    assert_int_equal(
+        vblk_vq_packed_scan_used(&h->v.mem, GPA + DESC_OFF + 8, 4, &pos, &wrap, scan_claim, &s),
+        -EFAULT);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, vq_harness_teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        T(scan_used_follows_lists_across_the_wrap),
+        T(scan_used_bounded_and_checked),
         T(direct_chain_gives_iovecs_and_id_of_last_descriptor),
         T(zero_length_descriptor_adds_no_iovec),
         T(indirect_table_takes_one_slot),

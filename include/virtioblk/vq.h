@@ -62,20 +62,20 @@ struct vblk_vq_state {
 
 /** Queue configuration for vblk_vq_init(). */
 struct vblk_vq_config {
-    uint16_t size;               /**< Entries; split: power of two; 1..32768. */
-    bool packed;                 /**< VIRTIO_F_RING_PACKED negotiated. */
-    bool event_idx;              /**< VIRTIO_F_EVENT_IDX negotiated. */
-    bool indirect;               /**< VIRTIO_F_INDIRECT_DESC negotiated. */
-    struct vblk_vq_addrs addrs;  /**< Ring areas. */
+    uint16_t size;                     /**< Entries; split: power of two; 1..32768. */
+    bool packed;                       /**< VIRTIO_F_RING_PACKED negotiated. */
+    bool event_idx;                    /**< VIRTIO_F_EVENT_IDX negotiated. */
+    bool indirect;                     /**< VIRTIO_F_INDIRECT_DESC negotiated. */
+    struct vblk_vq_addrs addrs;        /**< Ring areas. */
     const struct vblk_vq_state *state; /**< Starting position, or NULL for a fresh ring. */
 };
 
 /** Per-queue counters of driver misbehaviour and activity. */
 struct vblk_vq_stats {
-    uint64_t chains;      /**< Chains popped. */
-    uint64_t notifies;    /**< Used-buffer notifications requested. */
-    uint64_t bad_chains;  /**< Chains whose buffers were not mapped. */
-    uint64_t broken;      /**< Times the queue was marked broken (0 or 1). */
+    uint64_t chains;     /**< Chains popped. */
+    uint64_t notifies;   /**< Used-buffer notifications requested. */
+    uint64_t bad_chains; /**< Chains whose buffers were not mapped. */
+    uint64_t broken;     /**< Times the queue was marked broken (0 or 1). */
 };
 
 /**
@@ -84,18 +84,18 @@ struct vblk_vq_stats {
  * The caller provides @ref iov with @ref cap entries.
  */
 struct vblk_chain {
-    uint16_t id;          /**< Split: head index. Packed: buffer ID. */
-    uint16_t ndescs;      /**< Ring slots the chain occupies (packed skip count). */
-    uint16_t nout;        /**< Readable iovecs. */
-    uint16_t nin;         /**< Writable iovecs. */
-    uint32_t out_len;     /**< Readable bytes (sum, saturating at UINT32_MAX). */
-    uint32_t in_len;      /**< Writable bytes (sum, saturating at UINT32_MAX). */
-    uint16_t ndata;       /**< Descriptors in the chain, indirect entries included. */
-    uint8_t fault;        /**< Some buffer could not be mapped or did not fit. */
-    uint8_t last_mapped;  /**< The last descriptor was writable and mapped. */
-    uint32_t max_desc_len;/**< Largest single descriptor length. */
-    uint16_t cap;         /**< Capacity of iov. */
-    struct vblk_iov *iov; /**< Caller-provided iovec storage. */
+    uint16_t id;           /**< Split: head index. Packed: buffer ID. */
+    uint16_t ndescs;       /**< Ring slots the chain occupies (packed skip count). */
+    uint16_t nout;         /**< Readable iovecs. */
+    uint16_t nin;          /**< Writable iovecs. */
+    uint32_t out_len;      /**< Readable bytes (sum, saturating at UINT32_MAX). */
+    uint32_t in_len;       /**< Writable bytes (sum, saturating at UINT32_MAX). */
+    uint16_t ndata;        /**< Descriptors in the chain, indirect entries included. */
+    uint8_t fault;         /**< Some buffer could not be mapped or did not fit. */
+    uint8_t last_mapped;   /**< The last descriptor was writable and mapped. */
+    uint32_t max_desc_len; /**< Largest single descriptor length. */
+    uint16_t cap;          /**< Capacity of iov. */
+    struct vblk_iov *iov;  /**< Caller-provided iovec storage. */
 };
 
 /** Device-side virtqueue. Treat the fields as private. */
@@ -113,9 +113,9 @@ struct vblk_vq {
     uint8_t signalled_valid; /**< 0 until the first publish after init: notify then. */
     uint16_t last_avail;
     uint16_t used_idx;
-    uint16_t published;  /**< Split: used idx last made visible. Packed: used slots in total. */
-    uint16_t signalled;  /**< Used position when the driver was last notified. */
-    uint16_t avail_cache;/**< Split: last avail->idx read. */
+    uint16_t published;   /**< Split: used idx last made visible. Packed: used slots in total. */
+    uint16_t signalled;   /**< Used position when the driver was last notified. */
+    uint16_t avail_cache; /**< Split: last avail->idx read. */
     struct vblk_vq_addrs addrs;
     union {
         struct {
@@ -157,6 +157,32 @@ int vblk_vq_pop(struct vblk_vq *vq, struct vblk_chain *c);
  * (queue broken) for a malformed chain or position.
  */
 int vblk_vq_pop_at(struct vblk_vq *vq, uint16_t pos, uint8_t wrap, struct vblk_chain *c);
+
+/**
+ * Reports a buffer ID found in a used entry to vblk_vq_packed_scan_used().
+ * Returns the number of descriptors (1..ring size) the buffer's list took
+ * in the ring, so that the scan can step over them, or 0 to stop the scan
+ * at this entry (an ID the caller does not know as in flight).
+ */
+typedef uint16_t (*vblk_vq_used_cb)(void *opaque, uint16_t id);
+
+/**
+ * Packed rings, before a queue starts on the ring (vhost-user in-flight
+ * recovery after a back-end restart): follows the used entries a previous
+ * device wrote from ring position (@p *pos, @p *wrap), in the packed
+ * descriptor ring of @p size entries at @p desc_gpa in @p mem. For each
+ * entry marked used in the lap @p *wrap (virtio 1.2 2.8.1), @p claim gets
+ * its buffer ID and the position moves past the list it names. Stops at
+ * the first entry not marked used, or when @p claim returns 0, after at
+ * most @p size entries. Each entry's flags and ID are read once (the flags
+ * with acquire). With @p *wrap set to 2 the first entry's own USED flag
+ * gives the lap (for an entry whose lap the caller does not know); *wrap
+ * is then 0 or 1 on return. Returns the number of entries claimed,
+ * -EINVAL (a position beyond the ring, a size of 0) or -EFAULT (the ring
+ * is not in @p mem or is misaligned).
+ */
+int vblk_vq_packed_scan_used(struct vblk_mem *mem, uint64_t desc_gpa, uint16_t size, uint16_t *pos,
+                             uint8_t *wrap, vblk_vq_used_cb claim, void *opaque);
 
 /**
  * Packed rings: re-reads a chain from a saved copy of its descriptor list.

@@ -214,3 +214,32 @@ void vq_packed_set_notify(struct vblk_vq *vq, bool enable)
         atomic_thread_fence(memory_order_seq_cst);
     }
 }
+
+int vblk_vq_packed_scan_used(struct vblk_mem *mem, uint64_t desc_gpa, uint16_t size, uint16_t *pos,
+                             uint8_t *wrap, vblk_vq_used_cb claim, void *opaque)
+{
+    if (size == 0 || *pos >= size || *wrap > 2)
+        return -EINVAL;
+    /* virtio 1.2 2.8.5: 16-byte descriptors, 16-byte aligned. */
+    const struct vblk_packed_desc *ring = vblk_mem_ptr(mem, desc_gpa, 16ull * size);
+    if (!ring || ((uintptr_t)ring & 15))
+        return -EFAULT;
+    int n = 0;
+    for (uint16_t i = 0; i < size; i++) {
+        const struct vblk_packed_desc *d = &ring[*pos];
+        uint16_t flags = __atomic_load_n(&d->flags, __ATOMIC_ACQUIRE);
+        uint16_t id = RING_LOAD(&d->id);
+        if (*wrap == 2)
+            *wrap = (flags & VBLK_DESC_F_USED) ? 1 : 0;
+        if (!vblk_packed_is_used(flags, *wrap))
+            break;
+        uint16_t len = claim(opaque, id);
+        if (len == 0 || len > size)
+            break;
+        vblk_ring_advance(size, pos, wrap, len);
+        n++;
+    }
+    if (*wrap == 2)
+        *wrap = 0;
+    return n;
+}

@@ -383,15 +383,42 @@ static void pk_disown(const struct vu_inflight_q *inf, uint16_t *owner, uint16_t
 /* A restart over a region a previous back-end filled: recovers the ring
  * position into @st and plans the resubmissions. Returns their number,
  * -EINVAL if the region is not usable, or another negative errno. */
+/* Recovery's view of the used entries the previous back-end wrote. */
+struct used_scan {
+    struct vu_inflight_q *inf;
+    uint16_t *owner;
+    uint16_t *fin; /* heads whose used entry is written, in ring order */
+    uint16_t num;
+    uint32_t nfin;
+    bool known; /* peek_used(): the entry names a list in flight */
+};
+
+static uint16_t peek_used(void *opaque, uint16_t id)
+{
+    struct used_scan *sc = opaque;
+    sc->known = id < sc->num && sc->inf->by_id[id];
+    return 0;
+}
+
+/* A used entry for a list in flight: that list is done. */
+static uint16_t claim_used(void *opaque, uint16_t id)
+{
+    struct used_scan *sc = opaque;
+    struct vu_inflight_q *inf = sc->inf;
+    if (id >= sc->num || !inf->by_id[id])
+        return 0;
+    uint16_t h = (uint16_t)(inf->by_id[id] - 1);
+    inf->by_id[id] = 0;
+    pk_disown(inf, sc->owner, h);
+    sc->fin[sc->nfin++] = h;
+    return inf->slot[h].num;
+}
+
 static int pk_recover(struct vu_queue *q, uint64_t desc_gpa, struct vblk_vq_state *st)
 {
     struct pk_region *r = q->inf.region;
     struct vu_inflight_q *inf = &q->inf;
     uint16_t num = (uint16_t)q->num;
-    /* The core checks the ring the same way, but only once it starts. */
-    const struct vblk_packed_desc *ring = vblk_mem_ptr(&q->mem, desc_gpa, 16ull * num);
-    if (!ring || ((uintptr_t)ring & 15))
-        return -EFAULT;
     uint16_t used = LOAD(&r->used_idx), old_used = LOAD(&r->old_used_idx);
     uint8_t wrap = LOAD(&r->used_wrap_counter), old_wrap = LOAD(&r->old_used_wrap_counter);
     if (used >= num || old_used >= num || wrap > 1 || old_wrap > 1)
@@ -401,10 +428,7 @@ static int pk_recover(struct vu_queue *q, uint64_t desc_gpa, struct vblk_vq_stat
     struct pk_state *snap = malloc(sizeof(*snap) * num);
     uint16_t *owner = calloc(num, sizeof(*owner));
     struct pending *list = malloc(sizeof(*list) * num);
-    struct {
-        uint16_t head, pos;
-        uint8_t wrap;
-    } *fin = malloc(sizeof(*fin) * num);
+    uint16_t *fin = malloc(sizeof(*fin) * num);
     int rc = -ENOMEM;
     if (!snap || !owner || !list || !fin)
         goto out;
@@ -443,32 +467,25 @@ static int pk_recover(struct vu_queue *q, uint64_t desc_gpa, struct vblk_vq_stat
      * tells that entry's wrap counter even if the driver took it since. */
     uint16_t pos = old_used;
     uint8_t pwrap = old_wrap;
-    uint32_t nfin = 0;
+    struct used_scan sc = {inf, owner, fin, num, 0, false};
     if (used != old_used || wrap != old_wrap) {
-        uint16_t fl = __atomic_load_n(&ring[old_used].flags, __ATOMIC_ACQUIRE);
-        uint16_t id = LOAD(&ring[old_used].id);
-        pwrap = (fl & VBLK_DESC_F_USED) ? 1 : 0;
-        if (!vblk_packed_is_used(fl, pwrap) || id >= num || !inf->by_id[id]) {
+        uint8_t lap = 2;
+        rc = vblk_vq_packed_scan_used(&q->mem, desc_gpa, num, &pos, &lap, peek_used, &sc);
+        if (rc < 0)
+            goto out;
+        pwrap = lap;
+        if (!sc.known) {
             /* Its mark was cleared, so the used index was recorded. */
             pwrap = used > old_used ? pwrap : pwrap ^ 1;
             pos = used;
         }
     }
     /* Used entries written but not (completely) recorded yet. */
-    for (uint32_t i = 0; i < num; i++) {
-        uint16_t fl = __atomic_load_n(&ring[pos].flags, __ATOMIC_ACQUIRE);
-        uint16_t id = LOAD(&ring[pos].id);
-        if (!vblk_packed_is_used(fl, pwrap) || id >= num || !inf->by_id[id])
-            break;
-        uint16_t h = inf->by_id[id] - 1;
-        inf->by_id[id] = 0;
-        pk_disown(inf, owner, h);
-        vblk_ring_advance(num, &pos, &pwrap, inf->slot[h].num);
-        fin[nfin].head = h;
-        fin[nfin].pos = pos;
-        fin[nfin].wrap = pwrap;
-        nfin++;
-    }
+    uint16_t start = pos;
+    uint8_t start_wrap = pwrap;
+    rc = vblk_vq_packed_scan_used(&q->mem, desc_gpa, num, &pos, &pwrap, claim_used, &sc);
+    if (rc < 0)
+        goto out;
 
     /* What remains is in flight: fetched = used + in flight. */
     uint16_t avail = pos;
@@ -489,12 +506,13 @@ static int pk_recover(struct vu_queue *q, uint64_t desc_gpa, struct vblk_vq_stat
 
     /* Bring the region up to date in the order the hooks use, so that a
      * crash in between is recovered the same way. */
-    for (uint32_t i = 0; i < nfin; i++) {
-        STORE(&r->used_idx, fin[i].pos);
-        STORE(&r->used_wrap_counter, fin[i].wrap);
-        STORE(&r->desc[fin[i].head].inflight, 0);
-        STORE(&r->old_used_wrap_counter, fin[i].wrap);
-        STORE(&r->old_used_idx, fin[i].pos);
+    for (uint32_t i = 0; i < sc.nfin; i++) {
+        vblk_ring_advance(num, &start, &start_wrap, inf->slot[fin[i]].num);
+        STORE(&r->used_idx, start);
+        STORE(&r->used_wrap_counter, start_wrap);
+        STORE(&r->desc[fin[i]].inflight, 0);
+        STORE(&r->old_used_wrap_counter, start_wrap);
+        STORE(&r->old_used_idx, start);
     }
     for (uint16_t h = 0; h < num; h++)
         if (snap[h].inflight && !owner[h])
