@@ -5,9 +5,16 @@
 
 #include "virtioblk/blk.h"
 
-/* Decodes and validates a popped request. Returns true if it must be
- * submitted to the backend; false if it was completed (or dropped) here. */
-bool req_start(struct vblk_queue *q, struct vblk_req *r);
+/* req_decode() verdicts besides a VBLK_S_* status (0..255) to complete
+ * the request with at once. */
+enum {
+    REQ_SUBMIT = 0x100, /* valid: hand it to the backend */
+    REQ_DROP = 0x101,   /* no status byte: nothing can be reported */
+};
+
+/* Decodes and validates a popped request and fills @r for the backend.
+ * Touches no queue state: the queue acts on the verdict. */
+int req_decode(const struct vblk_queue *q, struct vblk_req *r);
 
 /* Request types whose data buffers the device writes. */
 static inline bool req_writes_data(uint32_t type)

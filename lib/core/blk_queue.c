@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "blk_internal.h"
+#include "vq_internal.h"
 
 #define ALIGN16(x) (((x) + 15u) & ~(size_t)15u)
 
@@ -105,12 +106,26 @@ int vblk_queue_init(struct vblk_queue *q, struct vblk_dev *dev, struct vblk_mem 
     return 0;
 }
 
+/* The only places a request slot returns to the pool. */
 static void release(struct vblk_queue *q, struct vblk_req *r)
 {
     r->next = q->free;
     q->free = r;
     q->inflight--;
     q->stats.completed++;
+}
+
+/* A chain that can report nothing: the ring is broken, and its slot goes
+ * back without a used entry (and out of the in-order window it was last
+ * put into). */
+static void drop(struct vblk_queue *q, struct vblk_req *r)
+{
+    if (q->in_order)
+        q->order[--q->seq_next & order_mask(q->nreqs)] = NULL;
+    r->next = q->free;
+    q->free = r;
+    q->inflight--;
+    vq_break(&q->vq);
 }
 
 static void push_used(struct vblk_queue *q, struct vblk_req *r)
@@ -227,11 +242,17 @@ static bool start(struct vblk_queue *q, struct vblk_req *r)
         q->order[q->seq_next++ & order_mask(q->nreqs)] = r;
     if (q->hooks && q->hooks->started)
         q->hooks->started(q->hooks_opaque, r);
-    if (!req_start(q, r))
-        return false;
-    q->stats.submitted++;
-    q->dev->be.ops->submit(q->dev->be.ctx, q->qctx, r);
-    return true;
+    int verdict = req_decode(q, r);
+    if (verdict == REQ_SUBMIT) {
+        q->stats.submitted++;
+        q->dev->be.ops->submit(q->dev->be.ctx, q->qctx, r);
+        return true;
+    }
+    if (verdict == REQ_DROP)
+        drop(q, r);
+    else
+        vblk_req_complete(r, (uint8_t)verdict);
+    return false;
 }
 
 /* Starts a request re-read after a restart and submits it at once. */

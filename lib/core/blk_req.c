@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "blk_internal.h"
-#include "vq_internal.h"
 
 /* Copies @len bytes starting @skip bytes into @iov. The caller checked the
  * total length. */
@@ -55,11 +54,6 @@ static struct vblk_iov *iov_advance(struct vblk_iov *iov, uint16_t *n, size_t sk
     return iov;
 }
 
-static bool finish(struct vblk_req *r, uint8_t status)
-{
-    vblk_req_complete(r, status);
-    return false;
-}
 
 /* Sector range, alignment and segment limits for IN / OUT. */
 static bool rw_ok(const struct vblk_queue *q, const struct vblk_req *r)
@@ -83,7 +77,7 @@ static bool rw_ok(const struct vblk_queue *q, const struct vblk_req *r)
 
 /* DISCARD / WRITE_ZEROES / SECURE_ERASE: copy each segment out of driver
  * memory once, then validate only the copies. */
-static uint8_t ranges_load(struct vblk_queue *q, struct vblk_req *r, struct vblk_iov *data,
+static uint8_t ranges_load(const struct vblk_queue *q, struct vblk_req *r, struct vblk_iov *data,
                            uint16_t ndata, uint32_t len)
 {
     const struct vblk_dev *dev = q->dev;
@@ -161,7 +155,7 @@ static bool write_through(const struct vblk_dev *dev)
     return (dev->host_features & VBLK_BIT(VBLK_F_FLUSH)) && !(f & VBLK_BIT(VBLK_F_FLUSH));
 }
 
-bool req_start(struct vblk_queue *q, struct vblk_req *r)
+int req_decode(const struct vblk_queue *q, struct vblk_req *r)
 {
     struct vblk_chain *c = &r->chain;
     const struct vblk_dev *dev = q->dev;
@@ -179,12 +173,8 @@ bool req_start(struct vblk_queue *q, struct vblk_req *r)
     /* virtio 1.2 5.2.6: the status is the last writable byte. Without one
      * nothing can be reported, so the driver is broken beyond recovery. */
     if (c->nin == 0 || !c->last_mapped) {
-        vq_break(&q->vq);
         r->status = NULL;
-        r->next = q->free;
-        q->free = r;
-        q->inflight--;
-        return false;
+        return REQ_DROP;
     }
     struct vblk_iov *win = &c->iov[c->nout];
     uint16_t nwin = c->nin;
@@ -197,7 +187,7 @@ bool req_start(struct vblk_queue *q, struct vblk_req *r)
 
     if (c->fault || c->out_len < sizeof(struct vblk_req_hdr) || c->out_len == UINT32_MAX ||
         c->in_len == UINT32_MAX)
-        return finish(r, VBLK_S_IOERR);
+        return VBLK_S_IOERR;
 
     struct vblk_req_hdr hdr = {0};
     if (c->iov[0].len >= sizeof(hdr))
@@ -216,11 +206,11 @@ bool req_start(struct vblk_queue *q, struct vblk_req *r)
      * disk too; they are never offered on a read-only device, so check
      * before the feature test or they would come back UNSUPP instead. */
     if (dev->p.read_only && req_modifies(r->type))
-        return finish(r, VBLK_S_IOERR);
+        return VBLK_S_IOERR;
 
     uint64_t need = feature_for(r->type);
     if (need && !(dev->driver_features & need))
-        return finish(r, VBLK_S_UNSUPP);
+        return VBLK_S_UNSUPP;
 
     switch (r->type) {
     case VBLK_T_IN:
@@ -228,7 +218,7 @@ bool req_start(struct vblk_queue *q, struct vblk_req *r)
         r->niov = nwin;
         r->len = wr_len;
         if (!rw_ok(q, r))
-            return finish(r, VBLK_S_IOERR);
+            return VBLK_S_IOERR;
         r->used_len = wr_len + 1;
         break;
     case VBLK_T_OUT:
@@ -236,7 +226,7 @@ bool req_start(struct vblk_queue *q, struct vblk_req *r)
         r->niov = nrd;
         r->len = rd_len;
         if (!rw_ok(q, r))
-            return finish(r, VBLK_S_IOERR);
+            return VBLK_S_IOERR;
         if (write_through(dev))
             r->flags |= VBLK_REQ_F_FUA;
         break;
@@ -247,31 +237,31 @@ bool req_start(struct vblk_queue *q, struct vblk_req *r)
         r->niov = nwin;
         size_t n = iov_scatter(win, nwin, dev->p.serial, VBLK_ID_BYTES);
         r->used_len = (uint32_t)n + 1;
-        return finish(r, VBLK_S_OK);
+        return VBLK_S_OK;
     }
     case VBLK_T_GET_LIFETIME: {
         const struct vblk_lifetime *lt = &dev->p.lifetime_info;
         if (wr_len < sizeof(*lt))
-            return finish(r, VBLK_S_IOERR);
+            return VBLK_S_IOERR;
         r->iov = win;
         r->niov = nwin;
         iov_scatter(win, nwin, lt, sizeof(*lt));
         r->used_len = (uint32_t)sizeof(*lt) + 1;
-        return finish(r, VBLK_S_OK);
+        return VBLK_S_OK;
     }
     case VBLK_T_DISCARD:
     case VBLK_T_WRITE_ZEROES:
     case VBLK_T_SECURE_ERASE: {
         uint8_t st = ranges_load(q, r, rd, nrd, rd_len);
         if (st != VBLK_S_OK)
-            return finish(r, st);
+            return st;
         break;
     }
     default:
         /* Unknown types, and ZONED types until that feature exists. */
-        return finish(r, VBLK_S_UNSUPP);
+        return VBLK_S_UNSUPP;
     }
     if ((r->type == VBLK_T_IN || r->type == VBLK_T_OUT) && r->len == 0)
-        return finish(r, VBLK_S_OK);
-    return true;
+        return VBLK_S_OK;
+    return REQ_SUBMIT;
 }
