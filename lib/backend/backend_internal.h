@@ -73,6 +73,9 @@ void be_iov_zero(const struct vblk_iov *iov, uint32_t niov, struct iov_pos pos);
  */
 int file_range_mode(struct file_be *fb, uint32_t type, const struct vblk_discard_wz_seg *r);
 
+/* fallocate(@p mode) over [off, off + len), resumed after EINTR; a VBLK_S_* status. */
+uint8_t file_range_falloc(int fd, int mode, uint64_t off, uint64_t len);
+
 /*
  * Synchronous fallback after fallocate(@p mode) failed with EOPNOTSUPP:
  * BLKDISCARD / BLKZEROOUT on a block device, PUNCH_HOLE instead of

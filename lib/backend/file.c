@@ -45,53 +45,6 @@
 #define FILE_DEFAULT_RING_DEPTH 256u
 #define FILE_MAX_RING_DEPTH     32768u
 
-int file_range_mode(struct file_be *fb, uint32_t type, const struct vblk_discard_wz_seg *r)
-{
-    const int punch = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
-
-    if (type == VBLK_T_DISCARD)
-        return punch;
-    if (type != VBLK_T_WRITE_ZEROES)
-        return 0;
-    if ((r->flags & VBLK_WZ_F_UNMAP) != 0)
-        return punch;
-    if (!fb->blkdev && atomic_load_explicit(&fb->no_zero_range, memory_order_relaxed))
-        return punch;
-    return FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
-}
-
-static uint8_t falloc_status(int fd, int mode, uint64_t off, uint64_t len)
-{
-    int r;
-    do {
-        r = fallocate(fd, mode, (off_t)off, (off_t)len);
-    } while (r < 0 && errno == EINTR);
-    return r == 0 ? VBLK_S_OK : be_errno_status(-errno);
-}
-
-uint8_t file_range_fallback(struct file_be *fb, uint32_t type, const struct vblk_discard_wz_seg *r,
-                            int mode)
-{
-    uint64_t off = be_range_off(r);
-    uint64_t len = be_range_len(r);
-
-    if (fb->blkdev) {
-        uint64_t rng[2] = {off, len};
-        unsigned long req = type == VBLK_T_DISCARD ? BLKDISCARD : BLKZEROOUT;
-        if (type != VBLK_T_DISCARD && type != VBLK_T_WRITE_ZEROES)
-            return VBLK_S_UNSUPP;
-        if (ioctl(fb->fd, req, rng) == 0)
-            return VBLK_S_OK;
-        return be_errno_status(-errno);
-    }
-    if (type == VBLK_T_WRITE_ZEROES && (mode & FALLOC_FL_ZERO_RANGE) != 0) {
-        /* Remember it, so later requests go straight to PUNCH_HOLE. */
-        atomic_store_explicit(&fb->no_zero_range, true, memory_order_relaxed);
-        return falloc_status(fb->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
-    }
-    return VBLK_S_UNSUPP;
-}
-
 /* ---- psync engine ---- */
 
 static uint8_t psync_rw(struct file_be *fb, struct vblk_req *req)
@@ -152,7 +105,7 @@ static uint8_t psync_ranges(struct file_be *fb, struct vblk_req *req)
 
         if (r->num_sectors == 0)
             continue;
-        s = falloc_status(fb->fd, mode, be_range_off(r), be_range_len(r));
+        s = file_range_falloc(fb->fd, mode, be_range_off(r), be_range_len(r));
         if (s == VBLK_S_UNSUPP)
             s = file_range_fallback(fb, req->type, r, mode);
         if (s != VBLK_S_OK && st == VBLK_S_OK)

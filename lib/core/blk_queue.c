@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "blk_internal.h"
-#include "vq_internal.h"
+#include "ring_walk.h"
 
 #define ALIGN16(x) (((x) + 15u) & ~(size_t)15u)
 

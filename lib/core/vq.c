@@ -3,7 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "vq_internal.h"
+#include "ring_walk.h"
 
 int vblk_vq_init(struct vblk_vq *vq, struct vblk_mem *mem, const struct vblk_vq_config *cfg)
 {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Packed virtqueue, device side (virtio 1.2 section 2.8). */
-#include "vq_internal.h"
+#include "ring_walk.h"
 
 int vq_packed_init(struct vblk_vq *vq)
 {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Split virtqueue, device side (virtio 1.2 section 2.7). */
-#include "vq_internal.h"
+#include "ring_walk.h"
 
 #define USED_EVENT(vq)  (&(vq)->r.split.avail->ring[(vq)->size])
 #define AVAIL_EVENT(vq) ((uint16_t *)&(vq)->r.split.used->ring[(vq)->size])

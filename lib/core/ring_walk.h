@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Shared by the split and packed ring implementations. Not installed. */
-#ifndef VBLK_VQ_INTERNAL_H
-#define VBLK_VQ_INTERNAL_H
+#ifndef VBLK_RING_WALK_H
+#define VBLK_RING_WALK_H
 
 #include <errno.h>
 #include <stdatomic.h>
