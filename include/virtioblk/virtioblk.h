@@ -8,7 +8,11 @@
  * vq.h and mem.h (the rings and guest memory), driver.h and loopback.h
  * (an in-process driver), the transports (vhost_user.h, vduse.h), and a
  * vhost-user front-end that drives any vhost-user-blk back-end
- * (vhost_user_client.h).
+ * (vhost_user_client.h). version.h gives the library version.
+ *
+ * Firmware that links only virtioblk-core includes the freestanding
+ * headers it needs (blk.h, driver.h, vq.h, mem.h, spec.h, version.h)
+ * instead of this one; see docs/embedding.md.
  */
 #ifndef VIRTIOBLK_VIRTIOBLK_H
 #define VIRTIOBLK_VIRTIOBLK_H
@@ -24,8 +28,6 @@
 #include "vhost_user.h"
 #include "vhost_user_client.h"
 #include "vduse.h"
-
-/** Library version as "MAJOR.MINOR.PATCH". */
-const char *vblk_version(void);
+#include "version.h"
 
 #endif

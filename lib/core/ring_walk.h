@@ -31,10 +31,21 @@ static inline void desc_copy(void *dst, const void *src)
         atomic_signal_fence(memory_order_seq_cst);
         return;
     }
+#if __GCC_ATOMIC_LLONG_LOCK_FREE == 2
     uint64_t addr = RING_LOAD((const uint64_t *)s);
+    memcpy(d, &addr, 8);
+#else
+    /* No 64-bit single-copy load on this CPU (ARMv7-M, for one), and no
+     * libatomic in firmware: read the address once as two halves. A torn
+     * address is only another value the driver could have written; it is
+     * still read once and checked like any other. */
+    uint32_t addr_lo = RING_LOAD((const uint32_t *)s);
+    uint32_t addr_hi = RING_LOAD((const uint32_t *)(s + 4));
+    memcpy(d, &addr_lo, 4);
+    memcpy(d + 4, &addr_hi, 4);
+#endif
     uint32_t len = RING_LOAD((const uint32_t *)(s + 8));
     uint32_t tail = RING_LOAD((const uint32_t *)(s + 12));
-    memcpy(d, &addr, 8);
     memcpy(d + 8, &len, 4);
     memcpy(d + 12, &tail, 4);
 }

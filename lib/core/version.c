@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-#include "virtioblk/virtioblk.h"
+#include "virtioblk/version.h"
 
 const char *vblk_version(void)
 {

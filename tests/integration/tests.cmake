@@ -1,8 +1,7 @@
 # Integration tests (label "integration"): vblk-bench --verify through real
 # vhost-user-blk back-ends, ours and qemu-storage-daemon (skipped, exit 77,
 # when it is not installed). Run with: ctest -L integration
-# vblk-bench is defined in bench/, after this file is read.
-if(TARGET vblk-vhost-user AND EXISTS ${CMAKE_SOURCE_DIR}/bench/vblk-bench.c)
+if(TARGET vblk-vhost-user AND TARGET vblk-bench)
   set(VBLK_IT_CASES
     ours-memory-split-1q ours-memory-split-2q ours-memory-packed-1q ours-memory-packed-2q
     ours-image-split-1q ours-image-split-2q ours-image-packed-1q ours-image-packed-2q

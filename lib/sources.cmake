@@ -1,0 +1,73 @@
+# The library's sources, one list per folder of lib/. A .c file that is not
+# listed here is an error at configure time (see the check at the end), so
+# a new file cannot be left out of the build unnoticed.
+set(VBLK_LIB_DIR ${CMAKE_CURRENT_LIST_DIR})
+
+# Freestanding: ring formats, memory map, request decoding, config space.
+set(VBLK_CORE_SRC
+  ${VBLK_LIB_DIR}/core/blk_dev.c
+  ${VBLK_LIB_DIR}/core/blk_queue.c
+  ${VBLK_LIB_DIR}/core/blk_req.c
+  ${VBLK_LIB_DIR}/core/mem.c
+  ${VBLK_LIB_DIR}/core/version.c
+  ${VBLK_LIB_DIR}/core/vq.c
+  ${VBLK_LIB_DIR}/core/vq_packed.c
+  ${VBLK_LIB_DIR}/core/vq_split.c)
+
+# Freestanding: the driver side of a virtqueue.
+set(VBLK_DRIVER_SRC
+  ${VBLK_LIB_DIR}/driver/drv_blk.c
+  ${VBLK_LIB_DIR}/driver/drv_packed.c
+  ${VBLK_LIB_DIR}/driver/drv_split.c
+  ${VBLK_LIB_DIR}/driver/drv_vq.c)
+
+# Hosted: storage backends.
+set(VBLK_BACKEND_SRC
+  ${VBLK_LIB_DIR}/backend/backend.c
+  ${VBLK_LIB_DIR}/backend/file.c
+  ${VBLK_LIB_DIR}/backend/file_uring.c
+  ${VBLK_LIB_DIR}/backend/memory.c
+  ${VBLK_LIB_DIR}/backend/null.c)
+
+# Hosted: loopback, vhost-user (both ends) and VDUSE.
+set(VBLK_TRANSPORT_SRC
+  ${VBLK_LIB_DIR}/transport/loopback.c
+  ${VBLK_LIB_DIR}/transport/vduse.c
+  ${VBLK_LIB_DIR}/transport/vduse_iotlb.c
+  ${VBLK_LIB_DIR}/transport/vduse_kernel.c
+  ${VBLK_LIB_DIR}/transport/vduse_msg.c
+  ${VBLK_LIB_DIR}/transport/vduse_queue.c
+  ${VBLK_LIB_DIR}/transport/vu_client.c
+  ${VBLK_LIB_DIR}/transport/vu_client_msg.c
+  ${VBLK_LIB_DIR}/transport/vu_device.c
+  ${VBLK_LIB_DIR}/transport/vu_inflight.c
+  ${VBLK_LIB_DIR}/transport/vu_mem.c
+  ${VBLK_LIB_DIR}/transport/vu_msg.c
+  ${VBLK_LIB_DIR}/transport/vu_queue.c
+  ${VBLK_LIB_DIR}/transport/vu_server.c
+  ${VBLK_LIB_DIR}/transport/vu_vring.c)
+
+set(VBLK_ALL_SRC ${VBLK_CORE_SRC} ${VBLK_DRIVER_SRC} ${VBLK_BACKEND_SRC} ${VBLK_TRANSPORT_SRC})
+
+# The public headers virtioblk-core needs; none of them includes anything
+# beyond <stdbool.h>, <stddef.h> and <stdint.h>.
+set(VBLK_CORE_HEADERS
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/backend.h
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/blk.h
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/driver.h
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/mem.h
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/spec.h
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/version.h
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/vq.h)
+
+file(GLOB vblk_found CONFIGURE_DEPENDS ${VBLK_LIB_DIR}/*/*.c)
+set(vblk_unlisted ${vblk_found})
+list(REMOVE_ITEM vblk_unlisted ${VBLK_ALL_SRC})
+if(vblk_unlisted)
+  message(FATAL_ERROR "Sources not listed in lib/sources.cmake: ${vblk_unlisted}")
+endif()
+set(vblk_missing ${VBLK_ALL_SRC})
+list(REMOVE_ITEM vblk_missing ${vblk_found})
+if(vblk_missing)
+  message(FATAL_ERROR "Listed in lib/sources.cmake but not present: ${vblk_missing}")
+endif()
