@@ -25,6 +25,7 @@ set(VBLK_DRIVER_SRC
 set(VBLK_BACKEND_SRC
   ${VBLK_LIB_DIR}/backend/backend.c
   ${VBLK_LIB_DIR}/backend/file.c
+  ${VBLK_LIB_DIR}/backend/file_range.c
   ${VBLK_LIB_DIR}/backend/file_uring.c
   ${VBLK_LIB_DIR}/backend/memory.c
   ${VBLK_LIB_DIR}/backend/null.c)
@@ -43,6 +44,7 @@ set(VBLK_TRANSPORT_SRC
   ${VBLK_LIB_DIR}/transport/vu_inflight.c
   ${VBLK_LIB_DIR}/transport/vu_mem.c
   ${VBLK_LIB_DIR}/transport/vu_msg.c
+  ${VBLK_LIB_DIR}/transport/vu_notify.c
   ${VBLK_LIB_DIR}/transport/vu_queue.c
   ${VBLK_LIB_DIR}/transport/vu_server.c
   ${VBLK_LIB_DIR}/transport/vu_vring.c)
@@ -56,6 +58,7 @@ set(VBLK_CORE_HEADERS
   ${PROJECT_SOURCE_DIR}/include/virtioblk/blk.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/driver.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/mem.h
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/ring.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/spec.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/version.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/vq.h)
