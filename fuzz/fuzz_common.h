@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "virtioblk/backend.h"
+#include "virtioblk/backends.h"
 #include "virtioblk/blk.h"
 #include "virtioblk/driver.h"
 #include "virtioblk/mem.h"

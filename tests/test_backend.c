@@ -26,7 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "virtioblk/backend.h"
+#include "virtioblk/backends.h"
 #include "virtioblk/blk.h"
 
 #define KiB 1024u

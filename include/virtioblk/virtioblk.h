@@ -22,6 +22,7 @@
 #include "mem.h"
 #include "vq.h"
 #include "backend.h"
+#include "backends.h"
 #include "blk.h"
 #include "driver.h"
 #include "loopback.h"

@@ -14,7 +14,7 @@
 
 #include <sys/uio.h>
 
-#include "virtioblk/backend.h"
+#include "virtioblk/backends.h"
 #include "virtioblk/blk.h"
 #include "virtioblk/spec.h"
 
