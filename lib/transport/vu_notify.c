@@ -18,6 +18,7 @@
  *    (vu_notifier_unstick). */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,5 +106,12 @@ void vu_notifier_unstick(struct vu_notifier *n)
      * front-end made the description blocking again. */
     uint64_t v;
     struct iovec io = {&v, sizeof(v)};
-    (void)preadv2(n->fd, &io, 1, -1, RWF_NOWAIT);
+    if (preadv2(n->fd, &io, 1, -1, RWF_NOWAIT) >= 0 || errno == EAGAIN)
+        return;
+    /* Without RWF_NOWAIT on eventfds (kernels before 5.12, some
+     * emulators): read only what poll() says is there. A write blocked on
+     * the counter means it is full, so this read finds it non-empty. */
+    struct pollfd p = {n->fd, POLLIN, 0};
+    if (poll(&p, 1, 0) == 1 && (p.revents & POLLIN))
+        (void)read(n->fd, &v, sizeof(v));
 }
