@@ -93,6 +93,9 @@ struct vblk_vduse_stats {
     uint64_t kicks;         /**< Driver kicks seen (summed over queues). */
     uint64_t irqs;          /**< Used-buffer notifications injected. */
     uint64_t broken_queues; /**< Queues stopped because the driver corrupted them. */
+    /** Page faults in IOTLB mappings that were contained (a device deleted
+     *  under I/O, an unbacked page): the queues stop until the next reset. */
+    uint64_t mapping_faults;
 };
 
 /**
