@@ -182,6 +182,8 @@ void vblk_vu_dev_detach(struct vblk_vu_dev *d)
     vu_mem_clear(&d->mem);
     vblk_mem_init(&d->map);
     vu_rx_reset(&d->rx);
+    /* Every guarded mapping is gone: the device is whole again. */
+    atomic_store(&d->faults_before, fault_owner_count(&d->fault));
     if (d->sock >= 0)
         close(d->sock);
     d->sock = -1;
