@@ -28,20 +28,23 @@
 #include "attack_harness.h"
 #include "transport/fault_guard.h"
 #include "transport/vu_internal.h"
+#include "vduse_fake.h"
 
 #define ATK_VU_GET_INFLIGHT_FD 31u
 
-/* Runs @fn in a child process and fails unless it exits with 0. A cmocka
- * assertion that fails in the child makes it exit non-zero. */
-static void in_child(void (*fn)(void))
+/* Runs @fn in a child process, as a test group of its own (so that a
+ * failed assertion ends the child rather than running the remaining cases
+ * there), and fails unless the child exits with 0. */
+#define in_child(fn) in_child_named(#fn, fn)
+static void in_child_named(const char *name, CMUnitTestFunction fn)
 {
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        fn();
-        _exit(0);
+        const struct CMUnitTest one[] = {{name, fn, NULL, NULL, NULL}};
+        _exit(cmocka_run_group_tests_name(name, one, NULL, NULL) ? 1 : 0);
     }
     int st;
     assert_int_equal(waitpid(pid, &st, 0), pid);
@@ -132,8 +135,9 @@ static void serves_a_well_behaved_front_end(struct atk_vu *v)
 
 /* ---- guest memory ---- */
 
-static void truncated_guest_memory(void)
+static void truncated_guest_memory(void **unused)
 {
+    (void)unused;
     struct atk_vu *v = atk_vu_ready(false);
     size_t st = post_rq(v, 0x8000, VBLK_T_IN, 0, 0x80000, 4096);
     assert_int_equal(vblk_vu_queue_process(v->d, 0), 1);
@@ -152,8 +156,9 @@ static void vu_guest_memory_truncated_after_mem_table(void **state)
     in_child(truncated_guest_memory);
 }
 
-static void sealed_guest_memory(void)
+static void sealed_guest_memory(void **unused)
 {
+    (void)unused;
     struct atk_vu *v = atk_vu_new(NULL);
     int fd = memfd_create("atk-sealable", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     assert_true(fd >= 0);
@@ -202,8 +207,9 @@ static long free_huge_pages(void)
     return n;
 }
 
-static void hugetlb_without_pool(void)
+static void hugetlb_without_pool(void **unused)
 {
+    (void)unused;
     struct atk_vu *v = atk_vu_ready(false);
     int fd = hugetlb_memfd();
     assert_true(fd >= 0);
@@ -278,8 +284,9 @@ static void probe_tmpfs(void)
     _exit(small_tmpfs() ? 0 : 77);
 }
 
-static void sparse_memory_on_full_tmpfs(void)
+static void sparse_memory_on_full_tmpfs(void **unused)
 {
+    (void)unused;
     assert_true(small_tmpfs());
     struct atk_vu *v = atk_vu_new(NULL);
     char path[64];
@@ -329,8 +336,9 @@ static void vu_sparse_memory_on_full_tmpfs(void **state)
 
 /* ---- the in-flight region ---- */
 
-static void inflight_memfd_truncated(void)
+static void inflight_memfd_truncated(void **unused)
 {
+    (void)unused;
     struct atk_vu *v = atk_vu_new(NULL);
     atk_vu_negotiate(v, false);
     atk_vu_mem_table(v);
@@ -387,8 +395,9 @@ static int start_ring(struct atk_vu *v)
     return atk_vu_send(v, ATK_VU_SET_VRING_ENABLE, 0, &en, 8, NULL, 0);
 }
 
-static void set_inflight_truncated(void)
+static void set_inflight_truncated(void **unused)
 {
+    (void)unused;
     struct atk_vu *v = atk_vu_new(NULL);
     atk_vu_negotiate(v, false);
     atk_vu_mem_table(v);
@@ -416,8 +425,9 @@ static void vu_set_inflight_fd_truncated(void **state)
 
 /* ---- the dirty log ---- */
 
-static void log_file_truncated(void)
+static void log_file_truncated(void **unused)
 {
+    (void)unused;
     struct atk_vu *v = atk_vu_ready(false);
     uint64_t size = ((ATK_VU_GPA + ATK_VU_MEM) >> 12) / 8 + 1; /* covers guest memory */
     size_t file = (size + 0xfff) & ~(size_t)0xfff;
@@ -443,6 +453,49 @@ static void vu_log_file_truncated(void **state)
 {
     (void)state;
     in_child(log_file_truncated);
+}
+
+/* ---- VDUSE ---- */
+
+static void vduse_mapping_faults(void **unused)
+{
+    (void)unused;
+    void *state;
+    assert_int_equal(vduse_fx_setup(&state, true), 0);
+    struct fixture *fx = state;
+    bring_up(fx, false);
+    /* The kernel's file for the buffer entry loses its pages under I/O
+     * (a device deleted while the daemon works, a bounce page never
+     * backed): modelled by truncating the memfd behind the fake IOTLB. */
+    uint8_t *far = fx->arena + 0x80000;
+    assert_int_equal(do_request(fx, VBLK_T_IN, 0, far, 4096), VBLK_S_OK);
+    assert_int_equal(ftruncate(fx->arena_fd, 0x40000), 0);
+    assert_int_equal(do_request(fx, VBLK_T_IN, 0, far, 4096), VBLK_S_OK);
+    struct vblk_vduse_stats st;
+    vblk_vduse_get_stats(fx->v, &st);
+    assert_int_equal(st.mapping_faults, 1);
+    assert_int_equal(st.broken_queues, 1);
+    assert_true(fx->v->vqs[0].broken);
+    /* The driver resets the device; the kernel's entries are whole again. */
+    assert_int_equal(set_status(fx, 0), VDUSE_ABI_RESULT_OK);
+    assert_int_equal(ftruncate(fx->arena_fd, ARENA_SIZE), 0);
+    bring_up(fx, false);
+    uint8_t *out = arena_alloc(fx, 4096), *in = arena_alloc(fx, 4096);
+    for (size_t i = 0; i < 4096; i++)
+        out[i] = (uint8_t)(i * 13 + 5);
+    assert_int_equal(do_request(fx, VBLK_T_OUT, 16, out, 4096), VBLK_S_OK);
+    assert_int_equal(do_request(fx, VBLK_T_IN, 16, in, 4096), VBLK_S_OK);
+    assert_memory_equal(out, in, 4096);
+    vblk_vduse_get_stats(fx->v, &st);
+    assert_int_equal(st.mapping_faults, 1);
+    assert_false(fx->v->vqs[0].broken);
+    teardown(&state);
+}
+
+static void vduse_iotlb_mapping_faults_under_io(void **state)
+{
+    (void)state;
+    in_child(vduse_mapping_faults);
 }
 
 /* ---- what the guard does not contain ---- */
@@ -488,6 +541,7 @@ int main(void)
         cmocka_unit_test(vu_inflight_memfd_truncated_by_frontend),
         cmocka_unit_test(vu_set_inflight_fd_truncated),
         cmocka_unit_test(vu_log_file_truncated),
+        cmocka_unit_test(vduse_iotlb_mapping_faults_under_io),
         cmocka_unit_test(sigbus_outside_guarded_mappings_still_kills),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
