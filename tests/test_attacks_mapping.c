@@ -24,9 +24,11 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "attack_harness.h"
 #include "transport/fault_guard.h"
+#include "transport/vu_client_internal.h"
 #include "transport/vu_internal.h"
 #include "vduse_fake.h"
 
@@ -498,6 +500,146 @@ static void vduse_iotlb_mapping_faults_under_io(void **state)
     in_child(vduse_mapping_faults);
 }
 
+/* ---- the real server program ---- */
+
+#ifdef VBLK_VHOST_USER_PROGRAM
+
+static void sleep_ms(long ms)
+{
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&t, NULL);
+}
+
+static pid_t server_pid;
+
+/* Teardown: a server left behind by a failed case. */
+static int stop_server(void **state)
+{
+    (void)state;
+    if (server_pid > 0) {
+        kill(server_pid, SIGKILL);
+        waitpid(server_pid, NULL, 0);
+    }
+    server_pid = 0;
+    return 0;
+}
+
+/* One request on queue 0 with header and status in @fr, waited for;
+ * returns the status byte, or -1 if the connection ended first. */
+static int client_io(struct vblk_vu_client *c, struct vblk_drv_blk_frame *fr, uint32_t type,
+                     uint64_t sector, void *buf, size_t len)
+{
+    struct vblk_drv_vq *vq = vblk_vu_client_queue(c, 0);
+    fr->status = 0xee;
+    struct vblk_iov d = {buf, len};
+    assert_int_equal(vblk_drv_blk_add(vq, fr, type, sector, &d, 1, fr, false), 0);
+    assert_true(vblk_vu_client_kick(c, 0) >= 0);
+    for (int i = 0; i < 100; i++) {
+        void *tok;
+        uint32_t ulen;
+        int got = vblk_drv_vq_get_used(vq, &tok, &ulen);
+        if (got == 1) {
+            assert_ptr_equal(tok, fr);
+            return fr->status;
+        }
+        assert_int_equal(got, 0);
+        if (vblk_vu_client_wait(c, 0, 100) < 0)
+            return -1;
+    }
+    fail_msg("no completion in 10 s");
+    return -1;
+}
+
+static void vu_server_program_survives_truncated_guest_memory(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/atk-server-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char sock[96], log[96];
+    snprintf(sock, sizeof(sock), "%s/vu.sock", dir);
+    snprintf(log, sizeof(log), "%s/server.log", dir);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+            _exit(126);
+        execl(VBLK_VHOST_USER_PROGRAM, "vblk-vhost-user", "--socket", sock, "--memory", "1M",
+              "--quiet", (char *)NULL);
+        _exit(127);
+    }
+    server_pid = pid;
+    struct stat sb;
+    for (int i = 0; i < 1000 && stat(sock, &sb) < 0; i++)
+        sleep_ms(10);
+    assert_int_equal(stat(sock, &sb), 0);
+
+    /* The hostile front-end: its memfd (not sealable) is cut down to the
+     * rings and the first allocations, then it asks for a read into what
+     * is gone. */
+    struct vblk_vu_client_opts o = {.queue_size = 16, .mem_size = 1u << 20};
+    struct vblk_vu_client *c;
+    assert_int_equal(vblk_vu_client_connect(sock, &o, &c), 0);
+    struct vblk_drv_blk_frame *fr1 = vblk_vu_client_alloc(c, sizeof(*fr1));
+    struct vblk_drv_blk_frame *fr2 = vblk_vu_client_alloc(c, sizeof(*fr2));
+    uint8_t *near = vblk_vu_client_alloc(c, 4096);
+    assert_non_null(vblk_vu_client_alloc(c, 512u << 10));
+    uint8_t *far = vblk_vu_client_alloc(c, 4096);
+    assert_true(fr1 && fr2 && near && far);
+    assert_int_equal(client_io(c, fr1, VBLK_T_IN, 0, near, 4096), VBLK_S_OK);
+    off_t keep = (off_t)(near - c->mem) + 0x10000;
+    assert_true(keep < far - c->mem);
+    assert_int_equal(ftruncate(c->memfd, keep), 0);
+    (void)client_io(c, fr2, VBLK_T_IN, 0, far, 4096);
+    /* The server breaks the device and hangs up. */
+    int rc = 0;
+    for (int i = 0; i < 100 && rc >= 0; i++)
+        rc = vblk_vu_client_wait(c, 0, 100);
+    assert_int_equal(rc, -ECONNRESET);
+    vblk_vu_client_close(c);
+
+    /* The server is alive and serves the next front-end. */
+    assert_int_equal(waitpid(pid, NULL, WNOHANG), 0);
+    rc = -1;
+    for (int i = 0; i < 500 && rc < 0; i++) {
+        rc = vblk_vu_client_connect(sock, &o, &c);
+        if (rc < 0)
+            sleep_ms(10);
+    }
+    assert_int_equal(rc, 0);
+    fr1 = vblk_vu_client_alloc(c, sizeof(*fr1));
+    fr2 = vblk_vu_client_alloc(c, sizeof(*fr2));
+    uint8_t *out = vblk_vu_client_alloc(c, 4096), *in = vblk_vu_client_alloc(c, 4096);
+    assert_true(fr1 && fr2 && out && in);
+    for (size_t i = 0; i < 4096; i++)
+        out[i] = (uint8_t)(i * 31 + 1);
+    assert_int_equal(client_io(c, fr1, VBLK_T_OUT, 64, out, 4096), VBLK_S_OK);
+    assert_int_equal(client_io(c, fr2, VBLK_T_IN, 64, in, 4096), VBLK_S_OK);
+    assert_memory_equal(out, in, 4096);
+    vblk_vu_client_close(c);
+
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    server_pid = 0;
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    /* Its log names the fault. */
+    char text[4096] = {0};
+    int lf = open(log, O_RDONLY | O_CLOEXEC);
+    assert_true(lf >= 0);
+    assert_true(read(lf, text, sizeof(text) - 1) > 0);
+    close(lf);
+    assert_non_null(strstr(text, "memory faulted"));
+    unlink(log);
+    unlink(sock);
+    rmdir(dir);
+}
+
+#endif
+
 /* ---- what the guard does not contain ---- */
 
 static void fault_elsewhere(void)
@@ -542,6 +684,9 @@ int main(void)
         cmocka_unit_test(vu_set_inflight_fd_truncated),
         cmocka_unit_test(vu_log_file_truncated),
         cmocka_unit_test(vduse_iotlb_mapping_faults_under_io),
+#ifdef VBLK_VHOST_USER_PROGRAM
+        cmocka_unit_test_teardown(vu_server_program_survives_truncated_guest_memory, stop_server),
+#endif
         cmocka_unit_test(sigbus_outside_guarded_mappings_still_kills),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
