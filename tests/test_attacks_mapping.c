@@ -105,6 +105,10 @@ static void expect_io_faults(struct atk_vu *v, size_t data)
      * completed; the error eventfd told the front-end. */
     assert_int_not_equal(v->mem[st], 0xee);
     assert_int_equal(eventfd_read(v->err, &x), 0);
+    /* The ring is no longer served, even if someone runs it again. */
+    st = post_rq(v, 0x9000, VBLK_T_IN, 0, 0xa000, 512);
+    assert_true(vblk_vu_queue_process(v->d, 0) <= 0);
+    assert_int_equal(v->mem[st], 0xee);
     expect_faulted(v);
 }
 

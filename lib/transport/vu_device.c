@@ -156,6 +156,9 @@ int vblk_vu_dev_attach(struct vblk_vu_dev *d, int sock)
 int vu_queue_fault(struct vu_queue *q)
 {
     struct vblk_vu_dev *d = q->d;
+    /* No more requests from this ring; completions are still reaped until
+     * the detach drains it. */
+    (void)vblk_queue_stop(&q->q);
     atomic_store(&q->broken, true);
     atomic_store(&q->active, false);
     if (q->err_fd >= 0)
