@@ -162,6 +162,35 @@ static void vu_guest_memory_truncated_after_mem_table(void **state)
     in_child(truncated_guest_memory);
 }
 
+static void two_devices(void **unused)
+{
+    (void)unused;
+    struct atk_vu *a = atk_vu_ready(false), *b = atk_vu_ready(false);
+    assert_int_equal(ftruncate(a->memfd, 0x10000), 0);
+    expect_io_faults(a, 0x80000);
+    /* The other device in the process saw nothing and goes on serving. */
+    assert_int_equal(fault_owner_count(&b->d->fault), 0);
+    assert_int_equal(atk_vu_get(b, ATK_VU_GET_STATUS) & VBLK_STATUS_DEVICE_NEEDS_RESET, 0);
+    for (size_t i = 0; i < 4096; i++)
+        b->mem[0x10000 + i] = (uint8_t)(i ^ 0x5a);
+    size_t st = post_rq(b, 0x8000, VBLK_T_OUT, 24, 0x10000, 4096);
+    assert_int_equal(vblk_vu_queue_process(b->d, 0), 1);
+    assert_int_equal(b->mem[st], VBLK_S_OK);
+    st = post_rq(b, 0x9000, VBLK_T_IN, 24, 0x80000, 4096);
+    assert_int_equal(vblk_vu_queue_process(b->d, 0), 1);
+    assert_int_equal(b->mem[st], VBLK_S_OK);
+    assert_memory_equal(b->mem + 0x10000, b->mem + 0x80000, 4096);
+    serves_a_well_behaved_front_end(a);
+    atk_vu_free(b, false);
+    atk_vu_free(a, false);
+}
+
+static void vu_fault_breaks_only_its_device(void **state)
+{
+    (void)state;
+    in_child(two_devices);
+}
+
 static void sealed_guest_memory(void **unused)
 {
     (void)unused;
@@ -681,6 +710,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(vu_guest_memory_truncated_after_mem_table),
+        cmocka_unit_test(vu_fault_breaks_only_its_device),
         cmocka_unit_test(vu_sealable_memfd_is_sealed_against_shrinking),
         cmocka_unit_test(vu_hugetlb_memfd_without_pool),
         cmocka_unit_test(vu_sparse_memory_on_full_tmpfs),
