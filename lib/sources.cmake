@@ -32,6 +32,7 @@ set(VBLK_BACKEND_SRC
 
 # Hosted: loopback, vhost-user (both ends) and VDUSE.
 set(VBLK_TRANSPORT_SRC
+  ${VBLK_LIB_DIR}/transport/fault_guard.c
   ${VBLK_LIB_DIR}/transport/loopback.c
   ${VBLK_LIB_DIR}/transport/vduse.c
   ${VBLK_LIB_DIR}/transport/vduse_iotlb.c

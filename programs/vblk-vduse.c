@@ -149,9 +149,10 @@ static void print_stats(struct vblk_vduse *v, const char *name)
     fprintf(stderr,
             "vblk-vduse: %s: %" PRIu64 " kernel requests (%" PRIu64 " bad, %" PRIu64
             " failed), %" PRIu64 " resets, %" PRIu64 " kicks, %" PRIu64 " interrupts, %" PRIu64
-            " IOVA ranges mapped, %" PRIu64 " IOVA faults, %" PRIu64 " broken queues\n",
+            " IOVA ranges mapped, %" PRIu64 " IOVA faults, %" PRIu64 " broken queues, %" PRIu64
+            " page faults contained\n",
             name, st.messages, st.bad_messages, st.failed, st.resets, st.kicks, st.irqs,
-            st.iotlb_maps, st.iotlb_faults, st.broken_queues);
+            st.iotlb_maps, st.iotlb_faults, st.broken_queues, st.mapping_faults);
 }
 
 int main(int argc, char **argv)

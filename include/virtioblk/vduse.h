@@ -93,6 +93,9 @@ struct vblk_vduse_stats {
     uint64_t kicks;         /**< Driver kicks seen (summed over queues). */
     uint64_t irqs;          /**< Used-buffer notifications injected. */
     uint64_t broken_queues; /**< Queues stopped because the driver corrupted them. */
+    /** Page faults in IOTLB mappings that were contained (a device deleted
+     *  under I/O, an unbacked page): the queues stop until the next reset. */
+    uint64_t mapping_faults;
 };
 
 /**
@@ -111,6 +114,13 @@ struct vblk_vduse_stats {
  *    with vblk_vduse_opts::reclaim);
  *  - -EINVAL: bad name or parameters, or the kernel refused the device;
  *  - -EPROTONOSUPPORT: the kernel does not speak VDUSE API version 0.
+ *
+ * Pages of an IOTLB mapping can fault (a device deleted under I/O, a bounce
+ * page the kernel never backed). The first mapping installs a process-wide
+ * SIGBUS handler that contains such a fault: the device stops serving its
+ * queues until the driver resets it, counted in
+ * vblk_vduse_stats::mapping_faults. The thread that runs the device must
+ * not block SIGBUS; see vblk_vu_dev_create() and docs/security.md.
  */
 int vblk_vduse_create(const struct vblk_vduse_opts *opts, const struct vblk_dev_params *params,
                       const struct vblk_backend *be, struct vblk_vduse **out);

@@ -151,6 +151,17 @@ struct vblk_vu_dev;
  * The number of queues offered is @c p->num_queues; the largest ring size
  * accepted is @c p->queue_size. Returns 0, -EINVAL for bad parameters or
  * -ENOMEM / another negative errno when a resource could not be created.
+ *
+ * The front-end's files (guest memory, dirty log, in-flight region) can stop
+ * backing the device's mappings at any time, which raises SIGBUS. When the
+ * device maps the first of them, the library installs a process-wide
+ * SIGBUS handler that contains a fault in those mappings: the device breaks
+ * (DEVICE_NEEDS_RESET, the connection ends) and the process goes on; any
+ * other SIGBUS goes to the handler that was there before, or kills the
+ * process as usual. Threads that process queues or handle messages must
+ * not block SIGBUS, and a SIGBUS handler the application installs later
+ * must pass on the faults it does not own to the previous handler.
+ * docs/security.md ("Shared files") has the details.
  */
 int vblk_vu_dev_create(const struct vblk_dev_params *p, const struct vblk_backend *be,
                        const struct vblk_vu_opts *opts, struct vblk_vu_dev **out);
@@ -184,7 +195,8 @@ int vblk_vu_dev_socket_fd(const struct vblk_vu_dev *d);
  * Reads whatever the socket has, handles every complete message and sends
  * the replies. Never blocks. Returns 0 while the connection goes on, or a
  * negative errno when it must end (-ECONNRESET: the front-end closed it;
- * -EPROTO: it broke the protocol): then call vblk_vu_dev_detach().
+ * -EPROTO: it broke the protocol, or its memory faulted under the device):
+ * then call vblk_vu_dev_detach().
  */
 int vblk_vu_dev_handle_socket(struct vblk_vu_dev *d);
 
@@ -202,7 +214,9 @@ struct vblk_vu_reply {
  * in @p fds, whatever the outcome. On return @p reply holds the reply to
  * send (if any); the caller owns @c reply->fd. The device need not be
  * attached. Returns 0 if the message was handled (successfully or with an
- * error reply), -EPROTO if the connection must end.
+ * error reply), -EPROTO if the connection must end (also when the front-end's
+ * memory faulted, during this message or before: @p reply still holds the
+ * answer, and GET_STATUS reports DEVICE_NEEDS_RESET).
  */
 int vblk_vu_dev_handle_msg(struct vblk_vu_dev *d, const void *buf, size_t len, const int *fds,
                            unsigned nfds, struct vblk_vu_reply *reply);
@@ -233,7 +247,9 @@ int vblk_vu_queue_fd(struct vblk_vu_dev *d, uint16_t qidx);
  * ring until it is empty (vblk_queue_run()). Call it when
  * vblk_vu_queue_fd() is readable, or in a loop when polling. Returns the
  * number of requests submitted, 0 if the queue is not running, or -EIO if
- * the driver broke the ring (the device then reports DEVICE_NEEDS_RESET).
+ * the driver broke the ring (the device then reports DEVICE_NEEDS_RESET), or
+ * if the front-end's memory faulted during the run (the device also shuts
+ * the socket down, so that the control loop detaches).
  */
 int vblk_vu_queue_process(struct vblk_vu_dev *d, uint16_t qidx);
 

@@ -15,6 +15,7 @@
 #ifndef VBLK_VDUSE_INTERNAL_H
 #define VBLK_VDUSE_INTERNAL_H
 
+#include "transport/fault_guard.h"
 #include "transport/vduse_abi.h"
 #include "virtioblk/vduse.h"
 
@@ -104,6 +105,10 @@ struct vblk_vduse {
     uint16_t nq;
     struct vduse_vq *vqs;
     struct vblk_mem mem;
+    /* faults contained in the IOTLB mappings (fault_guard.h), and the
+     * count the device last acted on */
+    struct fault_owner fault;
+    unsigned faults_handled;
     struct vblk_vduse_stats stats;
     vblk_vduse_log_fn log;
     void *log_opaque;
@@ -141,6 +146,10 @@ void vduse_vq_stop(struct vblk_vduse *v, uint16_t index);
 void vduse_vq_run(struct vblk_vduse *v, uint16_t index);
 void vduse_vq_get_state(const struct vblk_vduse *v, uint16_t index, struct vblk_vq_state *st);
 void vduse_vq_forget(struct vblk_vduse *v, uint16_t index);
+/* After a queue run or a kernel request: if an IOTLB mapping faulted
+ * meanwhile, stops serving every queue until the driver resets the device
+ * (VDUSE has no DEVICE_NEEDS_RESET). Returns true if it did. */
+bool vduse_fault_check(struct vblk_vduse *v);
 
 /* vduse_iotlb.c */
 int vduse_iotlb_miss(void *opaque, struct vblk_mem *mem, uint64_t addr);

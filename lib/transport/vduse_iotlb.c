@@ -14,6 +14,7 @@
  * the core turns that into an IOERR status or a stopped queue.
  */
 #include <errno.h>
+#include <unistd.h>
 
 #include "transport/vduse_internal.h"
 
@@ -30,7 +31,15 @@ int vduse_iotlb_miss(void *opaque, struct vblk_mem *mem, uint64_t addr)
     if (m.start > addr || m.last < addr || (m.start == 0 && m.last == UINT64_MAX)) {
         rc = -EFAULT;
     } else {
-        rc = vblk_mem_add(mem, m.start, m.last - m.start + 1, m.host, m.base);
+        /* A device deleted under I/O, or a bounce page the kernel never
+         * backed, faults on access: guard the whole mapping. */
+        size_t len = (size_t)((uint8_t *)m.host - (uint8_t *)m.base) + (m.last - m.start + 1);
+        rc = fault_guard_add(&v->fault, m.base, len, (size_t)sysconf(_SC_PAGESIZE));
+        if (rc == 0) {
+            rc = vblk_mem_add(mem, m.start, m.last - m.start + 1, m.host, m.base);
+            if (rc < 0)
+                fault_guard_remove(m.base);
+        }
     }
     if (rc < 0) {
         /* -EEXIST: the entry overlaps a stale region the kernel replaced
@@ -70,6 +79,7 @@ unsigned vduse_iotlb_drop(struct vblk_vduse *v, uint64_t start, uint64_t last)
         }
         /* The region array shifts down: stay at index i. */
         vblk_mem_remove(&v->mem, r.addr, r.size, NULL);
+        fault_guard_remove(r.opaque);
         v->kops->unmap(v->k, &r);
         v->stats.iotlb_unmaps++;
         n++;

@@ -184,6 +184,8 @@ int vblk_vduse_handle_request(struct vblk_vduse *v, const void *buf, size_t len,
         ok = false;
         break;
     }
+    /* Starting or draining a ring touched a mapping that faulted. */
+    (void)vduse_fault_check(v);
     resp.result = ok ? VDUSE_ABI_RESULT_OK : VDUSE_ABI_RESULT_FAILED;
     if (!ok)
         v->stats.failed++;

@@ -211,7 +211,8 @@ void vduse_vq_run(struct vblk_vduse *v, uint16_t index)
         (void)vblk_queue_process(&vq->q, 0);
         return;
     }
-    if (vblk_queue_run(&vq->q) != -EIO)
+    int rc = vblk_queue_run(&vq->q);
+    if (vduse_fault_check(v) || rc != -EIO)
         return;
     /* VDUSE has no way to set DEVICE_NEEDS_RESET: stop serving the queue
      * until the driver resets the device. Kicks are ignored from now on. */
@@ -241,4 +242,26 @@ void vduse_vq_forget(struct vblk_vduse *v, uint16_t index)
     vq->have_state = false;
     vq->broken = false;
     memset(&vq->state, 0, sizeof(vq->state));
+}
+
+bool vduse_fault_check(struct vblk_vduse *v)
+{
+    unsigned n = fault_owner_count(&v->fault);
+    if (n == v->faults_handled)
+        return false;
+    v->stats.mapping_faults += n - v->faults_handled;
+    v->faults_handled = n;
+    /* Every mapping is suspect once one faulted: stop serving the rings,
+     * as for a corrupted one, until the driver resets the device (which
+     * drops every mapping). Requests in flight are still reaped. */
+    for (uint16_t i = 0; i < v->nq; i++) {
+        struct vduse_vq *vq = &v->vqs[i];
+        if (!vq->running || vq->broken)
+            continue;
+        vq->broken = true;
+        v->stats.broken_queues++;
+        vduse_unwatch(v, vq->kickfd);
+    }
+    vduse_log(v, "an IOTLB mapping faulted (%u faults contained); queues stopped until reset", n);
+    return true;
 }

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "vu_internal.h"
@@ -89,6 +91,7 @@ int vblk_vu_dev_create(const struct vblk_dev_params *p, const struct vblk_backen
     if (!d)
         return -ENOMEM;
     d->sock = -1;
+    d->fault_sock = -1;
     if (opts)
         d->opts = *opts;
     d->params = *p;
@@ -142,16 +145,47 @@ int vblk_vu_dev_attach(struct vblk_vu_dev *d, int sock)
     d->protocol_features = 0;
     reset_device(d);
     vu_rx_init(&d->rx);
+    /* A new front-end starts with a device that has not faulted. */
+    vu_lock_all(d);
+    d->fault_sock = sock;
+    atomic_store(&d->faults_before, fault_owner_count(&d->fault));
+    vu_unlock_all(d);
     return 0;
+}
+
+int vu_queue_fault(struct vu_queue *q)
+{
+    struct vblk_vu_dev *d = q->d;
+    /* No more requests from this ring; completions are still reaped until
+     * the detach drains it. */
+    (void)vblk_queue_stop(&q->q);
+    atomic_store(&q->broken, true);
+    atomic_store(&q->active, false);
+    q->err_pending = true; /* sent when the lock is released */
+    vu_log(d, VBLK_VU_LOG_ERR,
+           "queue %u: the front-end's memory faulted (%u faults contained); "
+           "device needs reset, disconnecting",
+           q->index, fault_owner_count(&d->fault) - atomic_load(&d->faults_before));
+    /* The control loop sees the socket hang up and detaches, which stops
+     * every queue and unmaps the front-end's files. The fd stays open
+     * until then (detach clears fault_sock under this lock first). */
+    if (d->fault_sock >= 0)
+        (void)shutdown(d->fault_sock, SHUT_RDWR);
+    return -EIO;
 }
 
 void vblk_vu_dev_detach(struct vblk_vu_dev *d)
 {
+    vu_lock_all(d);
+    d->fault_sock = -1;
+    vu_unlock_all(d);
     reset_device(d);
     vu_inflight_unmap(d);
     vu_mem_clear(&d->mem);
     vblk_mem_init(&d->map);
     vu_rx_reset(&d->rx);
+    /* Every guarded mapping is gone: the device is whole again. */
+    atomic_store(&d->faults_before, fault_owner_count(&d->fault));
     if (d->sock >= 0)
         close(d->sock);
     d->sock = -1;
@@ -255,6 +289,8 @@ static uint64_t status_of(const struct vblk_vu_dev *d)
     for (uint16_t i = 0; i < d->nq; i++)
         if (atomic_load(&d->q[i].broken))
             s |= VBLK_STATUS_DEVICE_NEEDS_RESET;
+    if (vu_faulted(d))
+        s |= VBLK_STATUS_DEVICE_NEEDS_RESET;
     return s;
 }
 
@@ -430,6 +466,14 @@ int vblk_vu_dev_handle_msg(struct vblk_vu_dev *d, const void *buf, size_t len, c
     /* REPLY_ACK: an explicit answer for requests that have none. */
     if (rep->len == 0 && (m.hdr.flags & VU_FLAG_NEED_REPLY))
         reply_u64(rep, &m, rc < 0 ? 1 : 0);
+    /* Handling the message touched a mapping that faulted (a ring start
+     * reading the in-flight region, a drain writing completions): answer,
+     * then end the connection. */
+    if (vu_faulted(d)) {
+        vu_log(d, VBLK_VU_LOG_ERR, "%s: the front-end's memory faulted; disconnecting",
+               vu_req_name(m.hdr.request));
+        return -EPROTO;
+    }
     return 0;
 }
 
@@ -437,6 +481,9 @@ int vblk_vu_dev_handle_socket(struct vblk_vu_dev *d)
 {
     if (d->sock < 0)
         return -ENOTCONN;
+    /* A queue thread shut the socket down after a contained fault. */
+    if (vu_faulted(d))
+        return -EPROTO;
     for (;;) {
         int n = vu_rx_read(d->sock, &d->rx);
         if (n <= 0)

@@ -39,6 +39,7 @@
  * writes it, from private copies; a restart reads it once into a private
  * snapshot and checks every value it uses. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -718,8 +719,7 @@ const struct vblk_queue_hooks *vu_inflight_hooks(struct vu_queue *q)
 
 void vu_inflight_unmap(struct vblk_vu_dev *d)
 {
-    if (d->inflight_map)
-        munmap(d->inflight_map, d->inflight_map_len);
+    vu_shm_unmap(d->inflight_map, d->inflight_map_len);
     d->inflight_map = NULL;
     d->inflight_map_len = 0;
     d->inflight = NULL;
@@ -762,17 +762,22 @@ int vu_h_get_inflight_fd(struct vblk_vu_dev *d, struct vu_msg *m, struct vblk_vu
         return rc;
     in.mmap_size = in.num_queues * vu_inflight_queue_bytes(in.queue_size);
     in.mmap_offset = 0;
-    int fd = memfd_create("vblk-inflight", MFD_CLOEXEC);
+    /* The front-end must not be able to take the region's pages away:
+     * back every page now and seal the size (it cannot shrink the file
+     * under the mapping, nor grow it to fill the filesystem), then seal
+     * the seals. */
+    int fd = memfd_create("vblk-inflight", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
         return -errno;
     void *map, *ptr;
     size_t len;
-    if (ftruncate(fd, (off_t)in.mmap_size) < 0) {
+    if (ftruncate(fd, (off_t)in.mmap_size) < 0 || fallocate(fd, 0, 0, (off_t)in.mmap_size) < 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
         rc = -errno;
         close(fd);
         return rc;
     }
-    rc = vu_shm_map(fd, 0, in.mmap_size, &map, &len, &ptr);
+    rc = vu_shm_map(d, fd, 0, in.mmap_size, VU_SHM_POPULATE, &map, &len, &ptr);
     if (rc < 0) {
         close(fd);
         return rc;
@@ -797,9 +802,10 @@ int vu_h_set_inflight_fd(struct vblk_vu_dev *d, struct vu_msg *m)
         return -EINVAL;
     void *map, *ptr;
     size_t len;
-    rc = vu_shm_map(m->fds[0], in->mmap_offset, in->mmap_size, &map, &len, &ptr);
+    rc =
+        vu_shm_map(d, m->fds[0], in->mmap_offset, in->mmap_size, VU_SHM_POPULATE, &map, &len, &ptr);
     if (rc < 0)
-        return rc == -ENOMEM ? rc : -EINVAL;
+        return rc == -ENOMEM || rc == -ENOSPC ? rc : -EINVAL;
     install(d, map, len, ptr, in);
     return 0;
 }

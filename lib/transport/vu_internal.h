@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "transport/fault_guard.h"
 #include "virtioblk/blk.h"
 #include "virtioblk/ring.h"
 #include "virtioblk/vhost_user.h"
@@ -81,11 +82,23 @@ struct vu_mem {
     struct vu_region r[VBLK_VU_MAX_MEM_SLOTS];
 };
 
-/* Maps [offset, offset + size) of @fd, checking ranges and the file size.
- * Returns 0 and sets *map / *map_len (for munmap) and *ptr, or -EINVAL. */
-int vu_shm_map(int fd, uint64_t offset, uint64_t size, void **map, size_t *map_len, void **ptr);
-/* Validates @desc and maps it from @fd into @r. Returns 0 or -EINVAL. */
-int vu_region_map(struct vu_region *r, const struct vu_region_desc *desc, int fd);
+/* vu_shm_map() flag: allocate every page of the mapping now. */
+#define VU_SHM_POPULATE 1u
+
+/* Maps [offset, offset + size) of the front-end's file @fd for @d,
+ * checking ranges and the file size, sealing the file against shrinking
+ * where it allows that, and guarding the mapping against faults
+ * (fault_guard.h). Returns 0 and sets *map / *map_len (for vu_shm_unmap())
+ * and *ptr; -EINVAL, -ENOMEM (cannot be backed) or -ENOSPC (no guard slot
+ * left). */
+int vu_shm_map(struct vblk_vu_dev *d, int fd, uint64_t offset, uint64_t size, unsigned flags,
+               void **map, size_t *map_len, void **ptr);
+/* Undoes vu_shm_map(); does nothing for a NULL @map. */
+void vu_shm_unmap(void *map, size_t map_len);
+/* Validates @desc and maps it from @fd into @r. Returns 0, -EINVAL, -ENOMEM
+ * or -ENOSPC. */
+int vu_region_map(struct vblk_vu_dev *d, struct vu_region *r, const struct vu_region_desc *desc,
+                  int fd);
 void vu_region_unmap(struct vu_region *r);
 /* -EEXIST if @r overlaps a region of @m (guest-physical or user address). */
 int vu_mem_check(const struct vu_mem *m, const struct vu_region *r);
@@ -219,6 +232,10 @@ struct vblk_vu_dev {
     uint64_t inflight_size;
     uint16_t inflight_nq;
     uint16_t inflight_qsize;
+    /* faults contained in the mappings above (fault_guard.h) */
+    struct fault_owner fault;
+    atomic_uint faults_before; /* fault.faults when the connection began */
+    int fault_sock;            /* the socket, for queue threads (under every queue lock) */
 };
 
 void vu_log(const struct vblk_vu_dev *d, int level, const char *fmt, ...)
@@ -244,6 +261,20 @@ static inline bool vu_packed(const struct vblk_vu_dev *d)
 {
     return vu_has_feature(d, VBLK_F_RING_PACKED);
 }
+
+/* True once a fault in one of the connection's mappings was contained:
+ * the device must not be used any more until the front-end is gone. One
+ * relaxed load; checked after each queue run and each message. */
+static inline bool vu_faulted(const struct vblk_vu_dev *d)
+{
+    return fault_owner_count(&d->fault) !=
+           atomic_load_explicit(&d->faults_before, memory_order_relaxed);
+}
+
+/* Breaks queue @q after a contained fault (lock held): DEVICE_NEEDS_RESET,
+ * the error eventfd, and the socket shut down so the control loop detaches.
+ * Returns -EIO. */
+int vu_queue_fault(struct vu_queue *q);
 
 int vu_queue_setup(struct vblk_vu_dev *d, struct vu_queue *q, uint16_t index);
 void vu_queue_teardown(struct vu_queue *q);

@@ -2,6 +2,7 @@
 /* vhost-user guest memory: mapping the front-end's regions, overlap checks,
  * and translation of front-end user addresses to guest-physical ones. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,23 @@
 
 #include "vu_internal.h"
 
-int vu_shm_map(int fd, uint64_t offset, uint64_t size, void **map, size_t *map_len, void **ptr)
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
+/* Seals the file against shrinking if it allows that (a memfd created with
+ * MFD_ALLOW_SEALING and not yet sealed with F_SEAL_SEAL); then only a
+ * full filesystem or hugetlb pool can take pages away under the mapping.
+ * Returns whether the file can no longer shrink. */
+static bool seal_shrink(int fd)
+{
+    (void)fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK);
+    int seals = fcntl(fd, F_GET_SEALS);
+    return seals >= 0 && (seals & F_SEAL_SHRINK);
+}
+
+int vu_shm_map(struct vblk_vu_dev *d, int fd, uint64_t offset, uint64_t size, unsigned flags,
+               void **map, size_t *map_len, void **ptr)
 {
     struct stat st;
     if (size == 0 || offset + size < offset || offset + size > (uint64_t)INT64_MAX)
@@ -25,6 +42,7 @@ int vu_shm_map(int fd, uint64_t offset, uint64_t size, void **map, size_t *map_l
      * regular files). */
     if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < offset + size)
         return -EINVAL;
+    bool sealed = seal_shrink(fd);
     uint64_t align = (uint64_t)sysconf(_SC_PAGESIZE);
     /* hugetlbfs reports its page size here, and wants mappings aligned to it. */
     if (st.st_blksize > 0 && (uint64_t)st.st_blksize > align &&
@@ -32,17 +50,48 @@ int vu_shm_map(int fd, uint64_t offset, uint64_t size, void **map, size_t *map_l
         align = (uint64_t)st.st_blksize;
     uint64_t start = offset & ~(align - 1);
     uint64_t len = offset + size - start;
-    void *p = mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd,
-                   (off_t)start);
+    /* No MAP_NORESERVE: on hugetlbfs the mapping then reserves its huge
+     * pages now, and fails with ENOMEM when the pool cannot hold them,
+     * instead of raising SIGBUS at the first access. */
+    void *p = mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)start);
     if (p == MAP_FAILED)
         return -errno;
+    /* Small areas the back-end writes all the time (dirty log, in-flight
+     * region): allocate every page now, so a full filesystem under a
+     * sparse file is an error reply here rather than a fault later.
+     * Kernels before 5.14 do not know the advice (EINVAL); the guard below
+     * still contains a fault there. */
+    if ((flags & VU_SHM_POPULATE) && madvise(p, (size_t)len, MADV_POPULATE_WRITE) < 0 &&
+        errno != EINVAL) {
+        int err = errno;
+        munmap(p, (size_t)len);
+        vu_log(d, VBLK_VU_LOG_WARN, "shared file cannot be backed: %s", strerror(err));
+        return -ENOMEM;
+    }
+    int rc = fault_guard_add(&d->fault, p, (size_t)len, (size_t)align);
+    if (rc < 0) {
+        munmap(p, (size_t)len);
+        return rc;
+    }
+    if (!sealed)
+        vu_log(d, VBLK_VU_LOG_DEBUG,
+               "shared file not sealed against shrinking; a truncation will break the device");
     *map = p;
     *map_len = (size_t)len;
     *ptr = (uint8_t *)p + (offset - start);
     return 0;
 }
 
-int vu_region_map(struct vu_region *r, const struct vu_region_desc *desc, int fd)
+void vu_shm_unmap(void *map, size_t map_len)
+{
+    if (!map)
+        return;
+    fault_guard_remove(map);
+    munmap(map, map_len);
+}
+
+int vu_region_map(struct vblk_vu_dev *d, struct vu_region *r, const struct vu_region_desc *desc,
+                  int fd)
 {
     memset(r, 0, sizeof(*r));
     /* Empty regions, and ranges that wrap in either address space. */
@@ -50,9 +99,9 @@ int vu_region_map(struct vu_region *r, const struct vu_region_desc *desc, int fd
         desc->uaddr + (desc->size - 1) < desc->uaddr)
         return -EINVAL;
     void *ptr = NULL;
-    int rc = vu_shm_map(fd, desc->mmap_offset, desc->size, &r->map, &r->map_len, &ptr);
+    int rc = vu_shm_map(d, fd, desc->mmap_offset, desc->size, 0, &r->map, &r->map_len, &ptr);
     if (rc < 0)
-        return rc == -ENOMEM ? rc : -EINVAL;
+        return rc == -ENOMEM || rc == -ENOSPC ? rc : -EINVAL;
     r->gpa = desc->gpa;
     r->size = desc->size;
     r->uaddr = desc->uaddr;
@@ -63,8 +112,7 @@ int vu_region_map(struct vu_region *r, const struct vu_region_desc *desc, int fd
 
 void vu_region_unmap(struct vu_region *r)
 {
-    if (r->map)
-        munmap(r->map, r->map_len);
+    vu_shm_unmap(r->map, r->map_len);
     memset(r, 0, sizeof(*r));
 }
 
@@ -182,7 +230,7 @@ int vu_h_set_mem_table(struct vblk_vu_dev *d, struct vu_msg *m)
     int rc = 0;
     for (uint32_t i = 0; i < m->p.mem.nregions; i++) {
         struct vu_region r;
-        rc = vu_region_map(&r, &m->p.mem.regions[i], m->fds[i]);
+        rc = vu_region_map(d, &r, &m->p.mem.regions[i], m->fds[i]);
         if (rc == 0) {
             rc = vu_mem_check(nm, &r);
             if (rc < 0)
@@ -211,7 +259,7 @@ static void add_region(struct vblk_vu_dev *d, void *arg)
 int vu_h_add_mem_reg(struct vblk_vu_dev *d, struct vu_msg *m)
 {
     struct vu_region r;
-    int rc = vu_region_map(&r, &m->p.single.region, m->fds[0]);
+    int rc = vu_region_map(d, &r, &m->p.single.region, m->fds[0]);
     if (rc < 0)
         return rc;
     rc = vu_mem_check(&d->mem, &r);
@@ -258,8 +306,7 @@ int vu_h_rem_mem_reg(struct vblk_vu_dev *d, struct vu_msg *m)
 
 void vu_log_unmap(struct vblk_vu_dev *d)
 {
-    if (d->log_map)
-        munmap(d->log_map, d->log_map_len);
+    vu_shm_unmap(d->log_map, d->log_map_len);
     d->log_map = NULL;
     d->log_map_len = 0;
     d->log = NULL;
@@ -272,9 +319,10 @@ int vu_h_set_log_base(struct vblk_vu_dev *d, struct vu_msg *m)
         return -ENOTSUP;
     void *map, *ptr;
     size_t len;
-    int rc = vu_shm_map(m->fds[0], m->p.log.offset, m->p.log.size, &map, &len, &ptr);
+    int rc =
+        vu_shm_map(d, m->fds[0], m->p.log.offset, m->p.log.size, VU_SHM_POPULATE, &map, &len, &ptr);
     if (rc < 0)
-        return rc == -ENOMEM ? rc : -EINVAL;
+        return rc == -ENOMEM || rc == -ENOSPC ? rc : -EINVAL;
     vu_lock_all(d);
     void *old = d->log_map;
     size_t old_len = d->log_map_len;
@@ -286,8 +334,7 @@ int vu_h_set_log_base(struct vblk_vu_dev *d, struct vu_msg *m)
         if (d->q[i].live)
             vu_queue_refresh_log(&d->q[i]);
     vu_unlock_all(d);
-    if (old)
-        munmap(old, old_len);
+    vu_shm_unmap(old, old_len);
     vu_log(d, VBLK_VU_LOG_INFO, "dirty log: %llu bytes", (unsigned long long)d->log_size);
     return 0;
 }

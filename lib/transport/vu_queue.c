@@ -548,7 +548,10 @@ int vblk_vu_queue_process(struct vblk_vu_dev *d, uint16_t qidx)
     int rc = 0;
     if (q->live && q->enabled) {
         rc = vblk_queue_run(&q->q);
-        if (rc == -EIO && !atomic_exchange(&q->broken, true)) {
+        if (vu_faulted(d) && !atomic_load(&q->broken)) {
+            /* The run touched front-end memory that faulted (fault_guard.h). */
+            rc = vu_queue_fault(q);
+        } else if (rc == -EIO && !atomic_exchange(&q->broken, true)) {
             /* The driver corrupted the ring: report DEVICE_NEEDS_RESET. */
             atomic_store(&q->active, false);
             q->err_pending = true;

@@ -323,9 +323,17 @@ static int start_workers(struct vblk_vu_server *s)
     struct vblk_vu_dev *d = s->d;
     for (uint16_t i = 0; i < s->nworkers; i++)
         s->w[i].epfd = s->w[i].evfd = -1;
-    /* Signals belong to the application's thread, not to ours. */
+    /* Signals belong to the application's thread, not to ours. Faults
+     * are the exception: they go to the thread that caused them, and a
+     * blocked one kills the process without running any handler, so the
+     * SIGBUS guard over the front-end's memory (fault_guard.h) could not
+     * contain it. */
     sigset_t all, old;
     sigfillset(&all);
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGFPE);
+    sigdelset(&all, SIGILL);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int rc = 0;
     for (uint16_t i = 0; i < s->nworkers && rc == 0; i++) {
