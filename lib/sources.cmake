@@ -43,7 +43,10 @@ set(VBLK_TRANSPORT_SRC
   ${VBLK_LIB_DIR}/transport/vu_client_msg.c
   ${VBLK_LIB_DIR}/transport/vu_device.c
   ${VBLK_LIB_DIR}/transport/vu_inflight.c
+  ${VBLK_LIB_DIR}/transport/vu_inflight_fd.c
+  ${VBLK_LIB_DIR}/transport/vu_log.c
   ${VBLK_LIB_DIR}/transport/vu_mem.c
+  ${VBLK_LIB_DIR}/transport/vu_memtable.c
   ${VBLK_LIB_DIR}/transport/vu_msg.c
   ${VBLK_LIB_DIR}/transport/vu_notify.c
   ${VBLK_LIB_DIR}/transport/vu_queue.c

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* vhost-user device: connection life cycle, message dispatch, feature and
  * protocol-feature negotiation, config space, status and resets. Ring,
- * memory, log and in-flight messages are handled in vu_vring.c, vu_mem.c
- * and vu_inflight.c. */
+ * memory and log, and in-flight region messages are handled in
+ * vu_vring.c, vu_memtable.c and vu_inflight_fd.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -23,18 +23,6 @@
 
 #define VHOST_FEATURES (VBLK_BIT(VBLK_VU_F_LOG_ALL) | VBLK_BIT(VBLK_VU_F_PROTOCOL_FEATURES))
 
-void vu_log(const struct vblk_vu_dev *d, int level, const char *fmt, ...)
-{
-    if (!d->opts.log || level > d->opts.log_level)
-        return;
-    char buf[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    d->opts.log(d->opts.log_opaque, level, buf);
-}
-
 static uint64_t offered_protocol(const struct vblk_vu_dev *d)
 {
     return OFFERED_PROTOCOL_FEATURES & ~d->opts.protocol_features_off;
@@ -43,23 +31,6 @@ static uint64_t offered_protocol(const struct vblk_vu_dev *d)
 static uint64_t offered_features(const struct vblk_vu_dev *d)
 {
     return vblk_dev_features(&d->dev) | VHOST_FEATURES;
-}
-
-bool vu_any_live(const struct vblk_vu_dev *d)
-{
-    for (uint16_t i = 0; i < d->nq; i++)
-        if (d->q[i].live)
-            return true;
-    return false;
-}
-
-void vu_reply(struct vblk_vu_reply *rep, const struct vu_msg *m, const void *payload, uint32_t size)
-{
-    struct vu_hdr h = {m->hdr.request, VU_VERSION | VU_FLAG_REPLY, size};
-    memcpy(rep->buf, &h, sizeof(h));
-    if (size)
-        memcpy(rep->buf + sizeof(h), payload, size);
-    rep->len = sizeof(h) + size;
 }
 
 static void reply_u64(struct vblk_vu_reply *rep, const struct vu_msg *m, uint64_t v)
@@ -151,27 +122,6 @@ int vblk_vu_dev_attach(struct vblk_vu_dev *d, int sock)
     atomic_store(&d->faults_before, fault_owner_count(&d->fault));
     vu_unlock_all(d);
     return 0;
-}
-
-int vu_queue_fault(struct vu_queue *q)
-{
-    struct vblk_vu_dev *d = q->d;
-    /* No more requests from this ring; completions are still reaped until
-     * the detach drains it. */
-    (void)vblk_queue_stop(&q->q);
-    atomic_store(&q->broken, true);
-    atomic_store(&q->active, false);
-    q->err_pending = true; /* sent when the lock is released */
-    vu_log(d, VBLK_VU_LOG_ERR,
-           "queue %u: the front-end's memory faulted (%u faults contained); "
-           "device needs reset, disconnecting",
-           q->index, fault_owner_count(&d->fault) - atomic_load(&d->faults_before));
-    /* The control loop sees the socket hang up and detaches, which stops
-     * every queue and unmaps the front-end's files. The fd stays open
-     * until then (detach clears fault_sock under this lock first). */
-    if (d->fault_sock >= 0)
-        (void)shutdown(d->fault_sock, SHUT_RDWR);
-    return -EIO;
 }
 
 void vblk_vu_dev_detach(struct vblk_vu_dev *d)

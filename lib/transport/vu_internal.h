@@ -309,7 +309,7 @@ void vu_queue_poke(struct vu_queue *q);
 /* Ring sizes for one queue of @num entries. */
 void vu_ring_sizes(bool packed, uint32_t num, uint64_t *desc, uint64_t *avail, uint64_t *used);
 
-/* Message handlers (vu_vring.c, vu_mem.c, vu_inflight.c). They return 0,
+/* Message handlers (vu_vring.c, vu_memtable.c, vu_inflight_fd.c). They return 0,
  * a negative errno (the request is refused), or -EPROTO (the connection
  * must end). Handlers that take an fd set m->fds[i] to -1. */
 void vu_reply(struct vblk_vu_reply *rep, const struct vu_msg *m, const void *payload,

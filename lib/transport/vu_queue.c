@@ -604,3 +604,32 @@ int vblk_vu_queue_stats(struct vblk_vu_dev *d, uint16_t qidx, struct vblk_vu_que
     vu_queue_unlock(q);
     return 0;
 }
+
+bool vu_any_live(const struct vblk_vu_dev *d)
+{
+    for (uint16_t i = 0; i < d->nq; i++)
+        if (d->q[i].live)
+            return true;
+    return false;
+}
+
+int vu_queue_fault(struct vu_queue *q)
+{
+    struct vblk_vu_dev *d = q->d;
+    /* No more requests from this ring; completions are still reaped until
+     * the detach drains it. */
+    (void)vblk_queue_stop(&q->q);
+    atomic_store(&q->broken, true);
+    atomic_store(&q->active, false);
+    q->err_pending = true; /* sent when the lock is released */
+    vu_log(d, VBLK_VU_LOG_ERR,
+           "queue %u: the front-end's memory faulted (%u faults contained); "
+           "device needs reset, disconnecting",
+           q->index, fault_owner_count(&d->fault) - atomic_load(&d->faults_before));
+    /* The control loop sees the socket hang up and detaches, which stops
+     * every queue and unmaps the front-end's files. The fd stays open
+     * until then (detach clears fault_sock under this lock first). */
+    if (d->fault_sock >= 0)
+        (void)shutdown(d->fault_sock, SHUT_RDWR);
+    return -EIO;
+}
