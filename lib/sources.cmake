@@ -21,6 +21,11 @@ set(VBLK_DRIVER_SRC
   ${VBLK_LIB_DIR}/driver/drv_split.c
   ${VBLK_LIB_DIR}/driver/drv_vq.c)
 
+# Hosted: the vhost-user front-end that drives a back-end over a socket.
+set(VBLK_FRONTEND_SRC
+  ${VBLK_LIB_DIR}/driver/vhost-user/vu_client.c
+  ${VBLK_LIB_DIR}/driver/vhost-user/vu_client_msg.c)
+
 # Hosted: storage backends.
 set(VBLK_BACKEND_SRC
   ${VBLK_LIB_DIR}/backend/backend.c
@@ -30,30 +35,30 @@ set(VBLK_BACKEND_SRC
   ${VBLK_LIB_DIR}/backend/memory.c
   ${VBLK_LIB_DIR}/backend/null.c)
 
-# Hosted: loopback, vhost-user (both ends) and VDUSE.
+# Hosted: the device-side transports (loopback, vhost-user, VDUSE) and the
+# page-fault guard they share.
 set(VBLK_TRANSPORT_SRC
   ${VBLK_LIB_DIR}/transport/fault_guard.c
-  ${VBLK_LIB_DIR}/transport/loopback.c
+  ${VBLK_LIB_DIR}/transport/loopback/loopback.c
   ${VBLK_LIB_DIR}/transport/vduse.c
   ${VBLK_LIB_DIR}/transport/vduse_iotlb.c
   ${VBLK_LIB_DIR}/transport/vduse_kernel.c
   ${VBLK_LIB_DIR}/transport/vduse_msg.c
   ${VBLK_LIB_DIR}/transport/vduse_queue.c
-  ${VBLK_LIB_DIR}/transport/vu_client.c
-  ${VBLK_LIB_DIR}/transport/vu_client_msg.c
-  ${VBLK_LIB_DIR}/transport/vu_device.c
-  ${VBLK_LIB_DIR}/transport/vu_inflight.c
-  ${VBLK_LIB_DIR}/transport/vu_inflight_fd.c
-  ${VBLK_LIB_DIR}/transport/vu_log.c
-  ${VBLK_LIB_DIR}/transport/vu_mem.c
-  ${VBLK_LIB_DIR}/transport/vu_memtable.c
-  ${VBLK_LIB_DIR}/transport/vu_msg.c
-  ${VBLK_LIB_DIR}/transport/vu_notify.c
-  ${VBLK_LIB_DIR}/transport/vu_queue.c
-  ${VBLK_LIB_DIR}/transport/vu_server.c
-  ${VBLK_LIB_DIR}/transport/vu_vring.c)
+  ${VBLK_LIB_DIR}/transport/vhost-user/vu_device.c
+  ${VBLK_LIB_DIR}/transport/vhost-user/vu_inflight.c
+  ${VBLK_LIB_DIR}/transport/vhost-user/vu_inflight_fd.c
+  ${VBLK_LIB_DIR}/transport/vhost-user/vu_log.c
+  ${VBLK_LIB_DIR}/transport/vhost-user/vu_mem.c
+  ${VBLK_LIB_DIR}/transport/vhost-user/vu_memtable.c
+  ${VBLK_LIB_DIR}/transport/vhost-user/vu_msg.c
+  ${VBLK_LIB_DIR}/transport/vhost-user/vu_notify.c
+  ${VBLK_LIB_DIR}/transport/vhost-user/vu_queue.c
+  ${VBLK_LIB_DIR}/transport/vhost-user/vu_server.c
+  ${VBLK_LIB_DIR}/transport/vhost-user/vu_vring.c)
 
-set(VBLK_ALL_SRC ${VBLK_CORE_SRC} ${VBLK_DRIVER_SRC} ${VBLK_BACKEND_SRC} ${VBLK_TRANSPORT_SRC})
+set(VBLK_ALL_SRC ${VBLK_CORE_SRC} ${VBLK_DRIVER_SRC} ${VBLK_FRONTEND_SRC} ${VBLK_BACKEND_SRC}
+    ${VBLK_TRANSPORT_SRC})
 
 # The public headers virtioblk-core needs; none of them includes anything
 # beyond <stdbool.h>, <stddef.h> and <stdint.h>.
@@ -67,7 +72,7 @@ set(VBLK_CORE_HEADERS
   ${PROJECT_SOURCE_DIR}/include/virtioblk/version.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/vq.h)
 
-file(GLOB vblk_found CONFIGURE_DEPENDS ${VBLK_LIB_DIR}/*/*.c)
+file(GLOB_RECURSE vblk_found CONFIGURE_DEPENDS ${VBLK_LIB_DIR}/*.c)
 set(vblk_unlisted ${vblk_found})
 list(REMOVE_ITEM vblk_unlisted ${VBLK_ALL_SRC})
 if(vblk_unlisted)

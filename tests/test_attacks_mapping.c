@@ -28,8 +28,8 @@
 
 #include "attack_harness.h"
 #include "transport/fault_guard.h"
-#include "transport/vu_client_internal.h"
-#include "transport/vu_internal.h"
+#include "driver/vhost-user/vu_client_internal.h"
+#include "transport/vhost-user/vu_internal.h"
 #include "vduse_fake.h"
 
 #define ATK_VU_GET_INFLIGHT_FD 31u

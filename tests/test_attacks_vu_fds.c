@@ -36,7 +36,7 @@
 #include <unistd.h>
 
 #include "fd_count.h"
-#include "transport/vu_internal.h"
+#include "transport/vhost-user/vu_internal.h"
 #include "virtioblk/virtioblk.h"
 
 #define DISK      (8u << 20)

@@ -26,7 +26,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "transport/vu_internal.h"
+#include "transport/vhost-user/vu_internal.h"
 #include "fd_count.h"
 #include "virtioblk/virtioblk.h"
 

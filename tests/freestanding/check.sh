@@ -28,7 +28,7 @@ if [ -n "$undef" ]; then echo "core objects depend on: $undef"; exit 1; fi
 
 # The core's headers, each on its own, with only the compiler's headers.
 gcc_inc=$("$cc" -print-file-name=include)
-for h in backend blk driver mem spec version vq; do
+for h in backend blk driver mem ring spec version vq; do
   printf '#include <virtioblk/%s.h>\n' "$h" >"$tmp/h_$h.c"
   "$cc" "${cflags[@]}" -std=c11 -Wall -Wextra -Werror -ffreestanding -nostdinc -isystem "$gcc_inc" \
     -I "$src/include" -c "$tmp/h_$h.c" -o "$tmp/h_$h.o" ||

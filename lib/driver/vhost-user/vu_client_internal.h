@@ -10,7 +10,7 @@
 
 #include "virtioblk/driver.h"
 #include "virtioblk/vhost_user_client.h"
-#include "vu_proto.h"
+#include "transport/vhost-user/vu_proto.h"
 
 #pragma GCC visibility push(hidden)
 
