@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Shared by the vhost-user transport files (lib/transport/vu_*.c). Not installed. */
+/* Shared by the vhost-user transport files (lib/transport/vhost-user/). Not installed. */
 #ifndef VBLK_VU_INTERNAL_H
 #define VBLK_VU_INTERNAL_H
 
