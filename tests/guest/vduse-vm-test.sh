@@ -73,6 +73,9 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 export VBLK_GUEST_EXTRA_MODULES="vhost_vdpa kvm_amd"
 guest_cache_ready
 command -v qemu-storage-daemon >/dev/null || { say "SKIP: qemu-storage-daemon not installed"; exit 77; }
+# QEMU 8.0 brought the generic vhost-vdpa device; Debian 12's own 7.2 lacks it
+qemu-system-x86_64 -device help 2>/dev/null | grep -q '"vhost-vdpa-device-pci"' ||
+    { say "SKIP: this QEMU has no vhost-vdpa-device-pci (QEMU 8.0 or later; scripts/deps.sh installs 10.0)"; exit 77; }
 for m in vdpa vduse vhost_vdpa virtio_blk; do
     grep -q "^$m\.ko" "$CACHE/modules/order" || die "$CACHE has no $m module (is the kernel 6.12?)"
 done
