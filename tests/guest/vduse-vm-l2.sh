@@ -37,7 +37,7 @@ zeros() {
 if [ "$PHASE" = cpu ]; then
     echo "cpus: $(nproc)"
     for j in 1 2 3 4; do
-        (dd if=/dev/urandom bs=64k count=800 2>/dev/null | sha256sum >/tmp/cpu$j) &
+        (dd if=/dev/urandom bs=64k count=160 2>/dev/null | sha256sum >/tmp/cpu$j) &
     done
     wait
     echo "L2 done: $PHASE"

@@ -31,7 +31,7 @@
 #   --cases LIST    cases to run (see above)
 #   --repeat N      run the case list N times in the same outer guest
 #   --keep-going    count failed runs instead of stopping at the first
-#   --count N       blkcheck verify writes per inner VM (default 300)
+#   --count N       blkcheck verify writes per inner VM (default 150)
 #   --fio           put fio (with its libraries) into the inner guest
 #   --fio-runtime S seconds of fio per run (default 10)
 #   --timeout SECS  outer guest timeout (default 1500)
@@ -43,7 +43,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${VBLK_GUEST_VM_CACHE:-/var/cache/vblk-guest-vm}
-PROGRAM= COUNT=300 TIMEOUT=1500 KEEP=0 PREPARE=1 REPEAT=1 KEEP_GOING=0 FIO=0 FIO_RUNTIME=10
+PROGRAM= COUNT=150 TIMEOUT=1500 KEEP=0 PREPARE=1 REPEAT=1 KEEP_GOING=0 FIO=0 FIO_RUNTIME=10
 CASES=ours-split-1q,ours-packed-2q,ours-attack,qsd-1q
 . "$HERE/common.sh"
 while (($#)); do
