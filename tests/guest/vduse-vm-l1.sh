@@ -13,6 +13,7 @@
 #   PATTERN_SEED VERIFY_COUNT  seed and blkcheck verify writes
 #   L2_TIMEOUT     seconds before an inner guest is declared hung (default 600)
 #   FIO_RUNTIME    seconds of fio per run (fio cases)
+#   VM_BIOS        seabios (default) or qboot, for the inner guests
 . /usr/share/vblk-guest/lib.sh
 set -u
 SEED=${PATTERN_SEED:-1}
@@ -23,6 +24,12 @@ KEEP_GOING=${VM_KEEP_GOING:-0}
 L2_TIMEOUT=${L2_TIMEOUT:-600}
 SHARE=/usr/share/vblk-vm
 CR=$(printf '\r')
+BIOS=
+BIOS_NAME=SeaBIOS
+if [ "${VM_BIOS:-seabios}" = qboot ]; then
+    BIOS="-bios /usr/share/qemu/qboot.rom"
+    BIOS_NAME=qboot
+fi
 IMG_SIZE=64M
 
 step "outer guest: $(nproc) CPUs, $(awk '/MemTotal/{print $2" kB"}' /proc/meminfo)"
@@ -137,7 +144,7 @@ vm() {
     : >"$_log"
     _dev=
     [ "$_vhost" = - ] || _dev="-device vhost-vdpa-device-pci,vhostdev=$_vhost"
-    echo "+ inner guest $_run: $ACCEL -smp $_smp -m $_mem, SeaBIOS, $_dev, $*"
+    echo "+ inner guest $_run: $ACCEL -smp $_smp -m $_mem, $BIOS_NAME, $_dev, $*"
     _t0=$(cut -d' ' -f1 /proc/uptime)
     rm -f /tmp/l2.pid /tmp/l2.rc
     # The inner console goes to ours line by line with an "[L2]" prefix, so
@@ -147,7 +154,7 @@ vm() {
         qemu-system-x86_64 $ACCEL -smp "$_smp" -m "$_mem" \
             -object "memory-backend-memfd,id=mem,size=$_mem,share=on" -numa node,memdev=mem \
             -nodefaults -vga none -nic none -display none -monitor none -no-reboot \
-            -serial stdio -pidfile /tmp/l2.pid -kernel $SHARE/vmlinuz -initrd $SHARE/l2.cpio.gz \
+            -serial stdio -pidfile /tmp/l2.pid $BIOS -kernel $SHARE/vmlinuz -initrd $SHARE/l2.cpio.gz \
             -append "console=ttyS0 panic=-1 quiet $*" $_dev </dev/null 2>"/tmp/l2-$_run.qemu"
         echo $? >/tmp/l2.rc
     ) | while IFS= read -r _l; do

@@ -32,6 +32,7 @@
 #   --repeat N      run the case list N times in the same outer guest
 #   --keep-going    count failed runs instead of stopping at the first
 #   --count N       blkcheck verify writes per inner VM (default 150)
+#   --qboot         inner guests boot with qboot instead of SeaBIOS
 #   --fio           put fio (with its libraries) into the inner guest
 #   --fio-runtime S seconds of fio per run (default 10)
 #   --timeout SECS  outer guest timeout (default 1500)
@@ -43,7 +44,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${VBLK_GUEST_VM_CACHE:-/var/cache/vblk-guest-vm}
-PROGRAM= COUNT=150 TIMEOUT=1500 KEEP=0 PREPARE=1 REPEAT=1 KEEP_GOING=0 FIO=0 FIO_RUNTIME=10
+PROGRAM= COUNT=150 TIMEOUT=1500 KEEP=0 PREPARE=1 REPEAT=1 KEEP_GOING=0 FIO=0 FIO_RUNTIME=10 BIOS=seabios
 CASES=ours-split-1q,ours-packed-2q,ours-attack,qsd-1q
 . "$HERE/common.sh"
 while (($#)); do
@@ -55,6 +56,7 @@ while (($#)); do
     --keep-going) KEEP_GOING=1; shift ;;
     --count) COUNT=${2:?--count needs a value}; shift 2 ;;
     --fio) FIO=1; shift ;;
+    --qboot) BIOS=qboot; shift ;;
     --fio-runtime) FIO_RUNTIME=${2:?--fio-runtime needs a value}; shift 2 ;;
     --timeout) TIMEOUT=${2:?--timeout needs a value}; shift 2 ;;
     --keep) KEEP=1; shift ;;
@@ -120,7 +122,7 @@ l1extra=("$WORK/vblk-vduse" "$WORK/blkcheck" "$(command -v qemu-system-x86_64)"
          "$CACHE/vmlinuz=/usr/share/vblk-vm/vmlinuz" "$WORK/l2.cpio.gz=/usr/share/vblk-vm/l2.cpio.gz")
 # firmware the inner QEMU loads: SeaBIOS and the option ROMs for -kernel
 # (Debian's QEMU searches /usr/share/qemu, then /usr/share/seabios)
-for fw in bios-256k.bin linuxboot_dma.bin kvmvapic.bin; do
+for fw in bios-256k.bin qboot.rom linuxboot_dma.bin kvmvapic.bin; do
     found=
     for d in /usr/share/qemu /usr/share/seabios; do
         [[ -e $d/$fw ]] && { found=$d/$fw; break; }
@@ -138,7 +140,7 @@ rc=0
     --timeout "$TIMEOUT" --log "$WORK/console.log" --quiet \
     --env "VM_CASES=$CASES" --env "VM_REPEAT=$REPEAT" --env "VM_KEEP_GOING=$KEEP_GOING" \
     --env "VERIFY_COUNT=$COUNT" --env "PATTERN_SEED=$SEED" --env "FIO_RUNTIME=$FIO_RUNTIME" \
-    --env "VBLK_GUEST_TIMEOUT=$TIMEOUT" || rc=$?
+    --env "VM_BIOS=$BIOS" --env "VBLK_GUEST_TIMEOUT=$TIMEOUT" || rc=$?
 tr -d '\r' <"$WORK/console.log" | grep -a -E \
     '^(=== |WORKLOAD FAIL|GUEST-RESULT|inner guest|VM-RUN|queue [01] served|QEMU .ring restore|vblk-vduse stopped|  \[L2\] vringattack|  \[L2\] (features|ring|serial|blk-mq|FIO-RESULT|WORKLOAD FAIL|blkcheck .*FAIL))' \
     >&2 || true
