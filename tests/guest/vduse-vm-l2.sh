@@ -14,7 +14,8 @@
 #                   packed; then virtio_blk gets the device back and works
 #           cpu     no disk: both vCPUs busy for a while (nested
 #                   virtualisation alone)
-#   SEED COUNT THREADS  blkcheck verify's seed, writes and threads
+#   SEED COUNT THREADS MAX  blkcheck verify's seed, writes, threads and
+#           largest request (default 1M)
 #   NQ      expected blk-mq queues;  PACKED  expected RING_PACKED (0/1)
 #   SERIAL  expected serial (GET_ID); empty: do not check
 # Layout of the 64 MiB disk: ext4 in [0, 48M), discard [48M, 52M),
@@ -61,7 +62,7 @@ mkdir -p /mnt
 
 case $PHASE in
 write)
-    run blkcheck verify $DISK --min 4K --max 1M --count "$COUNT" --threads "$THREADS" --seed "$SEED"
+    run blkcheck verify $DISK --min 4K --max "${MAX:-1M}" --count "$COUNT" --threads "$THREADS" --seed "$SEED"
     run blkcheck flush $DISK
     run blkcheck discard $DISK 48M 4M
     zeros 48 4
