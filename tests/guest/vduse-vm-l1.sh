@@ -14,7 +14,7 @@
 #   L2_TIMEOUT     seconds before an inner guest is declared hung (default 600)
 #   FIO_RUNTIME    seconds of fio per run (fio cases)
 #   VM_BIOS        seabios (default) or qboot, for the inner guests
-#   VM_SMP2_ACCEL  tcg (default) or kvm: how inner guests with 2 vCPUs run
+#   VM_SMP2_ACCEL  kvm (default) or tcg: how inner guests with 2 vCPUs run
 . /usr/share/vblk-guest/lib.sh
 set -u
 SEED=${PATTERN_SEED:-1}
@@ -48,17 +48,15 @@ else
     L2_TIMEOUT=$((L2_TIMEOUT * 5))
     echo "no /dev/kvm in the outer guest: inner guests run under TCG (slow)"
 fi
-# Inner guests with 2 vCPUs: KVM on the emulated SVM is not reliable there
-# (the outer kernel was seen to panic with a corrupted stack in KVM's vCPU
-# thread while a 2-vCPU inner guest booted), so they run under TCG unless
-# VM_SMP2_ACCEL=kvm.
-ACCEL2=$TCG
-L2_TIMEOUT2=$((L2_TIMEOUT * 3))
-if [ "${VM_SMP2_ACCEL:-tcg}" = kvm ]; then
-    ACCEL2=$ACCEL
-    L2_TIMEOUT2=$L2_TIMEOUT
+# Inner guests with 2 vCPUs run under KVM too unless VM_SMP2_ACCEL=tcg (no
+# nested SVM, but very slow). KVM on the emulated SVM is not reliable with 2
+# inner vCPUs (see docs/vduse.md), so the default cases use one.
+ACCEL2=$ACCEL
+L2_TIMEOUT2=$L2_TIMEOUT
+if [ "${VM_SMP2_ACCEL:-kvm}" = tcg ]; then
+    ACCEL2=$TCG
+    L2_TIMEOUT2=$((L2_TIMEOUT * 5))
 fi
-qemu-system-x86_64 --version | head -n 1
 
 # start_ours NAME ARGS...: vblk-vduse in the background; sets PID
 start_ours() {
@@ -294,7 +292,7 @@ one_case() {
         qsd-2q) start_qsd vm2 "$_img" 2 vm-$_s; _packed=0 ;;
         esac
         add_vdpa vm2
-        # (smaller requests: this guest runs under TCG inside TCG by default)
+        # (requests up to 256 KiB: bounded time also under VM_SMP2_ACCEL=tcg)
         vm_smp2 "$_c" "$VHOST" 2 256M PHASE=write SEED="$_s" COUNT="$COUNT" MAX=256K THREADS=4 \
             NQ=2 PACKED=$_packed SERIAL=vm-$_s
         _r=$VM_RESULT
@@ -304,6 +302,24 @@ one_case() {
             return 1
         fi
         case $_c in ours*) queues_served /tmp/vm2.log 2 ;; esac
+        run blkcheck pattern-check "$_img" 56M 8M "$_s"
+        run e2fsck -fn "$_img"
+        rm -f "$_img"
+        ;;
+    ours-packed-2q1)
+        # 2 queues offered, 1 inner vCPU under KVM: the guest's driver sets
+        # up queue 0 only (one per CPU), as SeaBIOS does before it, and the
+        # device serves it while queue 1 stays idle
+        _img=/tmp/$_c.img
+        run truncate -s $IMG_SIZE "$_img"
+        start_ours vm3 --image "$_img" --queues 2 --serial vm-$_s
+        add_vdpa vm3
+        vm_ok "$_c" "$VHOST" 1 256M PHASE=write SEED="$_s" COUNT="$COUNT" THREADS=2 NQ=1 \
+            PACKED=1 SERIAL=vm-$_s
+        del_vdpa vm3 ours
+        queues_served /tmp/vm3.log 1
+        grep -q "queue 1: enabled but never set up" /tmp/vm3.log ||
+            guest_fail "queue 1 was not reported as left unused"
         run blkcheck pattern-check "$_img" 56M 8M "$_s"
         run e2fsck -fn "$_img"
         rm -f "$_img"

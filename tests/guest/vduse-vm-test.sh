@@ -2,20 +2,24 @@
 # vduse-vm-test.sh --program PATH [options] - VDUSE serving a virtual machine:
 # an outer guest (QEMU TCG) runs vblk-vduse, binds the vDPA device to
 # vhost_vdpa and starts inner guests under KVM (nested SVM; TCG if the outer
-# guest has no /dev/kvm; inner guests with 2 vCPUs under TCG) with -device
-# vhost-vdpa-device-pci. The inner guests boot with SeaBIOS; see
+# guest has no /dev/kvm) with -device vhost-vdpa-device-pci. The inner guests boot with SeaBIOS; see
 # vduse-vm-l1.sh and vduse-vm-l2.sh.
 #
 # Cases (--cases, comma-separated; default
-# ours-split-1q,ours-packed-2q,ours-attack,qsd-1q):
+# ours-split-1q,ours-packed-2q1,ours-attack,qsd-1q):
 #   ours-split-1q, ours-packed-1q  vblk-vduse, 1 queue, split or packed ring:
 #       an inner VM writes (verified I/O 4K..1M, flush, discard and
 #       write-zeroes read back as zeros, GET_ID serial, a pattern, ext4 mkfs
 #       + files + fsck) and shuts down; a second VM on the same vDPA device
 #       finds it all and writes a second pattern; `vdpa dev del`;
 #       vblk-vduse exits cleanly; the image is checked in the outer guest
+#   ours-packed-2q1  2 queues offered, 1 inner vCPU (KVM): the guest sets up
+#       queue 0 only (after SeaBIOS did the same); the device serves it and
+#       leaves queue 1 idle; verified I/O and the image check as above
 #   ours-split-2q, ours-packed-2q  2 queues, 2 inner vCPUs: both queues carry
-#       I/O; the image is checked in the outer guest
+#       I/O; the image is checked in the outer guest. Not in the default
+#       set: 2 inner vCPUs under KVM on the emulated SVM are not reliable
+#       (see docs/vduse.md)
 #   ours-attack  a hostile inner guest (vringattack.c) sends malformed split
 #       and packed rings through PCI; vblk-vduse survives, the kernel's
 #       virtio_blk works afterwards, and vblk-vduse exits cleanly
@@ -34,9 +38,8 @@
 #   --keep-going    count failed runs instead of stopping at the first
 #   --count N       blkcheck verify writes per inner VM (default 150)
 #   --qboot         inner guests boot with qboot instead of SeaBIOS
-#   --smp2-kvm      run inner guests with 2 vCPUs under KVM too (by default
-#                   they run under TCG: KVM on the emulated SVM crashed the
-#                   outer kernel with 2 inner vCPUs; see docs/vduse.md)
+#   --smp2-tcg      run inner guests with 2 vCPUs under TCG instead of KVM
+#                   (no nested SVM, but too slow for CI: see docs/vduse.md)
 #   --fio           put fio (with its libraries) into the inner guest
 #   --fio-runtime S seconds of fio per run (default 10)
 #   --timeout SECS  outer guest timeout (default 1500)
@@ -48,8 +51,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${VBLK_GUEST_VM_CACHE:-/var/cache/vblk-guest-vm}
-PROGRAM= COUNT=150 TIMEOUT=1500 KEEP=0 PREPARE=1 REPEAT=1 KEEP_GOING=0 FIO=0 FIO_RUNTIME=10 BIOS=seabios SMP2=tcg
-CASES=ours-split-1q,ours-packed-2q,ours-attack,qsd-1q
+PROGRAM= COUNT=150 TIMEOUT=1500 KEEP=0 PREPARE=1 REPEAT=1 KEEP_GOING=0 FIO=0 FIO_RUNTIME=10 BIOS=seabios SMP2=kvm
+CASES=ours-split-1q,ours-packed-2q1,ours-attack,qsd-1q
 . "$HERE/common.sh"
 while (($#)); do
     case $1 in
@@ -61,7 +64,7 @@ while (($#)); do
     --count) COUNT=${2:?--count needs a value}; shift 2 ;;
     --fio) FIO=1; shift ;;
     --qboot) BIOS=qboot; shift ;;
-    --smp2-kvm) SMP2=kvm; shift ;;
+    --smp2-tcg) SMP2=tcg; shift ;;
     --fio-runtime) FIO_RUNTIME=${2:?--fio-runtime needs a value}; shift 2 ;;
     --timeout) TIMEOUT=${2:?--timeout needs a value}; shift 2 ;;
     --keep) KEEP=1; shift ;;
