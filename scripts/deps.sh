@@ -1,20 +1,58 @@
 #!/usr/bin/env bash
 # Installs the Debian packages libvirtioblk needs to build and test, if any
 # are missing. Usage: scripts/deps.sh [build|test|all]
+#
+# The tests use QEMU 10.0 from Debian bookworm-backports. For "test" and
+# "all", the script adds bookworm-backports to the Suites: line of the
+# machine's /etc/apt/sources.list.d/debian.sources when it is not there yet
+# (the archive address stays the machine's own), and installs qemu-system-x86
+# and qemu-utils with -t bookworm-backports unless QEMU 10 is installed.
 set -euo pipefail
 what=${1:-all}
 pkgs=(build-essential cmake pkg-config libcmocka-dev liburing-dev)
 if [ "$what" != build ]; then
-  pkgs+=(clang doxygen gcovr lcov valgrind qemu-system-x86 qemu-utils busybox-static cpio xz-utils
+  pkgs+=(clang doxygen gcovr lcov valgrind busybox-static cpio xz-utils
          e2fsprogs iproute2 util-linux)
 fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo=sudo
+export DEBIAN_FRONTEND=noninteractive
+updated=0
+update() { [ $updated -eq 1 ] || $sudo apt-get update -qq; updated=1; }
+
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-echo "installing: ${missing[*]}"
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo=sudo
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  update
+  $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+[ "$what" != build ] || exit 0
+
+# QEMU 10.0 from bookworm-backports.
+qemu_ok() {
+  local p v
+  for p in qemu-system-x86 qemu-utils; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || return 1
+    v=$(dpkg-query -W -f='${Version}' "$p")
+    dpkg --compare-versions "$v" ge 1:10.0 || return 1
+  done
+}
+qemu_ok && exit 0
+sources=/etc/apt/sources.list.d/debian.sources
+if [ -f "$sources" ]; then
+  # Only the stanza whose Suites: line names plain "bookworm".
+  if ! grep -Eq '^Suites:.*[[:space:]]bookworm-backports([[:space:]]|$)' "$sources"; then
+    echo "adding bookworm-backports to the Suites: line of $sources"
+    $sudo sed -i -E '/^Suites:/{/[[:space:]]bookworm([[:space:]]|$)/s/[[:space:]]*$/ bookworm-backports/}' "$sources"
+  fi
+else
+  echo "scripts/deps.sh: warning: no $sources; expecting bookworm-backports to be configured" >&2
+fi
+echo "installing QEMU 10 from bookworm-backports: qemu-system-x86 qemu-utils"
+updated=0
+update
+$sudo apt-get install -y -qq -t bookworm-backports qemu-system-x86 qemu-utils >/dev/null
+qemu_ok || { echo "scripts/deps.sh: error: QEMU 10 is not installed after apt-get" >&2; exit 1; }

@@ -136,6 +136,47 @@ static struct vduse_abi_response get_vq_state(struct fixture *fx, uint32_t index
     return send_req(fx, VDUSE_MSG_GET_VQ_STATE, &req);
 }
 
+/* A firmware driver (SeaBIOS through vhost-vdpa) sets up queue 0 only, and
+ * vhost-vdpa then enables every queue: the device serves queue 0 and leaves
+ * queue 1 idle, as a virtio-blk device does with queues nobody set up. */
+static void partly_configured_device_serves_its_queues(void **state)
+{
+    struct fixture *fx = *state;
+    driver_setup(fx, false);
+    fx->fk.info[1] = (struct vduse_abi_vq_info){.index = 1, .ready = 1};
+    assert_int_equal(set_status(fx, VBLK_STATUS_FEATURES_OK), VDUSE_ABI_RESULT_OK);
+    assert_int_equal(set_status(fx, VBLK_STATUS_FEATURES_OK | VBLK_STATUS_DRIVER_OK),
+                     VDUSE_ABI_RESULT_OK);
+    assert_non_null(vblk_vduse_queue(fx->v, 0));
+    assert_null(vblk_vduse_queue(fx->v, 1));
+    assert_int_equal(fx->fk.kickfd[1], -1);
+    uint8_t *buf = arena_alloc(fx, 512);
+    memset(buf, 0x3c, 512);
+    assert_int_equal(do_request(fx, VBLK_T_OUT, 1, buf, 512), VBLK_S_OK);
+    memset(buf, 0, 512);
+    assert_int_equal(do_request(fx, VBLK_T_IN, 1, buf, 512), VBLK_S_OK);
+    assert_int_equal(buf[511], 0x3c);
+    struct vduse_abi_response r = get_vq_state(fx, 1);
+    assert_int_equal(r.result, VDUSE_ABI_RESULT_OK);
+    assert_int_equal(r.vq_state.split.avail_index, 0);
+
+    /* The next driver resets the device and sets up what it uses. */
+    assert_int_equal(set_status(fx, 0), VDUSE_ABI_RESULT_OK);
+    bring_up(fx, false);
+    assert_non_null(vblk_vduse_queue(fx->v, 0));
+    assert_int_equal(do_request(fx, VBLK_T_IN, 1, buf, 512), VBLK_S_OK);
+    assert_int_equal(buf[0], 0x3c);
+
+    /* A ready queue with addresses but no size is still refused: that one
+     * was set up, wrongly. */
+    assert_int_equal(set_status(fx, 0), VDUSE_ABI_RESULT_OK);
+    driver_setup(fx, false);
+    fx->fk.info[1] = (struct vduse_abi_vq_info){.index = 1, .ready = 1, .desc_addr = IOVA_BASE};
+    assert_int_equal(set_status(fx, VBLK_STATUS_FEATURES_OK | VBLK_STATUS_DRIVER_OK),
+                     VDUSE_ABI_RESULT_FAILED);
+    assert_null(vblk_vduse_queue(fx->v, 0));
+}
+
 static void vq_state_split(void **state)
 {
     struct fixture *fx = *state;
@@ -337,6 +378,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(unknown_types_fail, setup, teardown),
         cmocka_unit_test_setup_teardown(status_transitions, setup, teardown),
         cmocka_unit_test_setup_teardown(driver_ok_with_unmapped_rings_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(partly_configured_device_serves_its_queues, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(vq_state_split, setup, teardown),
         cmocka_unit_test_setup_teardown(vq_state_packed, setup, teardown),
         cmocka_unit_test_setup_teardown(iotlb_update_bookkeeping, setup, teardown),

@@ -121,6 +121,14 @@ int vduse_vq_start(struct vblk_vduse *v, uint16_t index)
         return rc;
     if (!info.ready)
         return 0; /* the driver does not use this queue */
+    if (info.num == 0 && !info.desc_addr && !info.driver_addr && !info.device_addr) {
+        /* Enabled but never set up: vhost-vdpa enables every queue, also
+         * those a firmware driver (SeaBIOS) left alone. A virtio-blk device
+         * serves the queues that were set up, so this one stays idle until
+         * the next reset. */
+        vduse_log(v, "queue %u: enabled but never set up; left unused", index);
+        return 0;
+    }
     if (info.num == 0 || info.num > v->params.queue_size)
         return -EINVAL;
 

@@ -8,9 +8,12 @@
 #   - the modules of CACHE_DIR/modules (from prepare.sh), loaded by /init in
 #     the order of CACHE_DIR/modules/order
 #   - WORKLOAD_SCRIPT as /workload.sh, run with /bin/sh by /init
-#   - each EXTRA_FILE in /bin (plus its ldd libraries when it is dynamic)
+#   - each EXTRA_FILE in /bin (plus its ldd libraries when it is dynamic);
+#     an EXTRA_FILE written SRC=/ABS/DST goes to /ABS/DST instead
 #   - /usr/share/vblk-guest/lib.sh: helpers a workload may source
 #     (guest_fail, step, run, wait_for, wait_dev)
+# OUT is gzip-compressed when its name ends in .gz, else a plain cpio archive
+# (cheaper to unpack for a large initramfs under TCG).
 # /init prints "GUEST-RESULT: PASS" when the workload exits 0, otherwise
 # "GUEST-RESULT: FAIL <reason>", and powers the guest off.  The reason is the
 # first line of /tmp/guest-fail-reason if the workload wrote one (guest_fail
@@ -32,7 +35,7 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 [[ -s $CACHE/modules/order ]] || die "$CACHE/modules/order missing: run prepare.sh $CACHE first"
 [[ -f $WORKLOAD ]] || die "workload script $WORKLOAD not found"
-for f in "$@"; do [[ -f $f ]] || die "extra file $f not found"; done
+for f in "$@"; do [[ -f ${f%%=/*} ]] || die "extra file ${f%%=/*} not found"; done
 for c in cpio gzip; do command -v "$c" >/dev/null || die "$c not installed (run prepare.sh)"; done
 
 BUSYBOX=
@@ -94,7 +97,11 @@ echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
 echo 'root:x:0:' >"$root/etc/group"
 
 for f in "$@"; do
-    copy_with_libs "$f" "$root/usr/bin/$(basename "$f")"
+    if [[ $f == *=/* ]]; then
+        copy_with_libs "${f%%=/*}" "$root/${f#*=/}"
+    else
+        copy_with_libs "$f" "$root/usr/bin/$(basename "$f")"
+    fi
 done
 
 # shared lock: prepare.sh may be replacing the cache right now
@@ -209,6 +216,8 @@ chmod 0755 "$root/init"
 mknod -m 600 "$root/dev/console" c 5 1 2>/dev/null || true
 
 mkdir -p "$(dirname "$OUT")"
-(cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -6 -n >"$OUT.tmp"
+compress=(gzip -6 -n)
+[[ $OUT == *.gz ]] || compress=(cat)
+(cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | "${compress[@]}" >"$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
 echo "mkinitramfs.sh: wrote $OUT ($(du -h "$OUT" | cut -f1))" >&2

@@ -8,3 +8,14 @@ if(TARGET vblk-vduse)
   set_tests_properties(guest_vduse PROPERTIES
     LABELS guest TIMEOUT 1200 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
 endif()
+
+# VDUSE serving a virtual machine (vduse-vm-test.sh): the outer guest runs
+# vblk-vduse and QEMU, whose inner guests (KVM on the outer guest's emulated
+# SVM) use the device through vhost_vdpa; qemu-storage-daemon's vduse-blk
+# export runs the same checks as the reference.
+if(TARGET vblk-vduse)
+  add_test(NAME guest_vduse_vm
+    COMMAND ${CMAKE_CURRENT_LIST_DIR}/vduse-vm-test.sh --program $<TARGET_FILE:vblk-vduse>)
+  set_tests_properties(guest_vduse_vm PROPERTIES
+    LABELS guest TIMEOUT 1800 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+endif()

@@ -12,7 +12,7 @@
 #   readonly    --read-only: the guest sees a read-only disk, writes fail
 #   poll        --poll (busy-polling worker), split ring, RAM disk
 #   reconnect   SIGKILL the server while the guest writes, restart it on the
-#               same socket (reconnect=1): no I/O error, data intact. Writes
+#               same socket (reconnect-ms=1000): no I/O error, data intact. Writes
 #               are slowed down (slowio.c, psync engine) and the server is
 #               killed again (up to 5 times) until a restart finds requests
 #               in flight and resubmits them
@@ -115,6 +115,18 @@ queue_requests() {
 }
 
 # boot CASE QUEUES SMP PACKED QEMU_CHARDEV_EXTRA ENV...: boots a guest.
+# The chardev option that makes QEMU reconnect after a second: QEMU 9.2
+# deprecated reconnect= (seconds) for reconnect-ms=; 7.2 knows only the former.
+reconnect_opt() {
+    local v
+    v=$(qemu-system-x86_64 --version | sed -n 's/^QEMU emulator version \([0-9]*\.[0-9]*\).*/\1/p')
+    if [[ -n $v && $v != 9.2 ]] && printf '%s\n9.2\n' "$v" | sort -V -C; then
+        echo reconnect=1
+    else
+        echo reconnect-ms=1000
+    fi
+}
+
 # BOOT_LOG (console log name) and BOOT_QEMU (more QEMU arguments) may be set.
 BOOT_LOG= BOOT_QEMU=()
 boot() {
@@ -307,7 +319,7 @@ run_case() {
         local args=(--image "$img" --serial "vu-$case" --backend psync --queues "$nq" -v) kills=0 resub=0 mark i
         SERVER_PRELOAD=$WORK/slowio.so
         start_server "$log" "${args[@]}"
-        boot "$case" "$nq" 2 "$packed" ",reconnect=1" MODE=busy DO_FS=0 VERIFY_COUNT=$((COUNT * 8)) &
+        boot "$case" "$nq" 2 "$packed" ",$(reconnect_opt)" MODE=busy DO_FS=0 VERIFY_COUNT=$((COUNT * 8)) &
         local guest=$!
         wait_verify "$WORK/$case.console.log" "$guest" || true
         while ((kills < 5 && resub == 0)); do
