@@ -166,11 +166,12 @@ static bool worker_has_active(struct worker *w, struct vblk_vu_dev *d)
  * the CPU for nothing). */
 #define POLL_MIN_NS         1000u
 #define POLL_MAX_NS_DEFAULT 128000u
-/* Poll phases in a row that found nothing before the window stops growing
- * and shrinks instead. A driver that needs this CPU to submit its next
- * request (a spinning driver or a busy vCPU on the same CPU) cannot run
- * while we poll: its request comes just after we sleep, which looks like a
- * window too short and would keep it at the maximum. Such a window is
+/* Poll phases in a row that found nothing, each followed by work within a
+ * quarter of the longest poll after going to sleep, before the window stops
+ * growing and shrinks instead. A driver that needs this CPU to submit its
+ * next request (a spinning driver or a busy vCPU on the same CPU) cannot
+ * run while we poll: its request comes just after we sleep, which looks
+ * like a window too short and would keep it at the maximum. Polling is
  * tried again from the start after POLL_RETRY_NS. */
 #define POLL_EMPTY_MAX 3u
 #define POLL_RETRY_NS  50000000u
@@ -227,6 +228,7 @@ static void *worker_main(void *arg)
     uint64_t max_ns = d->opts.poll_max_us ? d->opts.poll_max_us * 1000ull : POLL_MAX_NS_DEFAULT;
     uint64_t window = max_ns / 4, last = 0, gave_up = 0;
     unsigned empty = 0;
+    int phase = 0; /* the poll phase before the sleep: 0 none, 1 found work, -1 nothing */
     bool polling = false, found = false;
     if (mode == VBLK_NOTIFY_POLL)
         set_polling(w, d, true);
@@ -258,9 +260,7 @@ static void *worker_main(void *arg)
                 continue;
             }
             polling = false;
-            empty = found ? 0 : empty + 1;
-            if (empty == POLL_EMPTY_MAX)
-                gave_up = mono_ns();
+            phase = found ? 1 : -1;
         }
         uint64_t slept = mono_ns();
         wait_and_process(w, d);
@@ -268,6 +268,11 @@ static void *worker_main(void *arg)
             continue;
         last = mono_ns();
         slept = last - slept;
+        if (phase > 0 || (phase < 0 && slept >= max_ns / 4))
+            empty = 0;
+        else if (phase < 0 && ++empty == POLL_EMPTY_MAX)
+            gave_up = last;
+        phase = 0;
         if (empty >= POLL_EMPTY_MAX && last - gave_up >= POLL_RETRY_NS) {
             empty = 0;
             window = max_ns / 4;
