@@ -55,6 +55,7 @@ struct opts {
     uint64_t size;
     bool verify;
     bool spin;
+    bool idle;
     bool json;
 };
 
@@ -120,7 +121,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: " PROG " (--socket PATH | --loopback) [--ring split|packed]\n"
             "                  [--rw read|write|randread|randwrite|randrw] [--bs BYTES]\n"
-            "                  [--iodepth N] [--queues N] [--runtime SECONDS] [--verify] [--json]\n"
+            "                  [--iodepth N] [--queues N] [--runtime SECONDS] [--verify] [--spin]\n"
+            "                  [--idle] [--json]\n"
             "\n"
             "  --socket PATH     drive the vhost-user-blk back-end listening on PATH\n"
             "  --loopback        driver and device in this process (null backend)\n"
@@ -139,6 +141,8 @@ static void usage(FILE *f)
             "                    block written at the end (--socket only)\n"
             "  --spin            busy-poll the used rings instead of sleeping on the\n"
             "                    call eventfd (--socket only)\n"
+            "  --idle            set the queues up, then submit nothing for --runtime\n"
+            "                    seconds: an attached idle device (--socket only)\n"
             "  --timeout SECONDS fail when a request takes longer (default 10)\n"
             "  --json            print one JSON object instead of text\n"
             "\n"
@@ -174,14 +178,23 @@ static int bad(const char *msg)
 static int parse(int argc, char **argv, struct opts *o)
 {
     static const struct option lo[] = {
-        {"loopback", no_argument, NULL, 'l'},      {"socket", required_argument, NULL, 's'},
-        {"ring", required_argument, NULL, 'r'},    {"rw", required_argument, NULL, 'w'},
-        {"bs", required_argument, NULL, 'b'},      {"iodepth", required_argument, NULL, 'd'},
-        {"queues", required_argument, NULL, 'Q'},  {"queue-size", required_argument, NULL, 'S'},
-        {"runtime", required_argument, NULL, 't'}, {"timeout", required_argument, NULL, 'T'},
-        {"size", required_argument, NULL, 'z'},    {"verify", no_argument, NULL, 'v'},
-        {"spin", no_argument, NULL, 'p'},          {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"loopback", no_argument, NULL, 'l'},
+        {"socket", required_argument, NULL, 's'},
+        {"ring", required_argument, NULL, 'r'},
+        {"rw", required_argument, NULL, 'w'},
+        {"bs", required_argument, NULL, 'b'},
+        {"iodepth", required_argument, NULL, 'd'},
+        {"queues", required_argument, NULL, 'Q'},
+        {"queue-size", required_argument, NULL, 'S'},
+        {"runtime", required_argument, NULL, 't'},
+        {"timeout", required_argument, NULL, 'T'},
+        {"size", required_argument, NULL, 'z'},
+        {"verify", no_argument, NULL, 'v'},
+        {"spin", no_argument, NULL, 'p'},
+        {"json", no_argument, NULL, 'j'},
+        {"idle", no_argument, NULL, 'i'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     static const char *const modes[] = {"read", "write", "randread", "randwrite", "randrw"};
     *o = (struct opts){
@@ -256,6 +269,9 @@ static int parse(int argc, char **argv, struct opts *o)
         case 'j':
             o->json = true;
             break;
+        case 'i':
+            o->idle = true;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -270,8 +286,10 @@ static int parse(int argc, char **argv, struct opts *o)
     }
     if (!o->loopback == !o->socket)
         return bad("choose one target: --socket PATH or --loopback");
-    if (o->loopback && (o->queues > 1 || o->verify || o->spin || o->queue_size))
-        return bad("--queues, --queue-size, --verify and --spin need --socket");
+    if (o->loopback && (o->queues > 1 || o->verify || o->spin || o->idle || o->queue_size))
+        return bad("--queues, --queue-size, --verify, --spin and --idle need --socket");
+    if (o->idle && o->verify)
+        return bad("--idle submits nothing to verify");
     if (o->size && o->size < o->bs * (uint64_t)o->queues)
         return bad("--size must hold at least one block per queue");
     return 0;
@@ -334,6 +352,9 @@ struct worker {
     struct hist lat;
     _Atomic uint64_t ios; /* completed in the timed phase */
     uint64_t verified;    /* blocks whose contents were checked */
+    bool timed;           /* in the timed phase: count kicks and waits */
+    uint64_t kicks;       /* kick eventfd writes (the device asked for them) */
+    uint64_t waits;       /* sleeps on the call eventfd */
     uint64_t phase_ios;
     int rc;
     pthread_t thread;
@@ -531,10 +552,11 @@ static int kick_and_wait(struct worker *w, bool added)
         }
         return 0;
     }
-    if (added)
-        (void)vblk_vu_client_kick(sh->client, w->q);
+    if (added && vblk_vu_client_kick(sh->client, w->q) > 0)
+        w->kicks += w->timed;
     if (sh->o->spin || vblk_drv_vq_has_used(w->vq))
         return 0;
+    w->waits += w->timed;
     int rc = vblk_vu_client_wait(sh->client, w->q, 100);
     if (rc == -ECONNRESET) {
         fail(w, 1, "the vhost-user back-end closed the connection");
@@ -590,6 +612,7 @@ static int run_phase(struct worker *w, enum phase ph)
     struct shared *sh = w->sh;
     uint64_t t = now_ns(), polls = 0;
     bool more = true;
+    w->timed = ph == PH_TIMED;
     for (;;) {
         if (reap(w, t, ph == PH_TIMED) < 0)
             return -1;
@@ -639,8 +662,9 @@ static void *worker_main(void *arg)
     /* The clock starts once every worker has filled its slice. */
     pthread_barrier_wait(&sh->ready);
     pthread_barrier_wait(&sh->go);
-    if (w->rc == 0 && run_phase(w, PH_TIMED) < 0)
+    if (w->rc == 0 && !o->idle && run_phase(w, PH_TIMED) < 0)
         w->rc = -1;
+    w->timed = false;
     pthread_barrier_wait(&sh->done);
     w->seq = 0;
     /* Write modes: read back every block written (reads were checked as
@@ -797,7 +821,8 @@ static double cpu_seconds(const struct rusage *a, const struct rusage *b)
 }
 
 static void report(const struct opts *o, const struct shared *sh, const struct hist *lat,
-                   uint64_t ios, double secs, double cpu, uint64_t verified)
+                   uint64_t ios, double secs, double cpu, uint64_t verified, uint64_t kicks,
+                   uint64_t waits)
 {
     double iops = secs > 0 ? (double)ios / secs : 0;
     double mibs = iops * o->bs / (1024.0 * 1024.0);
@@ -807,11 +832,12 @@ static void report(const struct opts *o, const struct shared *sh, const struct h
         printf("{\"target\":\"%s\",\"ring\":\"%s\",\"rw\":\"%s\",\"bs\":%u,\"iodepth\":%u,"
                "\"queues\":%u,\"runtime_s\":%.3f,\"ios\":%" PRIu64 ",\"iops\":%.0f,"
                "\"mib_s\":%.1f,\"lat_p50_us\":%.3f,\"lat_p99_us\":%.3f,\"lat_p999_us\":%.3f,"
-               "\"cpu_s\":%.3f,\"ios_per_cpu_s\":%.0f,\"verify\":%s,\"verified_blocks\":%" PRIu64
-               "}\n",
+               "\"cpu_s\":%.3f,\"ios_per_cpu_s\":%.0f,\"kicks\":%" PRIu64 ",\"waits\":%" PRIu64
+               ",\"verify\":%s,\"verified_blocks\":%" PRIu64 "}\n",
                sh->lb ? "loopback" : "vhost-user", ring, rw_name(o->rw), o->bs, o->iodepth,
                o->queues, secs, ios, iops, mibs, hist_pct(lat, 50), hist_pct(lat, 99),
-               hist_pct(lat, 99.9), cpu, per_cpu, o->verify ? "true" : "false", verified);
+               hist_pct(lat, 99.9), cpu, per_cpu, kicks, waits, o->verify ? "true" : "false",
+               verified);
         return;
     }
     if (sh->lb)
@@ -825,6 +851,9 @@ static void report(const struct opts *o, const struct shared *sh, const struct h
            hist_pct(lat, 99), hist_pct(lat, 99.9));
     printf("  CPU       %.2f s %s, %.0f requests per CPU second\n", cpu,
            sh->lb ? "(driver and device on one thread)" : "(this client, all threads)", per_cpu);
+    if (!sh->lb)
+        printf("  notify    %" PRIu64 " kicks, %" PRIu64 " sleeps on the call eventfd\n", kicks,
+               waits);
     if (o->verify)
         printf("  verify    %" PRIu64 " blocks read back and checked\n", verified);
 }
@@ -890,7 +919,7 @@ int main(int argc, char **argv)
     pthread_barrier_wait(&sh.go);
     /* A progress line each second on a terminal. */
     uint64_t last_ios = 0, last_t = t_start;
-    while (tty && !atomic_load(&sh.stop)) {
+    while ((tty || o.idle) && !atomic_load(&sh.stop)) {
         uint64_t t = now_ns();
         if (t >= sh.t_end)
             break;
@@ -900,6 +929,8 @@ int main(int argc, char **argv)
         ts.tv_sec = (time_t)(nap / 1000000000u);
         ts.tv_nsec = (long)(nap % 1000000000u);
         nanosleep(&ts, NULL);
+        if (!tty)
+            continue;
         uint64_t ios = 0;
         for (uint16_t q = 0; q < o.queues; q++)
             ios += atomic_load_explicit(&w[q].ios, memory_order_relaxed);
@@ -917,11 +948,13 @@ int main(int argc, char **argv)
     getrusage(RUSAGE_SELF, &ru1);
     if (tty)
         printf("\r%50s\r", "");
-    uint64_t ios = 0, verified = 0;
+    uint64_t ios = 0, verified = 0, kicks = 0, waits = 0;
     for (uint16_t q = 0; q < o.queues; q++) {
         pthread_join(w[q].thread, NULL);
         ios += atomic_load(&w[q].ios);
         verified += w[q].verified;
+        kicks += w[q].kicks;
+        waits += w[q].waits;
         for (unsigned i = 0; i < HIST_BUCKETS; i++)
             if (w[q].lat.count[i])
                 hist_add(lat, hist_value(i), w[q].lat.count[i]);
@@ -932,7 +965,7 @@ int main(int argc, char **argv)
     if (!sh.exit_code) {
         /* hist_value() of a bucket maps back into the same bucket. */
         report(&o, &sh, lat, ios, (double)(t_stop - t_start) / 1e9, cpu_seconds(&ru0, &ru1),
-               verified);
+               verified, kicks, waits);
     }
 out:
     for (uint16_t q = 0; w && q < o.queues; q++) {

@@ -95,7 +95,10 @@ typedef void (*vblk_vu_log_fn)(void *opaque, int level, const char *msg);
 enum vblk_notify_mode {
     /** After activity, poll the rings with kicks suppressed for a while
      *  that adapts to the traffic (up to vblk_vu_opts::poll_max_us), then
-     *  re-enable kicks, check the rings once more and sleep. The default. */
+     *  re-enable kicks, check the rings once more and sleep. Polling backs
+     *  off when three polls in a row find nothing and work comes right after
+     *  the thread sleeps (a driver on the same CPU cannot submit while it
+     *  polls), and is tried again 50 ms later. The default. */
     VBLK_NOTIFY_ADAPTIVE = 0,
     /** Sleep until the driver kicks (or a completion arrives). */
     VBLK_NOTIFY_EVENT = 1,

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -125,6 +126,10 @@ static void send_pending(struct vu_queue *q, struct pending *p, bool handler)
             atomic_store(&q->active, false);
         } else {
             vu_notifier_signal(n[i]);
+            /* A polling thread would keep a driver it just woke on this CPU
+             * from running until its time slice ends: let it go first. */
+            if (i == 0 && !handler && atomic_load_explicit(&q->polling, memory_order_relaxed))
+                sched_yield();
         }
         vu_notifier_put(n[i]);
     }

@@ -166,6 +166,15 @@ static bool worker_has_active(struct worker *w, struct vblk_vu_dev *d)
  * the CPU for nothing). */
 #define POLL_MIN_NS         1000u
 #define POLL_MAX_NS_DEFAULT 128000u
+/* Poll phases in a row that found nothing, each followed by work within a
+ * quarter of the longest poll after going to sleep, before the window stops
+ * growing and shrinks instead. A driver that needs this CPU to submit its
+ * next request (a spinning driver or a busy vCPU on the same CPU) cannot
+ * run while we poll: its request comes just after we sleep, which looks
+ * like a window too short and would keep it at the maximum. Polling is
+ * tried again from the start after POLL_RETRY_NS. */
+#define POLL_EMPTY_MAX 3u
+#define POLL_RETRY_NS  50000000u
 
 static uint64_t mono_ns(void)
 {
@@ -217,8 +226,10 @@ static void *worker_main(void *arg)
     struct vblk_vu_dev *d = s->d;
     enum vblk_notify_mode mode = vu_notify_mode(d);
     uint64_t max_ns = d->opts.poll_max_us ? d->opts.poll_max_us * 1000ull : POLL_MAX_NS_DEFAULT;
-    uint64_t window = max_ns / 4, last = 0;
-    bool polling = false;
+    uint64_t window = max_ns / 4, last = 0, gave_up = 0;
+    unsigned empty = 0;
+    int phase = 0; /* the poll phase before the sleep: 0 none, 1 found work, -1 nothing */
+    bool polling = false, found = false;
     if (mode == VBLK_NOTIFY_POLL)
         set_polling(w, d, true);
     while (!atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
@@ -236,6 +247,7 @@ static void *worker_main(void *arg)
             uint64_t now = mono_ns();
             if (poll_once(w, d) > 0) {
                 last = now;
+                found = true;
                 continue;
             }
             if (now - last < window)
@@ -244,9 +256,11 @@ static void *worker_main(void *arg)
             if (set_polling(w, d, false) > 0) {
                 (void)set_polling(w, d, true);
                 last = mono_ns();
+                found = true;
                 continue;
             }
             polling = false;
+            phase = found ? 1 : -1;
         }
         uint64_t slept = mono_ns();
         wait_and_process(w, d);
@@ -254,14 +268,24 @@ static void *worker_main(void *arg)
             continue;
         last = mono_ns();
         slept = last - slept;
-        if (slept < max_ns)
+        if (phase > 0 || (phase < 0 && slept >= max_ns / 4))
+            empty = 0;
+        else if (phase < 0 && ++empty == POLL_EMPTY_MAX)
+            gave_up = last;
+        phase = 0;
+        if (empty >= POLL_EMPTY_MAX && last - gave_up >= POLL_RETRY_NS) {
+            empty = 0;
+            window = max_ns / 4;
+        } else if (slept < max_ns && empty < POLL_EMPTY_MAX) {
             window = window * 2 > max_ns ? max_ns
                                          : (window * 2 < POLL_MIN_NS ? POLL_MIN_NS : window * 2);
-        else
+        } else {
             window /= 2;
+        }
         if (window >= POLL_MIN_NS) {
             (void)set_polling(w, d, true);
             polling = true;
+            found = false;
         }
     }
     return NULL;
