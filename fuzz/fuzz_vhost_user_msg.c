@@ -25,6 +25,7 @@
  *   then records until the input ends (see run_record()).
  */
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -245,10 +246,12 @@ static void run_action(struct vu_run *vr, uint8_t ctl)
     }
     case 3: {
         uint8_t q = in_u8(in) % MAX_KEPT;
-        /* A saturated kick counter refuses the write: the kick is
-         * already pending. */
-        if (vr->kick[q] >= 0)
-            FUZZ_CHECK(eventfd_write(vr->kick[q], 1) == 0 || errno == EAGAIN);
+        /* A saturated kick counter means the kick is already pending.
+         * Ask first: a blocking eventfd the device refused (so never made
+         * non-blocking) would block this single-threaded front-end. */
+        struct pollfd pf = {vr->kick[q], POLLOUT, 0};
+        if (vr->kick[q] >= 0 && poll(&pf, 1, 0) == 1)
+            FUZZ_CHECK(eventfd_write(vr->kick[q], 1) == 0);
         if (q < nq)
             (void)vblk_vu_queue_process(vr->d, q);
         break;
