@@ -686,9 +686,9 @@ static inline void atk_vu_mem_table(struct atk_vu *v)
     atk_vu_ok(v, ATK_VU_SET_MEM_TABLE, &t, 8 + 32, &v->memfd, 1);
 }
 
-/* Configures and starts queue @q over a hand-written ring at the start of
- * guest memory (queue 0 only: one ring area). */
-static inline void atk_vu_ring(struct atk_vu *v, bool packed, uint32_t base)
+/* Configures queue 0 over a hand-written ring at the start of guest memory
+ * (one ring area), up to but not including SET_VRING_KICK. */
+static inline void atk_vu_ring_setup(struct atk_vu *v, bool packed, uint32_t base)
 {
     atk_ring_init(&v->ring, v->mem, ATK_VU_GPA, ATK_VU_QSIZE, packed);
     struct atk_vu_state num = {0, ATK_VU_QSIZE}, b = {0, base};
@@ -700,6 +700,14 @@ static inline void atk_vu_ring(struct atk_vu *v, bool packed, uint32_t base)
     uint64_t idx = 0;
     atk_vu_ok(v, ATK_VU_SET_VRING_CALL, &idx, 8, &v->call, 1);
     atk_vu_ok(v, ATK_VU_SET_VRING_ERR, &idx, 8, &v->err, 1);
+}
+
+/* Configures and starts queue 0 (atk_vu_ring_setup(), then the kick fd
+ * and ENABLE). */
+static inline void atk_vu_ring(struct atk_vu *v, bool packed, uint32_t base)
+{
+    atk_vu_ring_setup(v, packed, base);
+    uint64_t idx = 0;
     atk_vu_ok(v, ATK_VU_SET_VRING_KICK, &idx, 8, &v->kick, 1);
     struct atk_vu_state en = {0, 1};
     atk_vu_ok(v, ATK_VU_SET_VRING_ENABLE, &en, 8, NULL, 0);

@@ -413,16 +413,8 @@ static void vu_inflight_memfd_truncated_by_frontend(void **state)
  * returned (0, or -EPROTO once the device faulted). */
 static int start_ring(struct atk_vu *v)
 {
-    atk_ring_init(&v->ring, v->mem, ATK_VU_GPA, ATK_VU_QSIZE, false);
-    struct atk_vu_state num = {0, ATK_VU_QSIZE}, b = {0, 0};
-    atk_vu_ok(v, ATK_VU_SET_VRING_NUM, &num, 8, NULL, 0);
-    atk_vu_ok(v, ATK_VU_SET_VRING_BASE, &b, 8, NULL, 0);
-    struct atk_vu_addr a = {0, 0, ATK_VU_UA, ATK_VU_UA + ATK_DEVICE_OFF, ATK_VU_UA + ATK_DRIVER_OFF,
-                            0};
-    atk_vu_ok(v, ATK_VU_SET_VRING_ADDR, &a, sizeof(a), NULL, 0);
+    atk_vu_ring_setup(v, false, 0);
     uint64_t idx = 0;
-    atk_vu_ok(v, ATK_VU_SET_VRING_CALL, &idx, 8, &v->call, 1);
-    atk_vu_ok(v, ATK_VU_SET_VRING_ERR, &idx, 8, &v->err, 1);
     int rc = atk_vu_send(v, ATK_VU_SET_VRING_KICK, 0, &idx, 8, &v->kick, 1);
     if (rc < 0)
         return rc;
