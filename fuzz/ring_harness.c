@@ -10,6 +10,7 @@
 
 #include "fuzz_common.h"
 #include "fuzz_format.h"
+#include "virtioblk/advanced.h"
 #include "virtioblk/blk.h"
 #include "virtioblk/ring.h"
 
@@ -188,7 +189,7 @@ static void run_op(struct ring_run *rr, uint8_t b)
         (void)vblk_queue_process(q, arg);
         break;
     case OP_RUN:
-        (void)vblk_queue_run(q);
+        (void)vblk_queue_on_kick(q);
         break;
     case OP_COMPLETE:
         if (g_fb.npending) {

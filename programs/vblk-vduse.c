@@ -85,8 +85,9 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
     return 0;
 }
 
-static void log_line(void *opaque, const char *msg)
+static void log_line(void *opaque, int level, const char *msg)
 {
+    (void)level;
     fprintf(stderr, "vblk-vduse: %s: %s\n", (const char *)opaque, msg);
 }
 
@@ -144,15 +145,23 @@ static void explain_create_error(const char *name, bool reclaim, int rc)
 
 static void print_stats(struct vblk_vduse *v, const char *name)
 {
-    struct vblk_vduse_stats st;
-    vblk_vduse_get_stats(v, &st);
+    struct vblk_transport_stats st;
+    vblk_vduse_stats(v, &st);
+    uint64_t kicks = 0, irqs = 0;
+    for (uint16_t i = 0; i < vblk_vduse_num_queues(v); i++) {
+        struct vblk_transport_queue_stats qs;
+        if (vblk_vduse_queue_stats(v, i, &qs) == 0) {
+            kicks += qs.kicks;
+            irqs += qs.notifies;
+        }
+    }
     fprintf(stderr,
             "vblk-vduse: %s: %" PRIu64 " kernel requests (%" PRIu64 " bad, %" PRIu64
             " failed), %" PRIu64 " resets, %" PRIu64 " kicks, %" PRIu64 " interrupts, %" PRIu64
             " IOVA ranges mapped, %" PRIu64 " IOVA faults, %" PRIu64 " broken queues, %" PRIu64
             " page faults contained\n",
-            name, st.messages, st.bad_messages, st.failed, st.resets, st.kicks, st.irqs,
-            st.iotlb_maps, st.iotlb_faults, st.broken_queues, st.mapping_faults);
+            name, st.messages, st.bad_messages, st.failed, st.resets, kicks, irqs, st.memory_maps,
+            st.memory_faults, st.broken_queues, st.mapping_faults);
 }
 
 int main(int argc, char **argv)
@@ -292,9 +301,10 @@ int main(int argc, char **argv)
         .reclaim = reclaim,
         .log = log_line,
         .log_opaque = (void *)name,
+        .log_level = VBLK_LOG_INFO,
     };
     struct vblk_vduse *v;
-    rc = vblk_vduse_create(&o, &p, &be, &v);
+    rc = vblk_vduse_create(&p, &be, &o, &v);
     if (rc < 0) {
         explain_create_error(name, reclaim, rc);
         vblk_backend_destroy(&be);
@@ -341,15 +351,14 @@ int main(int argc, char **argv)
     }
     if (!quiet)
         print_stats(v, name);
-    rc = vblk_vduse_destroy(v);
-    if (rc == -EBUSY) {
+    /* The kernel keeps a device that is still on the vDPA bus. */
+    bool kept = vblk_vduse_attached(v) && !vblk_vduse_detached(v);
+    vblk_vduse_destroy(v);
+    if (kept) {
         fprintf(stderr,
                 "vblk-vduse: %s is still on the vDPA bus; the kernel keeps the device until "
                 "'vdpa dev del %s'\n",
                 name, name);
-        status = 1;
-    } else if (rc < 0) {
-        fprintf(stderr, "vblk-vduse: destroying %s: %s\n", name, strerror(-rc));
         status = 1;
     } else if (!quiet) {
         fprintf(stderr, "vblk-vduse: %s: device destroyed, exiting\n", name);

@@ -232,12 +232,14 @@ static void print_attach_hint(const char *path, uint16_t nq, uint16_t qsize)
     fflush(stdout);
 }
 
-static void print_stats(struct vblk_vu_server *s, uint64_t connections)
+static void print_stats(struct vblk_vu_server *s)
 {
     struct vblk_vu_dev *d = vblk_vu_server_dev(s);
-    fprintf(stderr, PROG ": %" PRIu64 " connection(s)\n", connections);
+    struct vblk_transport_stats ds;
+    vblk_vu_dev_stats(d, &ds);
+    fprintf(stderr, PROG ": %" PRIu64 " connection(s)\n", ds.connections);
     for (uint16_t i = 0; i < vblk_vu_dev_num_queues(d); i++) {
-        struct vblk_vu_queue_stats st;
+        struct vblk_transport_queue_stats st;
         if (vblk_vu_queue_stats(d, i, &st) < 0)
             continue;
         fprintf(stderr,
@@ -245,7 +247,7 @@ static void print_stats(struct vblk_vu_server *s, uint64_t connections)
                      " I/O errors, %" PRIu64 " unsupported, %" PRIu64 " kicks, %" PRIu64
                      " interrupts, %" PRIu64 " starts, %" PRIu64 " resubmitted\n",
                 i, st.req.submitted, st.req.completed, st.req.ioerr, st.req.unsupp, st.kicks,
-                st.calls, st.starts, st.resubmitted);
+                st.notifies, st.starts, st.resubmitted);
     }
 }
 
@@ -502,7 +504,7 @@ int main(int argc, char **argv)
     if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si) && verbose)
         fprintf(stderr, PROG ": %s: stopped\n", strsignal((int)si.ssi_signo));
     if (verbose)
-        print_stats(s, vblk_vu_server_connections(s));
+        print_stats(s);
     vblk_vu_server_destroy(s);
     vblk_backend_destroy(&be);
     if (image && !ro) {

@@ -53,7 +53,8 @@ static int start_queue(struct vblk_loopback *lb, uint16_t i, const struct vblk_l
         .packed = (f & VBLK_BIT(VBLK_F_RING_PACKED)) != 0,
         .event_idx = (f & VBLK_BIT(VBLK_F_EVENT_IDX)) != 0,
         .indirect = (f & VBLK_BIT(VBLK_F_INDIRECT_DESC)) != 0,
-        .indirect_max = (f & VBLK_BIT(VBLK_F_INDIRECT_DESC)) ? (uint16_t)(lb->dev.p.seg_max + 2) : 0,
+        .indirect_max =
+            (f & VBLK_BIT(VBLK_F_INDIRECT_DESC)) ? (uint16_t)(lb->dev.p.seg_max + 2) : 0,
         .addr_delta = 0,
     };
     (void)o;
@@ -185,7 +186,7 @@ struct vblk_queue *vblk_loopback_queue(struct vblk_loopback *lb, uint16_t qidx)
     return qidx < lb->nq ? &lb->q[qidx].dev : NULL;
 }
 
-struct vblk_dev *vblk_loopback_dev(struct vblk_loopback *lb)
+struct vblk_dev *vblk_loopback_blk(struct vblk_loopback *lb)
 {
     return &lb->dev;
 }
@@ -201,22 +202,37 @@ int vblk_loopback_kick(struct vblk_loopback *lb, uint16_t qidx)
     if (!vblk_drv_vq_kick_prepare(&lq->drv))
         return 0;
     lq->kicks++;
-    return vblk_queue_run(&lq->dev);
+    return vblk_queue_on_kick(&lq->dev);
 }
 
 int vblk_loopback_process(struct vblk_loopback *lb, uint16_t qidx)
 {
-    return vblk_queue_run(&lb->q[qidx].dev);
+    return vblk_queue_on_kick(&lb->q[qidx].dev);
 }
 
-uint64_t vblk_loopback_notifications(struct vblk_loopback *lb, uint16_t qidx)
+int vblk_loopback_queue_stats(struct vblk_loopback *lb, uint16_t qidx,
+                              struct vblk_transport_queue_stats *st)
 {
-    return lb->q[qidx].notifications;
+    if (!lb || qidx >= lb->nq || !st)
+        return -EINVAL;
+    const struct lb_queue *lq = &lb->q[qidx];
+    *st = (struct vblk_transport_queue_stats){
+        .req = *vblk_queue_stats(&lq->dev),
+        .kicks = lq->kicks,
+        .notifies = lq->notifications,
+        .starts = lq->pool ? 1 : 0,
+        .broken = vblk_queue_broken(&lq->dev) ? 1 : 0,
+        .thread = -1,
+    };
+    return 0;
 }
 
-uint64_t vblk_loopback_kicks(struct vblk_loopback *lb, uint16_t qidx)
+void vblk_loopback_stats(struct vblk_loopback *lb, struct vblk_transport_stats *st)
 {
-    return lb->q[qidx].kicks;
+    *st = (struct vblk_transport_stats){0};
+    for (uint16_t i = 0; i < lb->nq; i++)
+        if (lb->q[i].pool && vblk_queue_broken(&lb->q[i].dev))
+            st->broken_queues++;
 }
 
 int vblk_loopback_rw(struct vblk_loopback *lb, uint16_t qidx, uint32_t type, uint64_t sector,

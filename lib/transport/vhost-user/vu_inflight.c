@@ -532,7 +532,7 @@ static int pk_recover(struct vu_queue *q, uint64_t desc_gpa, struct vblk_vq_stat
     st->last_avail_idx = avail;
     st->avail_wrap = awrap;
     if (dropped)
-        vu_log(q->d, VBLK_VU_LOG_WARN,
+        vu_log(q->d, VBLK_LOG_WARN,
                "queue %u: %u inconsistent lists in the in-flight region not resubmitted", q->index,
                dropped);
     rc = make_plan(q, list, n);
@@ -557,7 +557,7 @@ static int packed_prepare(struct vu_queue *q, uint64_t desc_gpa, struct vblk_vq_
         struct vblk_vq_state set = *st;
         int rc = pk_recover(q, desc_gpa, st);
         if (rc >= 0) {
-            vu_log(q->d, VBLK_VU_LOG_INFO,
+            vu_log(q->d, VBLK_LOG_INFO,
                    "queue %u: packed ring position from the in-flight region: avail %u/%u used "
                    "%u/%u (front-end: avail %u/%u used %u/%u)",
                    q->index, st->last_avail_idx, st->avail_wrap, st->used_idx, st->used_wrap,
@@ -566,7 +566,7 @@ static int packed_prepare(struct vu_queue *q, uint64_t desc_gpa, struct vblk_vq_
         }
         if (rc != -EINVAL)
             return rc;
-        vu_log(q->d, VBLK_VU_LOG_WARN, "queue %u: in-flight region unusable; starting it over",
+        vu_log(q->d, VBLK_LOG_WARN, "queue %u: in-flight region unusable; starting it over",
                q->index);
         *st = set;
         memset(q->inf.by_id, 0, sizeof(*q->inf.by_id) * num);
@@ -580,7 +580,7 @@ static void pk_warn(struct vu_queue *q, const char *what)
     if (q->inf.warned)
         return;
     q->inf.warned = true;
-    vu_log(q->d, VBLK_VU_LOG_WARN, "queue %u: a request is not tracked in flight: %s", q->index,
+    vu_log(q->d, VBLK_LOG_WARN, "queue %u: a request is not tracked in flight: %s", q->index,
            what);
 }
 
@@ -698,7 +698,7 @@ int vu_inflight_resubmit(struct vu_queue *q)
             rc = vblk_queue_resubmit(&q->q, h, 0);
         }
         if (rc < 0) {
-            vu_log(q->d, VBLK_VU_LOG_WARN, "queue %u: resubmitting %s %u failed: %d", q->index,
+            vu_log(q->d, VBLK_LOG_WARN, "queue %u: resubmitting %s %u failed: %d", q->index,
                    packed ? "in-flight entry" : "head", h, rc);
             break;
         }

@@ -3,7 +3,7 @@
  * wake a queue's event loop, and the processing entry point.
  *
  * Each queue has a mutex. The thread that processes the queue holds it for
- * one vblk_queue_run(); the message handler holds it while it reconfigures
+ * one vblk_queue_on_kick(); the message handler holds it while it reconfigures
  * the queue. ctl_waiting tells a busy-polling thread to step aside so the
  * handler gets the lock promptly.
  *
@@ -93,7 +93,7 @@ static void take_pending(struct vu_queue *q, struct pending *p)
     if (q->call_pending && q->call && !atomic_load_explicit(&q->broken, memory_order_relaxed)) {
         p->call = q->call;
         vu_notifier_get(p->call);
-        q->stats.calls++;
+        q->stats.notifies++;
     }
     if (q->err_pending && q->err) {
         p->err = q->err;
@@ -119,10 +119,10 @@ static void send_pending(struct vu_queue *q, struct pending *p, bool handler)
         if (!n[i])
             continue;
         if (handler && may_block(n[i])) {
-            vu_log(q->d, VBLK_VU_LOG_ERR,
+            vu_log(q->d, VBLK_LOG_ERR,
                    "queue %u: the front-end made its %s fd blocking; device needs reset", q->index,
                    i ? "err" : "call");
-            atomic_store(&q->broken, true);
+            (void)vu_queue_break(q);
             atomic_store(&q->active, false);
         } else {
             vu_notifier_signal(n[i]);
@@ -164,6 +164,8 @@ int vu_queue_setup(struct vblk_vu_dev *d, struct vu_queue *q, uint16_t index)
     pthread_mutex_init(&q->lock, NULL);
     atomic_init(&q->ctl_waiting, 0);
     atomic_init(&q->active, false);
+    atomic_init(&q->times_broken, 0);
+    atomic_init(&q->thread, -1);
     return 0;
 }
 
@@ -251,8 +253,8 @@ unsigned vu_queue_watchdog(struct vu_queue *q)
             continue;
         vu_notifier_unstick(n[i]);
         released++;
-        if (!atomic_exchange(&q->broken, true))
-            vu_log(q->d, VBLK_VU_LOG_ERR,
+        if (!vu_queue_break(q))
+            vu_log(q->d, VBLK_LOG_ERR,
                    "queue %u: a write to the front-end's %s fd blocked; device needs reset",
                    q->index, i ? "err" : "call");
         atomic_store(&q->active, false);
@@ -271,8 +273,8 @@ void vu_queue_set_enabled(struct vu_queue *q, bool enabled)
     } else if (q->started && !q->live) {
         int rc = vu_queue_start(q);
         if (rc < 0) {
-            vu_log(q->d, VBLK_VU_LOG_ERR, "queue %u: cannot restart: %d", q->index, rc);
-            atomic_store(&q->broken, true);
+            vu_log(q->d, VBLK_LOG_ERR, "queue %u: cannot restart: %d", q->index, rc);
+            (void)vu_queue_break(q);
         }
     }
     vu_queue_update_active(q);
@@ -400,15 +402,15 @@ int vu_queue_start(struct vu_queue *q)
         int done = vu_inflight_resubmit(q);
         q->stats.resubmitted += (uint64_t)done;
         vblk_queue_flush(&q->q);
-        vu_log(d, VBLK_VU_LOG_INFO, "queue %u: resubmitted %d in-flight requests", q->index, done);
+        vu_log(d, VBLK_LOG_INFO, "queue %u: resubmitted %d in-flight requests", q->index, done);
     }
-    vu_log(d, VBLK_VU_LOG_INFO, "queue %u: started (%s ring, %u entries, avail %u used %u)",
-           q->index, packed ? "packed" : "split", q->num, st.last_avail_idx, st.used_idx);
+    vu_log(d, VBLK_LOG_INFO, "queue %u: started (%s ring, %u entries, avail %u used %u)", q->index,
+           packed ? "packed" : "split", q->num, st.last_avail_idx, st.used_idx);
     vu_queue_update_active(q);
     return 0;
 }
 
-static void add_stats(struct vblk_vu_queue_stats *sum, const struct vblk_queue_stats *s)
+static void add_stats(struct vblk_transport_queue_stats *sum, const struct vblk_queue_stats *s)
 {
     sum->req.submitted += s->submitted;
     sum->req.completed += s->completed;
@@ -432,7 +434,7 @@ static void drain(struct vu_queue *q)
         eventfd_t v;
         (void)eventfd_read(q->wake_fd, &v);
         if (++rounds % 500 == 0)
-            vu_log(q->d, VBLK_VU_LOG_WARN, "queue %u: still waiting for %u requests", q->index,
+            vu_log(q->d, VBLK_LOG_WARN, "queue %u: still waiting for %u requests", q->index,
                    vblk_queue_inflight(&q->q));
     }
 }
@@ -473,7 +475,7 @@ void vu_queue_stop(struct vu_queue *q, struct vblk_vq_state *st)
     q->started = false;
     vu_queue_set_kick(q, -1);
     if (ran)
-        vu_log(q->d, VBLK_VU_LOG_INFO, "queue %u: stopped at avail %u used %u", q->index,
+        vu_log(q->d, VBLK_LOG_INFO, "queue %u: stopped at avail %u used %u", q->index,
                st->last_avail_idx, st->used_idx);
 }
 
@@ -526,8 +528,8 @@ static void take_events(struct vu_queue *q)
             continue;
         if (ev[i].events & (EPOLLHUP | EPOLLERR)) {
             vu_queue_set_kick(q, -1);
-            if (!atomic_exchange(&q->broken, true))
-                vu_log(q->d, VBLK_VU_LOG_ERR, "queue %u: the kick fd hung up; device needs reset",
+            if (!vu_queue_break(q))
+                vu_log(q->d, VBLK_LOG_ERR, "queue %u: the kick fd hung up; device needs reset",
                        q->index);
             atomic_store(&q->active, false);
             q->err_pending = true;
@@ -552,15 +554,15 @@ int vblk_vu_queue_process(struct vblk_vu_dev *d, uint16_t qidx)
         take_events(q);
     int rc = 0;
     if (q->live && q->enabled) {
-        rc = vblk_queue_run(&q->q);
+        rc = vblk_queue_on_kick(&q->q);
         if (vu_faulted(d) && !atomic_load(&q->broken)) {
             /* The run touched front-end memory that faulted (fault_guard.h). */
             rc = vu_queue_fault(q);
-        } else if (rc == -EIO && !atomic_exchange(&q->broken, true)) {
+        } else if (rc == -EIO && !vu_queue_break(q)) {
             /* The driver corrupted the ring: report DEVICE_NEEDS_RESET. */
             atomic_store(&q->active, false);
             q->err_pending = true;
-            vu_log(d, VBLK_VU_LOG_ERR, "queue %u: the driver broke the ring; device needs reset",
+            vu_log(d, VBLK_LOG_ERR, "queue %u: the driver broke the ring; device needs reset",
                    q->index);
         }
     }
@@ -586,10 +588,10 @@ int vblk_vu_queue_set_polling(struct vblk_vu_dev *d, uint16_t qidx, bool on)
         take_events(q);
     if (q->live && q->enabled) {
         vblk_queue_set_polling(&q->q, on);
-        /* Kicks are on again: look once more, as vblk_queue_run() does,
+        /* Kicks are on again: look once more, as vblk_queue_on_kick() does,
          * for what the driver published before it saw them enabled. */
         if (!on)
-            found = vblk_queue_run(&q->q);
+            found = vblk_queue_on_kick(&q->q);
     }
     if (!on)
         flush_held(q, true);
@@ -597,7 +599,7 @@ int vblk_vu_queue_set_polling(struct vblk_vu_dev *d, uint16_t qidx, bool on)
     return found < 0 ? 0 : found;
 }
 
-int vblk_vu_queue_stats(struct vblk_vu_dev *d, uint16_t qidx, struct vblk_vu_queue_stats *st)
+int vblk_vu_queue_stats(struct vblk_vu_dev *d, uint16_t qidx, struct vblk_transport_queue_stats *st)
 {
     if (!d || qidx >= d->nq || !st)
         return -EINVAL;
@@ -607,7 +609,21 @@ int vblk_vu_queue_stats(struct vblk_vu_dev *d, uint16_t qidx, struct vblk_vu_que
     if (q->live)
         add_stats(st, vblk_queue_stats(&q->q));
     vu_queue_unlock(q);
+    st->broken = atomic_load_explicit(&q->times_broken, memory_order_relaxed);
+    st->thread = atomic_load_explicit(&q->thread, memory_order_relaxed);
     return 0;
+}
+
+void vblk_vu_dev_stats(struct vblk_vu_dev *d, struct vblk_transport_stats *st)
+{
+    const uint64_t *src = (const uint64_t *)&d->stats;
+    uint64_t *dst = (uint64_t *)st;
+    for (size_t i = 0; i < sizeof(*st) / sizeof(uint64_t); i++)
+        dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+    st->broken_queues = 0;
+    for (uint16_t i = 0; i < d->nq; i++)
+        st->broken_queues += atomic_load_explicit(&d->q[i].times_broken, memory_order_relaxed);
+    st->mapping_faults = fault_owner_count(&d->fault);
 }
 
 bool vu_any_live(const struct vblk_vu_dev *d)
@@ -624,10 +640,10 @@ int vu_queue_fault(struct vu_queue *q)
     /* No more requests from this ring; completions are still reaped until
      * the detach drains it. */
     (void)vblk_queue_stop(&q->q);
-    atomic_store(&q->broken, true);
+    (void)vu_queue_break(q);
     atomic_store(&q->active, false);
     q->err_pending = true; /* sent when the lock is released */
-    vu_log(d, VBLK_VU_LOG_ERR,
+    vu_log(d, VBLK_LOG_ERR,
            "queue %u: the front-end's memory faulted (%u faults contained); "
            "device needs reset, disconnecting",
            q->index, fault_owner_count(&d->fault) - atomic_load(&d->faults_before));

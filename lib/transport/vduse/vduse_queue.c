@@ -18,16 +18,24 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "transport/vduse_internal.h"
+#include "transport/vduse/vduse_internal.h"
 
 /* How long a stopping queue waits for the backend to finish its requests. */
 #define DRAIN_TIMEOUT_MS 10000
 
+void vduse_add_queue_stats(struct vblk_queue_stats *sum, const struct vblk_queue_stats *s)
+{
+    sum->submitted += s->submitted;
+    sum->completed += s->completed;
+    sum->ioerr += s->ioerr;
+    sum->unsupp += s->unsupp;
+    sum->pool_full += s->pool_full;
+}
+
 static void on_notify(void *opaque)
 {
     struct vduse_vq *vq = opaque;
-    vq->irqs++;
-    vq->v->stats.irqs++;
+    vq->stats.notifies++;
     /* Fails only while the driver is not running the device, when the
      * interrupt does not matter. */
     (void)vq->v->kops->inject_irq(vq->v->k, vq->index);
@@ -89,8 +97,7 @@ static int start(struct vblk_vduse *v, struct vduse_vq *vq, uint16_t size,
     vq->befd = vblk_queue_backend_fd(&vq->q);
     vq->size = size;
     vq->addrs = *addrs;
-    vq->kicks = 0;
-    vq->irqs = 0;
+    vq->stats.starts++;
     vq->running = true;
     vduse_watch(v, vq->kickfd, VDUSE_TAG_KICK, vq->index);
     vduse_watch(v, vq->wakefd, VDUSE_TAG_WAKE, vq->index);
@@ -126,7 +133,7 @@ int vduse_vq_start(struct vblk_vduse *v, uint16_t index)
          * those a firmware driver (SeaBIOS) left alone. A virtio-blk device
          * serves the queues that were set up, so this one stays idle until
          * the next reset. */
-        vduse_log(v, "queue %u: enabled but never set up; left unused", index);
+        vduse_log(v, VBLK_LOG_WARN, "queue %u: enabled but never set up; left unused", index);
         return 0;
     }
     if (info.num == 0 || info.num > v->params.queue_size)
@@ -189,9 +196,9 @@ void vduse_vq_stop(struct vblk_vduse *v, uint16_t index)
     vblk_queue_get_state(&vq->q, &vq->state);
     vq->have_state = true;
     const struct vblk_queue_stats *qs = vblk_queue_stats(&vq->q);
-    vduse_log(v, "queue %u stopped: %llu requests, %llu kicks, %llu interrupts", index,
-              (unsigned long long)qs->completed, (unsigned long long)vq->kicks,
-              (unsigned long long)vq->irqs);
+    vduse_log(v, VBLK_LOG_INFO, "queue %u stopped after %llu requests", index,
+              (unsigned long long)qs->completed);
+    vduse_add_queue_stats(&vq->stats.req, qs);
     unwatch_all(vq);
     (void)v->kops->set_kickfd(v->k, index, -1);
     close_fd(&vq->kickfd);
@@ -200,7 +207,8 @@ void vduse_vq_stop(struct vblk_vduse *v, uint16_t index)
         close_fd(&vq->wakefd);
     } else {
         /* The backend still owns requests: their slots must outlive it. */
-        vduse_log(v, "queue %u: %u requests still in flight after %d ms, leaking its memory", index,
+        vduse_log(v, VBLK_LOG_ERR,
+                  "queue %u: %u requests still in flight after %d ms, leaking its memory", index,
                   vblk_queue_inflight(&vq->q), DRAIN_TIMEOUT_MS);
     }
     vq->pool = NULL;
@@ -219,15 +227,17 @@ void vduse_vq_run(struct vblk_vduse *v, uint16_t index)
         (void)vblk_queue_process(&vq->q, 0);
         return;
     }
-    int rc = vblk_queue_run(&vq->q);
+    int rc = vblk_queue_on_kick(&vq->q);
     if (vduse_fault_check(v) || rc != -EIO)
         return;
     /* VDUSE has no way to set DEVICE_NEEDS_RESET: stop serving the queue
      * until the driver resets the device. Kicks are ignored from now on. */
     vq->broken = true;
+    vq->stats.broken++;
     v->stats.broken_queues++;
     vduse_unwatch(v, vq->kickfd);
-    vduse_log(v, "queue %u: the driver corrupted the ring; queue stopped until reset", index);
+    vduse_log(v, VBLK_LOG_ERR, "queue %u: the driver corrupted the ring; queue stopped until reset",
+              index);
 }
 
 void vduse_vq_get_state(const struct vblk_vduse *v, uint16_t index, struct vblk_vq_state *st)
@@ -270,6 +280,7 @@ bool vduse_fault_check(struct vblk_vduse *v)
         v->stats.broken_queues++;
         vduse_unwatch(v, vq->kickfd);
     }
-    vduse_log(v, "an IOTLB mapping faulted (%u faults contained); queues stopped until reset", n);
+    vduse_log(v, VBLK_LOG_ERR,
+              "an IOTLB mapping faulted (%u faults contained); queues stopped until reset", n);
     return true;
 }
