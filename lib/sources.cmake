@@ -56,7 +56,8 @@ set(VBLK_TRANSPORT_SRC
   ${VBLK_LIB_DIR}/transport/vhost-user/vu_notify.c
   ${VBLK_LIB_DIR}/transport/vhost-user/vu_queue.c
   ${VBLK_LIB_DIR}/transport/vhost-user/vu_server.c
-  ${VBLK_LIB_DIR}/transport/vhost-user/vu_vring.c)
+  ${VBLK_LIB_DIR}/transport/vhost-user/vu_vring.c
+  ${VBLK_LIB_DIR}/transport/worker.c)
 
 set(VBLK_ALL_SRC ${VBLK_CORE_SRC} ${VBLK_DRIVER_SRC} ${VBLK_FRONTEND_SRC} ${VBLK_BACKEND_SRC}
     ${VBLK_TRANSPORT_SRC})

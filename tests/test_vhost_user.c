@@ -425,7 +425,7 @@ static void test_unknown_request(void **state)
     assert_int_not_equal(fe_ack(f, 99, NULL, 0, NULL, 0), 0);
     assert_int_not_equal(fe_ack(f, VU_SEND_RARP, "\1\2\3\4\5\6\0\0", 8, NULL, 0), 0);
     int fd = eventfd(0, EFD_CLOEXEC);
-    assert_int_not_equal(fe_ack(f, VU_SET_SLAVE_REQ_FD, NULL, 0, &fd, 1), 0);
+    assert_int_not_equal(fe_ack(f, VU_SET_BACKEND_REQ_FD, NULL, 0, &fd, 1), 0);
     close(fd);
     assert_true(fe_get_u64(f, VU_GET_FEATURES) != 0);
     fe_free(f);

@@ -48,6 +48,8 @@ struct vblk_req;
 
 /** The first version of struct vblk_backend_ops. */
 #define VBLK_BACKEND_OPS_V1 1u
+/** The second version: adds vblk_backend_ops::resize. */
+#define VBLK_BACKEND_OPS_V2 2u
 
 /** @name Backend capabilities (vblk_backend_ops::caps) */
 /**@{*/
@@ -100,6 +102,20 @@ struct vblk_backend_ops {
     int (*queue_fd)(void *be, void *qctx);
     /** Optional. Releases the backend. */
     void (*destroy)(void *be);
+    /**
+     * Optional, VBLK_BACKEND_OPS_V2. Changes the capacity to @p size bytes
+     * (a multiple of 512, checked by the caller) while queues may be
+     * running on other threads. After it returns, no request touches data
+     * at or past the new end: a shrink waits (bounded) for the requests in
+     * flight that began before it, and later requests past the end fail
+     * with VBLK_S_IOERR. A grown area reads as zeros unless the storage
+     * already held data there (a file that was longer before). Returns 0,
+     * -ENOTSUP (this instance cannot change its size, e.g. a block device),
+     * -ENOSPC (no room to grow), -ETIMEDOUT (requests in flight did not
+     * finish; the new size is in force for new requests but the storage
+     * was not shrunk) or another negative errno.
+     */
+    int (*resize)(void *be, uint64_t size);
 };
 
 /** A backend instance: its methods, its state and its size. */
@@ -108,6 +124,16 @@ struct vblk_backend {
     void *ctx;                          /**< Backend state passed to every method. */
     uint64_t size;                      /**< Capacity in bytes (a multiple of 512). */
 };
+
+/**
+ * Resizes @p be to @p size bytes with its resize method (see
+ * vblk_backend_ops::resize) and updates @c be->size. Call it from one
+ * thread at a time; the queues may keep running. Afterwards tell the
+ * device (vblk_vu_dev_set_capacity(), vblk_dev_set_capacity() and
+ * vblk_vduse_update_config()). Returns 0, -EINVAL (not a multiple of 512),
+ * -ENOTSUP (the backend cannot resize) or the method's error.
+ */
+int vblk_backend_resize(struct vblk_backend *be, uint64_t size);
 
 /** Destroys @p be (calls its destroy method) and clears it. */
 void vblk_backend_destroy(struct vblk_backend *be);

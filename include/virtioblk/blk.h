@@ -138,8 +138,28 @@ int vblk_dev_config_write(struct vblk_dev *dev, uint32_t offset, const void *buf
 /** Current write cache mode: true for write-back. */
 bool vblk_dev_writeback(const struct vblk_dev *dev);
 
-/** Sets the capacity (resize); the transport sends a config change. */
+/**
+ * Sets the capacity to @p capacity bytes (rounded down to 512). Queue
+ * threads may be processing meanwhile: a request checked against the old
+ * capacity can still reach the backend, which must check its own size
+ * (vblk_backend_resize() does). The transport tells the driver
+ * (vblk_vu_dev_set_capacity(), vblk_vduse_update_config()).
+ */
 void vblk_dev_set_capacity(struct vblk_dev *dev, uint64_t capacity);
+
+/** The capacity in 512-byte sectors, as the driver sees it. */
+static inline uint64_t vblk_dev_capacity_sectors(const struct vblk_dev *dev)
+{
+    return __atomic_load_n(&dev->config.capacity, __ATOMIC_ACQUIRE);
+}
+
+/**
+ * Switches read-only mode at run time. Requests that modify the disk fail
+ * with VBLK_S_IOERR from now on (or succeed again); the VIRTIO_BLK_F_RO
+ * feature bit a running driver negotiated does not change, the next
+ * vblk_dev_init() offers the new one.
+ */
+void vblk_dev_set_read_only(struct vblk_dev *dev, bool read_only);
 
 /**
  * The write must be stable before completion (write-through cache mode,

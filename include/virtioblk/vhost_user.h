@@ -57,6 +57,7 @@ extern "C" {
 #define VBLK_VU_PROTOCOL_F_MQ                  0  /**< GET_QUEUE_NUM. */
 #define VBLK_VU_PROTOCOL_F_LOG_SHMFD           1  /**< Dirty log in shared memory. */
 #define VBLK_VU_PROTOCOL_F_REPLY_ACK           3  /**< need_reply flag honoured. */
+#define VBLK_VU_PROTOCOL_F_BACKEND_REQ         5  /**< Back-end request channel (config changes). */
 #define VBLK_VU_PROTOCOL_F_CONFIG              9  /**< GET_CONFIG / SET_CONFIG. */
 #define VBLK_VU_PROTOCOL_F_INFLIGHT_SHMFD      12 /**< In-flight I/O tracking. */
 #define VBLK_VU_PROTOCOL_F_RESET_DEVICE        13 /**< RESET_DEVICE. */
@@ -168,6 +169,38 @@ int vblk_vu_dev_handle_socket(struct vblk_vu_dev *d);
 
 /** Number of queues the device offers. */
 uint16_t vblk_vu_dev_num_queues(const struct vblk_vu_dev *d);
+
+/**
+ * Changes the disk's capacity to @p bytes (online resize) and tells the
+ * attached front-end: a VHOST_USER_BACKEND_CONFIG_CHANGE_MSG on the
+ * back-end request channel (protocol feature BACKEND_REQ, set up by the
+ * front-end with SET_BACKEND_REQ_FD), after which the front-end reads the
+ * config space again and raises the driver's config interrupt. Resize the
+ * backend first when growing (vblk_backend_resize()); when shrinking, the
+ * device refuses requests past the new end from now on and the backend
+ * refuses those already checked. The new capacity outlives resets and
+ * reconnections.
+ *
+ * Call it on the thread that handles the device's messages
+ * (vblk_vu_dev_handle_socket()). It never blocks: the message is sent
+ * without asking for a reply.
+ *
+ * Returns 1 if the front-end was told; 0 if none could be (no front-end,
+ * or one without the back-end channel or without protocol feature CONFIG:
+ * it sees the new capacity the next time it reads the config space); or
+ * -EINVAL (@p bytes is 0 or not a multiple of 512), -EAGAIN (the front-end
+ * does not read its channel), -EPIPE (the channel is closed; it is dropped).
+ */
+int vblk_vu_dev_set_capacity(struct vblk_vu_dev *d, uint64_t bytes);
+
+/**
+ * Switches the disk to read-only (@p read_only) or back. Requests that
+ * modify the disk fail with VIRTIO_BLK_S_IOERR at once; the front-end sees
+ * VIRTIO_BLK_F_RO (or not) from its next connection or reset on. Call it
+ * on the message thread. Returns 0, or -EROFS to make writable a disk whose
+ * backend can only be read.
+ */
+int vblk_vu_dev_set_read_only(struct vblk_vu_dev *d, bool read_only);
 
 /** The virtio-blk device model (features, config) behind @p d. */
 struct vblk_dev *vblk_vu_dev_blk(struct vblk_vu_dev *d);

@@ -3,7 +3,9 @@
  * Backend helpers shared by the built-in backends, and
  * vblk_backend_destroy().
  */
+#include <sched.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend/backend_internal.h"
 
@@ -14,6 +16,52 @@ void vblk_backend_destroy(struct vblk_backend *be)
     if (be->ops != NULL && be->ops->destroy != NULL)
         be->ops->destroy(be->ctx);
     memset(be, 0, sizeof(*be));
+}
+
+int vblk_backend_resize(struct vblk_backend *be, uint64_t size)
+{
+    if (be == NULL || be->ops == NULL || size % VBLK_SECTOR_SIZE != 0)
+        return -EINVAL;
+    if (be->ops->version < VBLK_BACKEND_OPS_V2 || be->ops->resize == NULL)
+        return -ENOTSUP;
+    int rc = be->ops->resize(be->ctx, size);
+    if (rc == 0 || rc == -ETIMEDOUT)
+        be->size = size;
+    return rc;
+}
+
+void be_guard_init(struct be_guard *g, uint64_t size)
+{
+    memset(g, 0, sizeof(*g));
+    atomic_init(&g->size, size);
+    atomic_init(&g->epoch, 0);
+}
+
+static uint64_t guard_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int be_guard_set_size(struct be_guard *g, uint64_t size, unsigned timeout_ms)
+{
+    /* New requests check against the new size from here on; the ones that
+     * entered under the old epoch are waited for. A request that read the
+     * old epoch but counted itself after the check below reads the size
+     * after counting, and so sees the new one (all sequentially consistent). */
+    atomic_store(&g->size, size);
+    unsigned old = atomic_fetch_add(&g->epoch, 1) & 1u;
+    uint64_t until = guard_now_ms() + timeout_ms;
+    for (unsigned i = 0; i < BE_GUARD_SLOTS; i++) {
+        while (atomic_load(&g->slot[i].n[old]) != 0) {
+            if (guard_now_ms() >= until)
+                return -ETIMEDOUT;
+            struct timespec ts = {0, 200000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    return 0;
 }
 
 void be_iov_advance(const struct vblk_iov *iov, uint32_t niov, struct iov_pos *pos, uint64_t n)

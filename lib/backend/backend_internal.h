@@ -19,6 +19,60 @@
 #include "virtioblk/spec.h"
 
 /*
+ * Resize guard: tells a shrink when every request that may have been
+ * checked against the old size has finished. Each request counts itself in
+ * the slot of its queue under the current epoch's parity while it can touch
+ * the data; be_guard_set_size() flips the epoch and waits until the old
+ * parity's counters are all zero. Slots are per queue (one cache line each)
+ * so that queues on different threads share nothing on the datapath.
+ */
+#define BE_GUARD_SLOTS 64u
+struct be_guard {
+    _Atomic uint64_t size; /* bytes requests may touch */
+    atomic_uint epoch;
+    struct {
+        atomic_uint n[2];
+        char pad[64 - 2 * sizeof(atomic_uint)];
+    } slot[BE_GUARD_SLOTS] __attribute__((aligned(64)));
+};
+
+void be_guard_init(struct be_guard *g, uint64_t size);
+
+/* Counts a request in; returns its token for be_guard_exit(). */
+static inline unsigned be_guard_enter(struct be_guard *g, uint16_t queue)
+{
+    unsigned e = atomic_load(&g->epoch) & 1u;
+    atomic_fetch_add(&g->slot[queue % BE_GUARD_SLOTS].n[e], 1);
+    return e;
+}
+
+static inline void be_guard_exit(struct be_guard *g, uint16_t queue, unsigned token)
+{
+    atomic_fetch_sub_explicit(&g->slot[queue % BE_GUARD_SLOTS].n[token & 1u], 1,
+                              memory_order_release);
+}
+
+/* The size a request that has entered must stay within. */
+static inline uint64_t be_guard_size(struct be_guard *g)
+{
+    return atomic_load(&g->size);
+}
+
+/* True if [off, off + len) lies inside the current size. */
+static inline bool be_guard_fits(struct be_guard *g, uint64_t off, uint64_t len)
+{
+    uint64_t size = be_guard_size(g);
+    return off <= size && len <= size - off;
+}
+
+/* Sets the size and waits up to @p timeout_ms for the requests that entered
+ * before. Returns 0 or -ETIMEDOUT. One caller at a time. */
+int be_guard_set_size(struct be_guard *g, uint64_t size, unsigned timeout_ms);
+
+/* How long a shrink waits for the requests in flight. */
+#define BE_RESIZE_TIMEOUT_MS 5000u
+
+/*
  * The file backend's instance. Its ops table is a per-instance copy: the
  * capabilities (READ_ONLY, DISCARD, ...) and the methods (psync or io_uring)
  * depend on how the file was opened.
@@ -28,7 +82,8 @@ struct file_be {
     int fd;
     bool blkdev;               /* block device: fallocate falls back to ioctls */
     unsigned ring_depth;       /* io_uring SQ entries per queue */
-    uint64_t size;             /* bytes */
+    uint64_t size;             /* bytes at open */
+    struct be_guard guard;     /* the current size; resize */
     atomic_bool no_zero_range; /* regular file: FALLOC_FL_ZERO_RANGE said EOPNOTSUPP */
 };
 
@@ -39,6 +94,11 @@ _Static_assert(offsetof(struct vblk_iov, base) == offsetof(struct iovec, iov_bas
 _Static_assert(offsetof(struct vblk_iov, len) == offsetof(struct iovec, iov_len), "vblk_iov len");
 _Static_assert(sizeof(((struct vblk_iov *)0)->len) == sizeof(((struct iovec *)0)->iov_len),
                "vblk_iov len size");
+
+struct vblk_req;
+/* True if every byte @p req touches lies inside the file backend's current
+ * size (a resize may have shrunk it after the device checked the request). */
+bool file_req_fits(struct file_be *fb, const struct vblk_req *req);
 
 /* Byte offset and length of a validated range. */
 static inline uint64_t be_range_off(const struct vblk_discard_wz_seg *r)

@@ -114,12 +114,38 @@ static uint8_t psync_ranges(struct file_be *fb, struct vblk_req *req)
     return st;
 }
 
+/* True if every byte @p req touches lies inside the current size. */
+bool file_req_fits(struct file_be *fb, const struct vblk_req *req)
+{
+    switch (req->type) {
+    case VBLK_T_IN:
+    case VBLK_T_OUT:
+        return be_guard_fits(&fb->guard, req->sector << VBLK_SECTOR_SHIFT, req->len);
+    case VBLK_T_DISCARD:
+    case VBLK_T_WRITE_ZEROES:
+        for (uint32_t i = 0; i < req->nranges; i++)
+            if (!be_guard_fits(&fb->guard, be_range_off(&req->ranges[i]),
+                               be_range_len(&req->ranges[i])))
+                return false;
+        return true;
+    default:
+        return true;
+    }
+}
+
 static void psync_submit(void *be, void *qctx, struct vblk_req *req)
 {
     struct file_be *fb = be;
     uint8_t st;
 
     (void)qctx;
+    unsigned token = be_guard_enter(&fb->guard, req->queue);
+    if (!file_req_fits(fb, req)) {
+        /* Checked by the device against a capacity a resize just shrank. */
+        be_guard_exit(&fb->guard, req->queue, token);
+        vblk_req_complete(req, VBLK_S_IOERR);
+        return;
+    }
     switch (req->type) {
     case VBLK_T_IN:
     case VBLK_T_OUT:
@@ -136,10 +162,36 @@ static void psync_submit(void *be, void *qctx, struct vblk_req *req)
         st = VBLK_S_UNSUPP;
         break;
     }
+    be_guard_exit(&fb->guard, req->queue, token);
     vblk_req_complete(req, st);
 }
 
 /* ---- open / destroy ---- */
+
+/* Regular files only: a block device's size is not ours to change. */
+static int file_resize(void *be, uint64_t size)
+{
+    struct file_be *fb = be;
+    if (fb->blkdev)
+        return -ENOTSUP;
+    if (fb->ops.caps & VBLK_BACKEND_CAP_READ_ONLY)
+        return -EROFS;
+    uint64_t old = be_guard_size(&fb->guard);
+    if (size > (uint64_t)INT64_MAX)
+        return -EFBIG;
+    if (size >= old) {
+        /* Grow the file first, then let requests in. */
+        if (ftruncate(fb->fd, (off_t)size) < 0)
+            return -errno;
+        return be_guard_set_size(&fb->guard, size, BE_RESIZE_TIMEOUT_MS);
+    }
+    /* Shrink: no request may write past the end once the file is cut (a
+     * write there would extend it again). */
+    int rc = be_guard_set_size(&fb->guard, size, BE_RESIZE_TIMEOUT_MS);
+    if (rc < 0)
+        return rc;
+    return ftruncate(fb->fd, (off_t)size) < 0 ? -errno : 0;
+}
 
 static void file_destroy(void *be)
 {
@@ -268,9 +320,11 @@ int vblk_backend_file_open(const char *path, const struct vblk_file_opts *opts,
     fb->blkdev = S_ISBLK(st.st_mode);
     fb->ring_depth = depth;
     fb->size = size;
+    be_guard_init(&fb->guard, size);
     atomic_init(&fb->no_zero_range, false);
 
-    fb->ops.version = VBLK_BACKEND_OPS_V1;
+    fb->ops.version = VBLK_BACKEND_OPS_V2;
+    fb->ops.resize = file_resize;
     fb->ops.name = "file";
     fb->ops.submit = psync_submit;
     fb->ops.destroy = file_destroy;

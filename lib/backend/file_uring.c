@@ -45,8 +45,11 @@ enum {
     S_POS = 0, /* IN/OUT: bytes done; ranges: next range to issue */
     S_IOV = 1, /* IN/OUT: struct iov_pos (idx | off << 32) */
     S_OUT = 2, /* SQEs in flight */
-    S_ST = 3,  /* status: VBLK_S_OK or the first failure */
+    S_ST = 3,  /* status: VBLK_S_OK or the first failure (low byte); the
+                * resize guard's token (bit 8) */
 };
+
+#define S_ST_TOKEN_SHIFT 8
 
 /* Idle polls after which the eventfd is drained anyway (see uq_poll). */
 #define UQ_IDLE_DRAIN 64u
@@ -190,13 +193,14 @@ static bool uq_prep(struct uq *q, struct uslot *s)
 static void uq_complete(struct uq *q, struct vblk_req *req)
 {
     q->completed++;
+    be_guard_exit(&q->fb->guard, req->queue, (unsigned)(req->scratch[S_ST] >> S_ST_TOKEN_SHIFT));
     vblk_req_complete(req, (uint8_t)req->scratch[S_ST]);
 }
 
 static void set_status(struct vblk_req *req, uint8_t st)
 {
-    if (st != VBLK_S_OK && req->scratch[S_ST] == VBLK_S_OK)
-        req->scratch[S_ST] = st;
+    if (st != VBLK_S_OK && (uint8_t)req->scratch[S_ST] == VBLK_S_OK)
+        req->scratch[S_ST] = (req->scratch[S_ST] & ~(uint64_t)0xff) | st;
 }
 
 /* Whether every SQE of @p req has been issued and has finished. */
@@ -296,6 +300,14 @@ static void uq_submit(void *be, void *qctx, struct vblk_req *req)
         vblk_req_complete(req, VBLK_S_UNSUPP);
         return;
     }
+    unsigned token = be_guard_enter(&q->fb->guard, req->queue);
+    if (!file_req_fits(q->fb, req)) {
+        /* Checked by the device against a capacity a resize just shrank. */
+        be_guard_exit(&q->fb->guard, req->queue, token);
+        vblk_req_complete(req, VBLK_S_IOERR);
+        return;
+    }
+    req->scratch[S_ST] = VBLK_S_OK | ((uint64_t)token << S_ST_TOKEN_SHIFT);
     if (q->ovf_head != NULL || !uq_issue(q, req))
         ovf_push(q, req);
 }

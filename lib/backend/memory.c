@@ -10,6 +10,12 @@
  * writes to one sector of a real disk have no defined order. A driver that
  * needs ordering waits for the completion of one request before issuing the
  * next (as it must with any disk).
+ *
+ * Resizing: the mapping reserves address space for growth (PROT_NONE, which
+ * costs no memory) and only its first @c size bytes are accessible. Growing
+ * opens more of it; shrinking waits for the requests in flight (the resize
+ * guard) and gives the tail's pages back, so that it reads as zeros if the
+ * disk grows again. The mapping never moves under a request.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -22,11 +28,16 @@
 /* Ranges at least this large are zeroed with MADV_DONTNEED (page-aligned part). */
 #define MEM_MADV_MIN (256u * 1024u)
 
+/* Address space reserved for growth on 64-bit hosts: the larger of twice
+ * the initial size and this. */
+#define MEM_GROW_RESERVE (64ull << 30)
+
 struct mem_be {
     uint8_t *base;
-    uint64_t size;
-    size_t map_len;
+    size_t map_len;    /* reserved */
+    size_t access_len; /* readable and writable, page-aligned */
     size_t page;
+    struct be_guard guard;
 };
 
 static void mem_zero(struct mem_be *mb, uint64_t off, uint64_t len)
@@ -51,8 +62,10 @@ static uint8_t mem_rw(struct mem_be *mb, struct vblk_req *req)
     uint32_t left = req->len;
     uint8_t *disk;
 
-    if (off > mb->size || left > mb->size - off)
-        return VBLK_S_IOERR; /* the device validated it; cheap insurance */
+    /* The device validated it against the capacity, which a resize may
+     * have shrunk since. */
+    if (!be_guard_fits(&mb->guard, off, left))
+        return VBLK_S_IOERR;
     disk = mb->base + off;
     for (uint32_t i = 0; i < req->niov && left > 0; i++) {
         size_t n = req->iov[i].len < left ? req->iov[i].len : left;
@@ -71,7 +84,7 @@ static uint8_t mem_ranges(struct mem_be *mb, struct vblk_req *req)
     for (uint32_t i = 0; i < req->nranges; i++) {
         uint64_t off = be_range_off(&req->ranges[i]);
         uint64_t len = be_range_len(&req->ranges[i]);
-        if (off > mb->size || len > mb->size - off)
+        if (!be_guard_fits(&mb->guard, off, len))
             return VBLK_S_IOERR;
     }
     /* DISCARD, WRITE_ZEROES and SECURE_ERASE all leave zeros behind. */
@@ -86,6 +99,7 @@ static void mem_submit(void *be, void *qctx, struct vblk_req *req)
     uint8_t st;
 
     (void)qctx;
+    unsigned token = be_guard_enter(&mb->guard, req->queue);
     switch (req->type) {
     case VBLK_T_IN:
     case VBLK_T_OUT:
@@ -103,7 +117,40 @@ static void mem_submit(void *be, void *qctx, struct vblk_req *req)
         st = VBLK_S_UNSUPP;
         break;
     }
+    be_guard_exit(&mb->guard, req->queue, token);
     vblk_req_complete(req, st);
+}
+
+static size_t page_up(const struct mem_be *mb, uint64_t n)
+{
+    return (size_t)((n + mb->page - 1) & ~(uint64_t)(mb->page - 1));
+}
+
+static int mem_resize(void *be, uint64_t size)
+{
+    struct mem_be *mb = be;
+    uint64_t old = be_guard_size(&mb->guard);
+    if (size > mb->map_len)
+        return -ENOSPC;
+    if (size > old) {
+        size_t want = page_up(mb, size);
+        if (want > mb->access_len) {
+            if (mprotect(mb->base + mb->access_len, want - mb->access_len,
+                         PROT_READ | PROT_WRITE) < 0)
+                return -ENOMEM;
+            mb->access_len = want;
+        }
+        /* What a request wrote past an earlier, smaller end is gone. */
+        mem_zero(mb, old, size - old);
+        return be_guard_set_size(&mb->guard, size, BE_RESIZE_TIMEOUT_MS);
+    }
+    int rc = be_guard_set_size(&mb->guard, size, BE_RESIZE_TIMEOUT_MS);
+    if (rc < 0)
+        return rc;
+    /* Give the tail's memory back; it stays mapped (nothing can fault). */
+    if (old > size)
+        mem_zero(mb, size, old - size);
+    return 0;
 }
 
 static void mem_destroy(void *be)
@@ -117,13 +164,14 @@ static void mem_destroy(void *be)
 }
 
 static const struct vblk_backend_ops mem_ops = {
-    .version = VBLK_BACKEND_OPS_V1,
+    .version = VBLK_BACKEND_OPS_V2,
     /* FLUSH is a no-op but offered so that every request type works. */
     .caps = VBLK_BACKEND_CAP_FLUSH | VBLK_BACKEND_CAP_DISCARD | VBLK_BACKEND_CAP_WRITE_ZEROES |
             VBLK_BACKEND_CAP_SECURE_ERASE,
     .name = "memory",
     .submit = mem_submit,
     .destroy = mem_destroy,
+    .resize = mem_resize,
 };
 
 int vblk_backend_memory_create(uint64_t size, struct vblk_backend *out)
@@ -140,15 +188,23 @@ int vblk_backend_memory_create(uint64_t size, struct vblk_backend *out)
         return -ENOMEM;
     page = sysconf(_SC_PAGESIZE);
     mb->page = page > 0 ? (size_t)page : 4096;
-    mb->size = size;
-    if (size > 0) {
-        mb->map_len = (size_t)size;
-        mb->base =
-            mmap(NULL, mb->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (mb->base == MAP_FAILED) {
-            free(mb);
-            return -ENOMEM;
-        }
+    be_guard_init(&mb->guard, size);
+    uint64_t reserve = size;
+    if (sizeof(void *) >= 8)
+        reserve = size > MEM_GROW_RESERVE / 2 ? size * 2 : MEM_GROW_RESERVE;
+    mb->map_len = page_up(mb, reserve);
+    mb->access_len = page_up(mb, size);
+    mb->base = mmap(NULL, mb->map_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+                    -1, 0);
+    if (mb->base == MAP_FAILED) {
+        free(mb);
+        return -ENOMEM;
+    }
+    if (mb->access_len &&
+        mprotect(mb->base, mb->access_len, PROT_READ | PROT_WRITE) < 0) {
+        munmap(mb->base, mb->map_len);
+        free(mb);
+        return -ENOMEM;
     }
     memset(out, 0, sizeof(*out));
     out->ops = &mem_ops;

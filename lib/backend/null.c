@@ -17,12 +17,21 @@ static void null_submit(void *be, void *qctx, struct vblk_req *req)
     vblk_req_complete(req, VBLK_S_OK);
 }
 
+/* No data: any size will do. */
+static int null_resize(void *be, uint64_t size)
+{
+    (void)be;
+    (void)size;
+    return 0;
+}
+
 static const struct vblk_backend_ops null_ops = {
-    .version = VBLK_BACKEND_OPS_V1,
+    .version = VBLK_BACKEND_OPS_V2,
     .caps = VBLK_BACKEND_CAP_FLUSH | VBLK_BACKEND_CAP_DISCARD | VBLK_BACKEND_CAP_WRITE_ZEROES |
             VBLK_BACKEND_CAP_SECURE_ERASE,
     .name = "null",
     .submit = null_submit,
+    .resize = null_resize,
 };
 
 int vblk_backend_null_create(uint64_t size, struct vblk_backend *out)

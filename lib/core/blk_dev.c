@@ -191,8 +191,15 @@ bool vblk_dev_writeback(const struct vblk_dev *dev)
 
 void vblk_dev_set_capacity(struct vblk_dev *dev, uint64_t capacity)
 {
-    dev->p.capacity = capacity - capacity % VBLK_SECTOR_SIZE;
-    dev->config.capacity = dev->p.capacity / VBLK_SECTOR_SIZE;
+    /* Queue threads read the capacity while the control thread resizes. */
+    uint64_t bytes = capacity - capacity % VBLK_SECTOR_SIZE;
+    __atomic_store_n(&dev->p.capacity, bytes, __ATOMIC_RELAXED);
+    __atomic_store_n(&dev->config.capacity, bytes / VBLK_SECTOR_SIZE, __ATOMIC_RELEASE);
+}
+
+void vblk_dev_set_read_only(struct vblk_dev *dev, bool read_only)
+{
+    __atomic_store_n(&dev->p.read_only, read_only, __ATOMIC_RELEASE);
 }
 
 const char *vblk_req_type_name(uint32_t type)

@@ -59,7 +59,7 @@ static struct vblk_iov *iov_advance(struct vblk_iov *iov, uint16_t *n, size_t sk
 static bool rw_ok(const struct vblk_queue *q, const struct vblk_req *r)
 {
     const struct vblk_dev *dev = q->dev;
-    uint64_t cap = dev->config.capacity;
+    uint64_t cap = vblk_dev_capacity_sectors(dev);
     if (r->len % VBLK_SECTOR_SIZE)
         return false;
     uint64_t nsect = r->len >> VBLK_SECTOR_SHIFT;
@@ -102,7 +102,7 @@ static uint8_t ranges_load(const struct vblk_queue *q, struct vblk_req *r, struc
     if (n > max_seg || n > dev->max_ranges)
         return VBLK_S_IOERR;
     iov_gather(data, ndata, 0, r->ranges, len);
-    uint64_t cap = dev->config.capacity;
+    uint64_t cap = vblk_dev_capacity_sectors(dev);
     for (uint32_t i = 0; i < n; i++) {
         struct vblk_discard_wz_seg *s = &r->ranges[i];
         /* virtio 1.2 5.2.6.1: unknown flags, or UNMAP on anything but
@@ -205,7 +205,7 @@ int req_decode(const struct vblk_queue *q, struct vblk_req *r)
      * writes nothing. DISCARD, WRITE_ZEROES and SECURE_ERASE modify the
      * disk too; they are never offered on a read-only device, so check
      * before the feature test or they would come back UNSUPP instead. */
-    if (dev->p.read_only && req_modifies(r->type))
+    if (__atomic_load_n(&dev->p.read_only, __ATOMIC_RELAXED) && req_modifies(r->type))
         return VBLK_S_IOERR;
 
     uint64_t need = feature_for(r->type);

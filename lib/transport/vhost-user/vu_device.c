@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "vu_internal.h"
@@ -19,7 +20,8 @@
     (VBLK_BIT(VBLK_VU_PROTOCOL_F_MQ) | VBLK_BIT(VBLK_VU_PROTOCOL_F_LOG_SHMFD) |                    \
      VBLK_BIT(VBLK_VU_PROTOCOL_F_REPLY_ACK) | VBLK_BIT(VBLK_VU_PROTOCOL_F_CONFIG) |                \
      VBLK_BIT(VBLK_VU_PROTOCOL_F_INFLIGHT_SHMFD) | VBLK_BIT(VBLK_VU_PROTOCOL_F_RESET_DEVICE) |     \
-     VBLK_BIT(VBLK_VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS) | VBLK_BIT(VBLK_VU_PROTOCOL_F_STATUS))
+     VBLK_BIT(VBLK_VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS) | VBLK_BIT(VBLK_VU_PROTOCOL_F_STATUS) |     \
+     VBLK_BIT(VBLK_VU_PROTOCOL_F_BACKEND_REQ))
 
 #define VHOST_FEATURES (VBLK_BIT(VBLK_VU_F_LOG_ALL) | VBLK_BIT(VBLK_VU_F_PROTOCOL_FEATURES))
 
@@ -62,6 +64,7 @@ int vblk_vu_dev_create(const struct vblk_dev_params *p, const struct vblk_backen
     if (!d)
         return -ENOMEM;
     d->sock = -1;
+    d->backend_fd = -1;
     d->fault_sock = -1;
     if (opts)
         d->opts = *opts;
@@ -140,6 +143,9 @@ void vblk_vu_dev_detach(struct vblk_vu_dev *d)
     if (d->sock >= 0)
         close(d->sock);
     d->sock = -1;
+    if (d->backend_fd >= 0)
+        close(d->backend_fd);
+    d->backend_fd = -1;
     d->owner = false;
     d->protocol_features = 0;
 }
@@ -157,6 +163,85 @@ int vblk_vu_dev_socket_fd(const struct vblk_vu_dev *d)
 struct vblk_dev *vblk_vu_dev_blk(struct vblk_vu_dev *d)
 {
     return &d->dev;
+}
+
+/* ---- the back-end request channel ---- */
+
+/* SET_BACKEND_REQ_FD: a connected stream socket on which the back-end sends
+ * requests. Anything else (a pipe, a file, a datagram socket) is refused;
+ * the channel is made non-blocking so that a front-end that does not read
+ * it can never stall the message thread. */
+static int set_backend_req_fd(struct vblk_vu_dev *d, struct vu_msg *m)
+{
+    if (!vu_has_protocol(d, VBLK_VU_PROTOCOL_F_BACKEND_REQ))
+        return -EPERM;
+    int fd = m->fds[0];
+    struct stat st;
+    int type = 0;
+    socklen_t len = sizeof(type);
+    if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode) ||
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM)
+        return -EINVAL;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -errno;
+    (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+    if (d->backend_fd >= 0)
+        close(d->backend_fd);
+    d->backend_fd = fd;
+    m->fds[0] = -1;
+    return 0;
+}
+
+/* Sends a request without a payload on the back-end channel. */
+static int backend_send(struct vblk_vu_dev *d, uint32_t request)
+{
+    struct vu_hdr h = {.request = request, .flags = VU_VERSION, .size = 0};
+    for (;;) {
+        ssize_t n = send(d->backend_fd, &h, sizeof(h), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n == (ssize_t)sizeof(h))
+            return 0;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return -EAGAIN;
+        /* Closed, reset, or a partial header: the channel is unusable. */
+        close(d->backend_fd);
+        d->backend_fd = -1;
+        return -EPIPE;
+    }
+}
+
+int vblk_vu_dev_set_capacity(struct vblk_vu_dev *d, uint64_t bytes)
+{
+    if (!d || bytes == 0 || bytes % VBLK_SECTOR_SIZE)
+        return -EINVAL;
+    /* Resets rebuild the device model from these. */
+    d->params.capacity = bytes;
+    d->be.size = bytes;
+    vblk_dev_set_capacity(&d->dev, bytes);
+    if (d->sock < 0 || d->backend_fd < 0 || !vu_has_protocol(d, VBLK_VU_PROTOCOL_F_CONFIG))
+        return 0;
+    int rc = backend_send(d, VU_BACKEND_CONFIG_CHANGE_MSG);
+    if (rc < 0) {
+        vu_log(d, VBLK_LOG_WARN, "cannot send the config change to the front-end: %s",
+               rc == -EAGAIN ? "its back-end channel is full" : "its back-end channel is closed");
+        return rc;
+    }
+    vu_log(d, VBLK_LOG_INFO, "capacity %llu sectors; front-end notified",
+           (unsigned long long)(bytes / VBLK_SECTOR_SIZE));
+    return 1;
+}
+
+int vblk_vu_dev_set_read_only(struct vblk_vu_dev *d, bool read_only)
+{
+    if (!d)
+        return -EINVAL;
+    if (!read_only && (d->be.ops->caps & VBLK_BACKEND_CAP_READ_ONLY))
+        return -EROFS;
+    d->params.read_only = read_only;
+    vblk_dev_set_read_only(&d->dev, read_only);
+    return 0;
 }
 
 /* ---- small handlers ---- */
@@ -332,6 +417,8 @@ static int dispatch(struct vblk_vu_dev *d, struct vu_msg *m, struct vblk_vu_repl
         return vu_h_set_vring_fd(d, m);
     case VU_SET_VRING_ENABLE:
         return vu_h_set_vring_enable(d, m);
+    case VU_SET_BACKEND_REQ_FD:
+        return set_backend_req_fd(d, m);
     case VU_GET_CONFIG:
         return get_config(d, m, rep);
     case VU_SET_CONFIG:

@@ -216,6 +216,7 @@ struct vblk_vu_dev {
     struct vu_queue *q;
     /* connection */
     int sock;
+    int backend_fd; /* back-end request channel (SET_BACKEND_REQ_FD), or -1 */
     struct vu_rx rx;
     bool owner;
     bool features_set;

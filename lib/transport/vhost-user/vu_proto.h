@@ -30,7 +30,7 @@ enum vu_request {
     VU_SET_VRING_ENABLE = 18,
     VU_SEND_RARP = 19,
     VU_NET_SET_MTU = 20,
-    VU_SET_SLAVE_REQ_FD = 21,
+    VU_SET_BACKEND_REQ_FD = 21,
     VU_IOTLB_MSG = 22,
     VU_SET_VRING_ENDIAN = 23,
     VU_GET_CONFIG = 24,
@@ -45,6 +45,12 @@ enum vu_request {
     VU_SET_STATUS = 39,
     VU_GET_STATUS = 40,
     VU_REQUEST_MAX = 41,
+};
+
+/* Messages the back-end sends on the back-end request channel. */
+enum vu_backend_request {
+    VU_BACKEND_IOTLB_MSG = 1,
+    VU_BACKEND_CONFIG_CHANGE_MSG = 2,
 };
 
 #define VU_VERSION         0x1u

@@ -14,9 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "transport/worker.h"
 #include "vu_internal.h"
-
-#define CTL_TAG UINT32_MAX
 
 /* How long a second connection waits for the attached front-end to go
  * (a VMM reconnecting before its old socket's hang-up was processed). */
@@ -27,13 +26,11 @@
 /* How long stopping waits for a worker thread. */
 #define JOIN_TIMEOUT_MS 2000
 
-struct worker {
-    pthread_t tid;
-    bool running;
-    int epfd;
-    int evfd;
-    struct vblk_vu_server *s;
-    uint16_t first, step; /* queues first, first + step, ... */
+/* One worker thread and the queues it serves. */
+struct srv_worker {
+    struct worker *w;
+    struct worker_item *items; /* one per queue it serves */
+    unsigned nitems;
 };
 
 struct vblk_vu_server {
@@ -44,7 +41,7 @@ struct vblk_vu_server {
     int stop_evfd;
     int user_stop_fd;
     uint16_t nworkers;
-    struct worker *w;
+    struct srv_worker *w;
     atomic_bool stopping;
     int pending_fd; /* a connection waiting for the attached one to go */
     int64_t pending_deadline;
@@ -115,8 +112,6 @@ int vblk_vu_server_create(const struct vblk_dev_params *p, const struct vblk_bac
         rc = -ENOMEM;
         goto fail;
     }
-    for (uint16_t i = 0; i < s->nworkers; i++)
-        s->w[i].epfd = s->w[i].evfd = -1;
     rc = claim_path(&sa);
     if (rc < 0)
         goto fail;
@@ -150,144 +145,22 @@ fail:
     return rc;
 }
 
-static bool worker_has_active(struct worker *w, struct vblk_vu_dev *d)
+static int item_process(void *arg)
 {
-    for (uint32_t q = w->first; q < d->nq; q += w->step)
-        if (vblk_vu_queue_active(d, (uint16_t)q))
-            return true;
-    return false;
+    struct vu_queue *q = arg;
+    return vblk_vu_queue_process(q->d, q->index);
 }
 
-/* Adaptive polling: the shortest and longest poll after the last request
- * found. The window doubles when a sleep turned out shorter than the
- * longest poll (polling on would have caught the work without the cost of
- * waking), and halves when a sleep was longer (polling would have burnt
- * the CPU for nothing). */
-#define POLL_MIN_NS         1000u
-#define POLL_MAX_NS_DEFAULT 128000u
-/* Poll phases in a row that found nothing, each followed by work within a
- * quarter of the longest poll after going to sleep, before the window stops
- * growing and shrinks instead. A driver that needs this CPU to submit its
- * next request (a spinning driver or a busy vCPU on the same CPU) cannot
- * run while we poll: its request comes just after we sleep, which looks
- * like a window too short and would keep it at the maximum. Polling is
- * tried again from the start after POLL_RETRY_NS. */
-#define POLL_EMPTY_MAX 3u
-#define POLL_RETRY_NS  50000000u
-
-static uint64_t mono_ns(void)
+static bool item_active(void *arg)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    struct vu_queue *q = arg;
+    return vblk_vu_queue_active(q->d, q->index);
 }
 
-/* Switches every queue of @w; returns what the last look found. */
-static int set_polling(struct worker *w, struct vblk_vu_dev *d, bool on)
+static int item_set_polling(void *arg, bool on)
 {
-    int found = 0;
-    for (uint32_t q = w->first; q < d->nq; q += w->step)
-        found += vblk_vu_queue_set_polling(d, (uint16_t)q, on);
-    return found;
-}
-
-/* One pass over the worker's active queues; returns the requests found. */
-static int poll_once(struct worker *w, struct vblk_vu_dev *d)
-{
-    int found = 0;
-    for (uint32_t q = w->first; q < d->nq; q += w->step)
-        if (vblk_vu_queue_active(d, (uint16_t)q)) {
-            int rc = vblk_vu_queue_process(d, (uint16_t)q);
-            found += rc > 0 ? rc : 0;
-        }
-    return found;
-}
-
-/* Waits for events and processes the queues they name. */
-static void wait_and_process(struct worker *w, struct vblk_vu_dev *d)
-{
-    struct epoll_event ev[16];
-    int n = epoll_wait(w->epfd, ev, 16, -1);
-    for (int i = 0; i < n; i++) {
-        if (ev[i].data.u32 == CTL_TAG) {
-            eventfd_t v;
-            (void)eventfd_read(w->evfd, &v);
-            continue;
-        }
-        (void)vblk_vu_queue_process(d, (uint16_t)ev[i].data.u32);
-    }
-}
-
-static void *worker_main(void *arg)
-{
-    struct worker *w = arg;
-    struct vblk_vu_server *s = w->s;
-    struct vblk_vu_dev *d = s->d;
-    enum vblk_notify_mode mode = vu_notify_mode(d);
-    uint64_t max_ns = d->opts.poll_max_us ? d->opts.poll_max_us * 1000ull : POLL_MAX_NS_DEFAULT;
-    uint64_t window = max_ns / 4, last = 0, gave_up = 0;
-    unsigned empty = 0;
-    int phase = 0; /* the poll phase before the sleep: 0 none, 1 found work, -1 nothing */
-    bool polling = false, found = false;
-    if (mode == VBLK_NOTIFY_POLL)
-        set_polling(w, d, true);
-    while (!atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
-        if (mode == VBLK_NOTIFY_POLL) {
-            /* Busy polling: no system call unless the guest must be
-             * interrupted. Inactive queues wait for the next idle phase. */
-            if (worker_has_active(w, d)) {
-                (void)poll_once(w, d);
-                continue;
-            }
-            wait_and_process(w, d);
-            continue;
-        }
-        if (polling) {
-            uint64_t now = mono_ns();
-            if (poll_once(w, d) > 0) {
-                last = now;
-                found = true;
-                continue;
-            }
-            if (now - last < window)
-                continue;
-            /* Kicks on, one more look, then sleep. */
-            if (set_polling(w, d, false) > 0) {
-                (void)set_polling(w, d, true);
-                last = mono_ns();
-                found = true;
-                continue;
-            }
-            polling = false;
-            phase = found ? 1 : -1;
-        }
-        uint64_t slept = mono_ns();
-        wait_and_process(w, d);
-        if (mode == VBLK_NOTIFY_EVENT || !worker_has_active(w, d))
-            continue;
-        last = mono_ns();
-        slept = last - slept;
-        if (phase > 0 || (phase < 0 && slept >= max_ns / 4))
-            empty = 0;
-        else if (phase < 0 && ++empty == POLL_EMPTY_MAX)
-            gave_up = last;
-        phase = 0;
-        if (empty >= POLL_EMPTY_MAX && last - gave_up >= POLL_RETRY_NS) {
-            empty = 0;
-            window = max_ns / 4;
-        } else if (slept < max_ns && empty < POLL_EMPTY_MAX) {
-            window = window * 2 > max_ns ? max_ns
-                                         : (window * 2 < POLL_MIN_NS ? POLL_MIN_NS : window * 2);
-        } else {
-            window /= 2;
-        }
-        if (window >= POLL_MIN_NS) {
-            (void)set_polling(w, d, true);
-            polling = true;
-            found = false;
-        }
-    }
-    return NULL;
+    struct vu_queue *q = arg;
+    return vblk_vu_queue_set_polling(q->d, q->index, on);
 }
 
 /* Releases every write to a front-end fd that is blocked now. */
@@ -304,85 +177,63 @@ static void unstick_all(struct vblk_vu_server *s)
 
 static void stop_workers(struct vblk_vu_server *s)
 {
-    atomic_store(&s->stopping, true);
     for (uint16_t i = 0; i < s->d->nq; i++)
         atomic_store(&s->d->q[i].thread, -1);
     for (uint16_t i = 0; i < s->nworkers; i++) {
-        struct worker *w = &s->w[i];
-        if (!w->running)
+        struct srv_worker *sw = &s->w[i];
+        if (!sw->w)
             continue;
-        (void)eventfd_write(w->evfd, 1);
         /* A worker cannot stay blocked on a front-end fd (the watchdog
          * releases it), but stopping must end even if one does. */
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += JOIN_TIMEOUT_MS / 1000;
-        int rc = pthread_timedjoin_np(w->tid, NULL, &until);
-        if (rc == ETIMEDOUT) {
+        if (worker_stop(sw->w, JOIN_TIMEOUT_MS) < 0) {
             unstick_all(s);
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_sec += 1;
-            rc = pthread_timedjoin_np(w->tid, NULL, &until);
+            if (worker_stop(sw->w, 1000) < 0) {
+                vu_log(s->d, VBLK_LOG_ERR, "worker %u does not stop; leaving it behind", i);
+                worker_abandon(sw->w);
+                s->abandoned = true;
+            }
         }
-        if (rc != 0) {
-            vu_log(s->d, VBLK_LOG_ERR, "worker %u does not stop; leaving it behind", i);
-            pthread_detach(w->tid);
-            s->abandoned = true;
-        }
-        w->running = false;
     }
     if (s->abandoned)
         return;
     for (uint16_t i = 0; i < s->nworkers; i++) {
-        struct worker *w = &s->w[i];
-        if (w->epfd >= 0)
-            close(w->epfd);
-        if (w->evfd >= 0)
-            close(w->evfd);
-        w->epfd = w->evfd = -1;
+        worker_destroy(s->w[i].w);
+        s->w[i].w = NULL;
+        free(s->w[i].items);
+        s->w[i].items = NULL;
     }
 }
 
 static int start_workers(struct vblk_vu_server *s)
 {
     struct vblk_vu_dev *d = s->d;
-    for (uint16_t i = 0; i < s->nworkers; i++)
-        s->w[i].epfd = s->w[i].evfd = -1;
-    /* Signals belong to the application's thread, not to ours. Faults
-     * are the exception: they go to the thread that caused them, and a
-     * blocked one kills the process without running any handler, so the
-     * SIGBUS guard over the front-end's memory (fault_guard.h) could not
-     * contain it. */
-    sigset_t all, old;
-    sigfillset(&all);
-    sigdelset(&all, SIGBUS);
-    sigdelset(&all, SIGSEGV);
-    sigdelset(&all, SIGFPE);
-    sigdelset(&all, SIGILL);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    struct worker_opts wo = {.notify = vu_notify_mode(d), .poll_max_us = d->opts.poll_max_us};
     int rc = 0;
     for (uint16_t i = 0; i < s->nworkers && rc == 0; i++) {
-        struct worker *w = &s->w[i];
-        w->s = s;
-        w->first = i;
-        w->step = s->nworkers;
-        w->epfd = epoll_create1(EPOLL_CLOEXEC);
-        w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (w->epfd < 0 || w->evfd < 0) {
-            rc = -errno;
+        struct srv_worker *sw = &s->w[i];
+        sw->nitems = (unsigned)((d->nq - i + s->nworkers - 1) / s->nworkers);
+        sw->items = calloc(sw->nitems, sizeof(*sw->items));
+        if (!sw->items) {
+            rc = -ENOMEM;
             break;
         }
-        rc = ep_add(w->epfd, w->evfd, CTL_TAG);
-        for (uint32_t q = w->first; q < d->nq && rc == 0; q += w->step) {
-            rc = ep_add(w->epfd, vblk_vu_queue_fd(d, (uint16_t)q), q);
+        rc = worker_create(&wo, &sw->w);
+        /* Queues i, i + nworkers, ... */
+        unsigned k = 0;
+        for (uint32_t q = i; q < d->nq && rc == 0; q += s->nworkers, k++) {
+            sw->items[k] = (struct worker_item){
+                .fd = vblk_vu_queue_fd(d, (uint16_t)q),
+                .process = item_process,
+                .active = item_active,
+                .set_polling = item_set_polling,
+                .arg = &d->q[q],
+            };
+            rc = worker_add(sw->w, &sw->items[k]);
             atomic_store(&d->q[q].thread, (int)i);
         }
-        if (rc == 0) {
-            rc = -pthread_create(&w->tid, NULL, worker_main, w);
-            w->running = rc == 0;
-        }
+        if (rc == 0)
+            rc = worker_start(sw->w);
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc < 0)
         stop_workers(s);
     return rc;
