@@ -186,6 +186,24 @@ int vblk_vduse_queue_stats(const struct vblk_vduse *v, uint16_t index,
  */
 int vblk_vduse_update_config(struct vblk_vduse *v);
 
+/**
+ * Changes the capacity to @p bytes (online resize; grow the backend first
+ * with vblk_backend_resize(), shrink it afterwards) and raises the config
+ * interrupt (vblk_vduse_update_config()). The new capacity outlives resets.
+ * Returns 0, -EINVAL (0 or not a multiple of 512) or the error of
+ * vblk_vduse_update_config().
+ */
+int vblk_vduse_set_capacity(struct vblk_vduse *v, uint64_t bytes);
+
+/**
+ * Switches the disk to read-only (@p read_only) or back: requests that
+ * modify it fail with VIRTIO_BLK_S_IOERR from now on. The feature bits
+ * were fixed when the device was created, so the driver keeps seeing the
+ * VIRTIO_BLK_F_RO it saw then. Returns 0, or -EROFS to make writable a
+ * disk whose backend can only be read.
+ */
+int vblk_vduse_set_read_only(struct vblk_vduse *v, bool read_only);
+
 #ifdef __cplusplus
 }
 #endif

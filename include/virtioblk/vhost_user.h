@@ -167,6 +167,16 @@ int vblk_vu_dev_socket_fd(const struct vblk_vu_dev *d);
  */
 int vblk_vu_dev_handle_socket(struct vblk_vu_dev *d);
 
+/**
+ * Releases the device's writes to front-end notification fds that have
+ * been blocked since the previous call (a front-end can make an eventfd
+ * blocking again behind the device's back), and breaks their queues.
+ * An application that drives the device from its own loop calls it on the
+ * message thread every 100-500 ms while a front-end is attached; the
+ * ready-made server does so itself. Returns the number of fds released.
+ */
+unsigned vblk_vu_dev_watchdog(struct vblk_vu_dev *d);
+
 /** Number of queues the device offers. */
 uint16_t vblk_vu_dev_num_queues(const struct vblk_vu_dev *d);
 

@@ -394,6 +394,28 @@ int vblk_vduse_queue_stats(const struct vblk_vduse *v, uint16_t index,
     return 0;
 }
 
+int vblk_vduse_set_capacity(struct vblk_vduse *v, uint64_t bytes)
+{
+    if (!v || bytes == 0 || bytes % VBLK_SECTOR_SIZE)
+        return -EINVAL;
+    /* Resets rebuild the device model from these. */
+    v->params.capacity = bytes;
+    v->be.size = bytes;
+    vblk_dev_set_capacity(&v->dev, bytes);
+    return vblk_vduse_update_config(v);
+}
+
+int vblk_vduse_set_read_only(struct vblk_vduse *v, bool read_only)
+{
+    if (!v)
+        return -EINVAL;
+    if (!read_only && (v->be.ops->caps & VBLK_BACKEND_CAP_READ_ONLY))
+        return -EROFS;
+    v->params.read_only = read_only;
+    vblk_dev_set_read_only(&v->dev, read_only);
+    return 0;
+}
+
 int vblk_vduse_update_config(struct vblk_vduse *v)
 {
     uint8_t config[sizeof(struct vblk_config)];

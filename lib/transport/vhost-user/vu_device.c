@@ -165,6 +165,16 @@ struct vblk_dev *vblk_vu_dev_blk(struct vblk_vu_dev *d)
     return &d->dev;
 }
 
+unsigned vblk_vu_dev_watchdog(struct vblk_vu_dev *d)
+{
+    unsigned n = 0;
+    if (!d || d->sock < 0)
+        return 0;
+    for (uint16_t i = 0; i < d->nq; i++)
+        n += vu_queue_watchdog(&d->q[i]);
+    return n;
+}
+
 /* ---- the back-end request channel ---- */
 
 /* SET_BACKEND_REQ_FD: a connected stream socket on which the back-end sends

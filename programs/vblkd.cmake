@@ -1,0 +1,26 @@
+# vblkd (the storage daemon) and vblk-ctl (its client) need json-c; without
+# it they are skipped with a message and everything else is built.
+if(PKG_CONFIG_FOUND)
+  pkg_check_modules(JSONC IMPORTED_TARGET json-c)
+endif()
+if(JSONC_FOUND)
+  set(VBLKD_SRC ${PROJECT_SOURCE_DIR}/programs/vblkd/daemon.c
+                ${PROJECT_SOURCE_DIR}/programs/vblkd/rpc.c
+                ${PROJECT_SOURCE_DIR}/programs/vblkd/backends.c)
+  # The daemon without main(): also linked by its unit tests.
+  add_library(vblkd_core STATIC ${VBLKD_SRC})
+  target_include_directories(vblkd_core PUBLIC ${PROJECT_SOURCE_DIR}/programs/vblkd
+                                               ${PROJECT_SOURCE_DIR}/lib)
+  target_compile_definitions(vblkd_core PRIVATE _GNU_SOURCE)
+  target_link_libraries(vblkd_core PUBLIC virtioblk_static PkgConfig::JSONC Threads::Threads)
+  if(VBLK_HAVE_URING)
+    target_link_libraries(vblkd_core PUBLIC PkgConfig::URING)
+  endif()
+  vblk_program(vblkd ${PROJECT_SOURCE_DIR}/programs/vblkd/main.c)
+  target_link_libraries(vblkd PRIVATE vblkd_core)
+  vblk_program(vblk-ctl ${PROJECT_SOURCE_DIR}/programs/vblk-ctl.c)
+  target_link_libraries(vblk-ctl PRIVATE PkgConfig::JSONC)
+else()
+  message(STATUS "vblkd and vblk-ctl: not built, json-c not found "
+                 "(pkg-config json-c; Debian: apt-get install libjson-c-dev)")
+endif()

@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vblkd: one process serving many virtio-blk disks (vhost-user sockets and
+ * VDUSE devices), managed at run time over JSON-RPC 2.0 (vblk-ctl).
+ *
+ *   vblkd --rpc /run/vblkd.sock --config /etc/vblkd.json &
+ *   vblk-ctl add vhost-user disk0 --socket /run/disk0.sock --image /var/lib/disk0.img
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "vblkd.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: vblkd --rpc PATH [--config FILE] [options]\n"
+            "\n"
+            "Serves many virtio-blk exports from one process: vhost-user sockets (QEMU's\n"
+            "vhost-user-blk-pci and other VMMs) and VDUSE devices, each with its own backend\n"
+            "(null, memory, file). Exports are added, resized and deleted at run time over\n"
+            "JSON-RPC 2.0 on the Unix socket PATH (see vblk-ctl and docs/vblkd.md).\n"
+            "SIGINT or SIGTERM stops it: requests in flight complete, sockets are removed.\n"
+            "\n"
+            "  --rpc PATH           JSON-RPC socket (a stale socket file is replaced)\n"
+            "  --rpc-mode MODE      its permissions, octal (default 0600)\n"
+            "  --config FILE        create the exports of FILE at start (the format of\n"
+            "                       'vblk-ctl dump-config'); any error stops the start\n"
+            "  --threads N          worker threads running the queues, 1..%u (default: one\n"
+            "                       per CPU; never more than the exports have queues)\n"
+            "  --notify MODE        how workers wait: adaptive (default), event or poll\n"
+            "  --poll-max-us N      adaptive mode: longest poll after the last request\n"
+            "  --path-prefix DIR    refuse socket and image paths outside DIR\n"
+            "  --verbose, -v        log connections and changes; twice: every message\n"
+            "  --quiet, -q          print only errors\n"
+            "  --help, -h           this text\n",
+            VBLKD_MAX_THREADS);
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+    char *end;
+    if (!s || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end || v == 0 || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"rpc", required_argument, NULL, 'r'},
+        {"rpc-mode", required_argument, NULL, 'M'},
+        {"config", required_argument, NULL, 'c'},
+        {"threads", required_argument, NULL, 't'},
+        {"notify", required_argument, NULL, 'n'},
+        {"poll-max-us", required_argument, NULL, 'P'},
+        {"path-prefix", required_argument, NULL, 'p'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct vblkd_opts o = {.log_level = VBLK_LOG_WARN};
+    const char *rpc = NULL, *config = NULL;
+    unsigned long mode = 0600, v;
+    int c;
+    while ((c = getopt_long(argc, argv, "vqh", lo, NULL)) != -1) {
+        switch (c) {
+        case 'r':
+            rpc = optarg;
+            break;
+        case 'M': {
+            char *end;
+            mode = strtoul(optarg, &end, 8);
+            if (*end || mode > 0777) {
+                fprintf(stderr, "vblkd: --rpc-mode: '%s' is not an octal mode like 0600\n", optarg);
+                return 2;
+            }
+            break;
+        }
+        case 'c':
+            config = optarg;
+            break;
+        case 't':
+            if (parse_uint(optarg, VBLKD_MAX_THREADS, &v) < 0) {
+                fprintf(stderr, "vblkd: --threads must be 1..%u\n", VBLKD_MAX_THREADS);
+                return 2;
+            }
+            o.threads = (unsigned)v;
+            break;
+        case 'n':
+            if (strcmp(optarg, "adaptive") == 0)
+                o.notify = VBLK_NOTIFY_ADAPTIVE;
+            else if (strcmp(optarg, "event") == 0)
+                o.notify = VBLK_NOTIFY_EVENT;
+            else if (strcmp(optarg, "poll") == 0)
+                o.notify = VBLK_NOTIFY_POLL;
+            else {
+                fprintf(stderr, "vblkd: --notify must be adaptive, event or poll\n");
+                return 2;
+            }
+            break;
+        case 'P':
+            if (parse_uint(optarg, 1000000, &v) < 0) {
+                fprintf(stderr, "vblkd: --poll-max-us must be 1..1000000\n");
+                return 2;
+            }
+            o.poll_max_us = (uint32_t)v;
+            break;
+        case 'p':
+            if (optarg[0] != '/') {
+                fprintf(stderr, "vblkd: --path-prefix must be an absolute path\n");
+                return 2;
+            }
+            o.path_prefix = optarg;
+            break;
+        case 'v':
+            o.log_level = o.log_level < VBLK_LOG_INFO ? VBLK_LOG_INFO : VBLK_LOG_DEBUG;
+            break;
+        case 'q':
+            o.log_level = VBLK_LOG_ERR;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "vblkd: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (!rpc) {
+        fprintf(stderr, "vblkd: --rpc PATH is required (the control socket vblk-ctl talks to)\n");
+        return 2;
+    }
+
+    /* Signals arrive through a signalfd in the control loop. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+
+    struct vblkd *d;
+    int rc = vblkd_create(&o, &d);
+    if (rc < 0 || sfd < 0) {
+        fprintf(stderr, "vblkd: cannot start: %s\n", strerror(rc < 0 ? -rc : errno));
+        return 1;
+    }
+    (void)vblkd_add_stop_fd(d, sfd);
+    if (config) {
+        struct vblkd_error e;
+        if (vblkd_load_config(d, config, &e) < 0) {
+            fprintf(stderr, "vblkd: %s\n", e.msg);
+            vblkd_destroy(d);
+            return 1;
+        }
+    }
+    if (vblkd_listen_rpc(d, rpc, (mode_t)mode) < 0) {
+        vblkd_destroy(d);
+        return 1;
+    }
+    vblkd_log(d, VBLK_LOG_INFO, "listening on %s with %u export(s)", rpc, vblkd_export_count(d));
+    fprintf(stderr, "vblkd: ready: control socket %s, %u export(s)\n", rpc, vblkd_export_count(d));
+    while (!vblkd_stopping(d)) {
+        rc = vblkd_run_once(d, -1);
+        if (rc < 0) {
+            fprintf(stderr, "vblkd: control loop failed: %s\n", strerror(-rc));
+            break;
+        }
+    }
+    vblkd_destroy(d);
+    close(sfd);
+    return rc < 0 ? 1 : 0;
+}
