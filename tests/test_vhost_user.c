@@ -746,6 +746,167 @@ static void test_config_and_status(void **state)
     fe_free(f);
 }
 
+/* Reads the config space's capacity through GET_CONFIG. */
+static uint64_t fe_capacity(struct fe *f)
+{
+    struct vu_config c = {0, sizeof(struct vblk_config), 0, {0}};
+    assert_int_equal(fe_send(f, VU_GET_CONFIG, 0, &c, 12 + c.size, NULL, 0), 0);
+    assert_int_equal(fe_recv(f, VU_GET_CONFIG, &c, sizeof(c), NULL), 12 + 72);
+    struct vblk_config cfg;
+    memcpy(&cfg, c.data, sizeof(cfg));
+    return cfg.capacity;
+}
+
+/* Online resize through the back-end request channel: the front-end hands
+ * over one end of a socketpair, the device sends CONFIG_CHANGE_MSG on it
+ * (no reply asked) and GET_CONFIG shows the new capacity, which survives a
+ * device reset. */
+static void test_backend_req_config_change(void **state)
+{
+    (void)state;
+    struct fe *f = fe_new(NULL);
+    fe_negotiate(f, false);
+    uint64_t proto = fe_get_u64(f, VU_GET_PROTOCOL_FEATURES);
+    assert_true(proto & VBLK_BIT(VBLK_VU_PROTOCOL_F_BACKEND_REQ));
+    /* No channel yet: the capacity changes, nobody is told. */
+    assert_int_equal(vblk_vu_dev_set_capacity(f->d, DISK_SIZE / 2), 0);
+    assert_int_equal(fe_capacity(f), DISK_SIZE / 2 / 512);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(fe_ack(f, VU_SET_BACKEND_REQ_FD, NULL, 0, &sv[1], 1), 0);
+    close(sv[1]);
+    assert_int_equal(vblk_vu_dev_set_capacity(f->d, DISK_SIZE), 1);
+    struct vu_hdr h;
+    assert_int_equal(recv(sv[0], &h, sizeof(h), MSG_DONTWAIT), (ssize_t)sizeof(h));
+    assert_int_equal(h.request, VU_BACKEND_CONFIG_CHANGE_MSG);
+    assert_int_equal(h.flags, VU_VERSION);
+    assert_int_equal(h.size, 0);
+    assert_int_equal(fe_capacity(f), DISK_SIZE / 512);
+    /* Bad sizes change nothing. */
+    assert_int_equal(vblk_vu_dev_set_capacity(f->d, 0), -EINVAL);
+    assert_int_equal(vblk_vu_dev_set_capacity(f->d, 1000), -EINVAL);
+    assert_int_equal(fe_capacity(f), DISK_SIZE / 512);
+    /* A reset rebuilds the device model with the new capacity. */
+    assert_int_equal(vblk_vu_dev_set_capacity(f->d, DISK_SIZE / 4), 1);
+    assert_int_equal(recv(sv[0], &h, sizeof(h), MSG_DONTWAIT), (ssize_t)sizeof(h));
+    assert_int_equal(fe_ack(f, VU_RESET_DEVICE, NULL, 0, NULL, 0), 0);
+    assert_int_equal(fe_capacity(f), DISK_SIZE / 4 / 512);
+    /* A new channel replaces the old one, which is closed (the fd count at
+     * the end checks that nothing is kept). */
+    int sv2[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv2), 0);
+    assert_int_equal(fe_ack(f, VU_SET_BACKEND_REQ_FD, NULL, 0, &sv2[1], 1), 0);
+    close(sv2[1]);
+    char b;
+    assert_int_equal(recv(sv[0], &b, 1, MSG_DONTWAIT), 0); /* hung up */
+    assert_int_equal(vblk_vu_dev_set_capacity(f->d, DISK_SIZE), 1);
+    assert_int_equal(recv(sv2[0], &h, sizeof(h), MSG_DONTWAIT), (ssize_t)sizeof(h));
+    close(sv[0]);
+    close(sv2[0]);
+    fe_free(f);
+}
+
+/* Hostile use of SET_BACKEND_REQ_FD: without the protocol feature, with
+ * an fd that is not a stream socket, with two fds or none; a channel the
+ * front-end never reads, and one it closed. Each gets a defined answer and
+ * the connection goes on. */
+static void test_backend_req_hostile(void **state)
+{
+    (void)state;
+    struct fe *f = fe_new(NULL);
+    assert_int_equal(fe_ack(f, VU_SET_OWNER, NULL, 0, NULL, 0), 0);
+    uint64_t proto = VBLK_BIT(VBLK_VU_PROTOCOL_F_REPLY_ACK) | VBLK_BIT(VBLK_VU_PROTOCOL_F_CONFIG);
+    assert_int_equal(fe_send(f, VU_SET_PROTOCOL_FEATURES, 0, &proto, 8, NULL, 0), 0);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    /* Not negotiated. */
+    assert_int_not_equal(fe_ack(f, VU_SET_BACKEND_REQ_FD, NULL, 0, &sv[1], 1), 0);
+    proto |= VBLK_BIT(VBLK_VU_PROTOCOL_F_BACKEND_REQ);
+    assert_int_equal(fe_send(f, VU_SET_PROTOCOL_FEATURES, 0, &proto, 8, NULL, 0), 0);
+    /* Wrong kinds of fd. */
+    int efd = eventfd(0, EFD_CLOEXEC);
+    assert_int_not_equal(fe_ack(f, VU_SET_BACKEND_REQ_FD, NULL, 0, &efd, 1), 0);
+    int dg[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, dg), 0);
+    assert_int_not_equal(fe_ack(f, VU_SET_BACKEND_REQ_FD, NULL, 0, &dg[1], 1), 0);
+    int memfd = memfd_create("x", MFD_CLOEXEC);
+    assert_int_not_equal(fe_ack(f, VU_SET_BACKEND_REQ_FD, NULL, 0, &memfd, 1), 0);
+    /* No fd, two fds, an oversized payload: malformed, refused. */
+    assert_int_not_equal(fe_ack(f, VU_SET_BACKEND_REQ_FD, NULL, 0, NULL, 0), 0);
+    int two[2] = {sv[1], efd};
+    assert_int_not_equal(fe_ack(f, VU_SET_BACKEND_REQ_FD, NULL, 0, two, 2), 0);
+    uint8_t big[16] = {0};
+    assert_int_not_equal(fe_ack(f, VU_SET_BACKEND_REQ_FD, big, sizeof(big), &sv[1], 1), 0);
+    assert_int_equal(vblk_vu_dev_set_capacity(f->d, DISK_SIZE / 2), 0); /* no channel */
+    /* A channel nobody reads: the device never blocks, it reports -EAGAIN. */
+    int small = 4096;
+    (void)setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    assert_int_equal(fe_ack(f, VU_SET_BACKEND_REQ_FD, NULL, 0, &sv[1], 1), 0);
+    int rc, sent = 0;
+    while ((rc = vblk_vu_dev_set_capacity(f->d, DISK_SIZE)) == 1)
+        assert_true(++sent < 1000000);
+    assert_int_equal(rc, -EAGAIN);
+    assert_true(sent > 0);
+    assert_int_equal(fe_capacity(f), DISK_SIZE / 512); /* in force all the same */
+    /* The front-end closes its end: -EPIPE once (no SIGPIPE), then the
+     * channel is gone. */
+    close(sv[0]);
+    assert_int_equal(vblk_vu_dev_set_capacity(f->d, DISK_SIZE / 2), -EPIPE);
+    assert_int_equal(vblk_vu_dev_set_capacity(f->d, DISK_SIZE), 0);
+    assert_true(fe_get_u64(f, VU_GET_FEATURES) != 0);
+    close(sv[1]);
+    close(efd);
+    close(dg[0]);
+    close(dg[1]);
+    close(memfd);
+    fe_free(f);
+}
+
+/* The read-only switch: writes fail at once, reads go on; the RO feature
+ * follows from the next negotiation. */
+static void test_set_read_only(void **state)
+{
+    (void)state;
+    struct fe *f = fe_ready(false);
+    uint8_t *buf = f->mem + DATA_OFF;
+    assert_int_equal(fe_io(f, 0, VBLK_T_OUT, 8, buf, 4096), VBLK_S_OK);
+    assert_int_equal(vblk_vu_dev_set_read_only(f->d, true), 0);
+    assert_int_equal(fe_io(f, 0, VBLK_T_OUT, 8, buf, 4096), VBLK_S_IOERR);
+    assert_int_equal(fe_io(f, 0, VBLK_T_IN, 8, buf, 4096), VBLK_S_OK);
+    assert_int_equal(vblk_vu_dev_set_read_only(f->d, false), 0);
+    assert_int_equal(fe_io(f, 0, VBLK_T_OUT, 8, buf, 4096), VBLK_S_OK);
+    assert_false(fe_get_u64(f, VU_GET_FEATURES) & VBLK_BIT(VBLK_F_RO));
+    /* The offer changes with the next negotiation (a reset). */
+    assert_int_equal(vblk_vu_dev_set_read_only(f->d, true), 0);
+    assert_int_equal(fe_ack(f, VU_RESET_DEVICE, NULL, 0, NULL, 0), 0);
+    assert_true(fe_get_u64(f, VU_GET_FEATURES) & VBLK_BIT(VBLK_F_RO));
+    fe_free(f);
+}
+
+/* Shrinking under a running ring: requests past the new end fail with
+ * IOERR and the RAM disk's data there is gone when it grows again. */
+static void test_resize_io(void **state)
+{
+    (void)state;
+    struct fe *f = fe_ready(false);
+    uint8_t *buf = f->mem + DATA_OFF;
+    uint64_t last = DISK_SIZE / 512 - 8;
+    memset(buf, 0xab, 4096);
+    assert_int_equal(fe_io(f, 0, VBLK_T_OUT, last, buf, 4096), VBLK_S_OK);
+    assert_int_equal(vblk_vu_dev_set_capacity(f->d, DISK_SIZE / 2), 0);
+    assert_int_equal(vblk_backend_resize(&f->be, DISK_SIZE / 2), 0);
+    assert_int_equal(fe_io(f, 0, VBLK_T_IN, last, buf, 4096), VBLK_S_IOERR);
+    assert_int_equal(fe_io(f, 0, VBLK_T_OUT, DISK_SIZE / 1024, buf, 4096), VBLK_S_IOERR);
+    assert_int_equal(fe_io(f, 0, VBLK_T_IN, DISK_SIZE / 1024 - 8, buf, 4096), VBLK_S_OK);
+    assert_int_equal(vblk_backend_resize(&f->be, DISK_SIZE), 0);
+    assert_int_equal(vblk_vu_dev_set_capacity(f->d, DISK_SIZE), 0);
+    memset(buf, 0x11, 4096);
+    assert_int_equal(fe_io(f, 0, VBLK_T_IN, last, buf, 4096), VBLK_S_OK);
+    for (size_t i = 0; i < 4096; i++)
+        assert_int_equal(buf[i], 0);
+    fe_free(f);
+}
+
 static void test_dirty_log(void **state)
 {
     (void)state;
@@ -1430,6 +1591,10 @@ int main(void)
         cmocka_unit_test(test_bad_sizes),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_config_and_status),
+        cmocka_unit_test(test_backend_req_config_change),
+        cmocka_unit_test(test_backend_req_hostile),
+        cmocka_unit_test(test_set_read_only),
+        cmocka_unit_test(test_resize_io),
         cmocka_unit_test(test_dirty_log),
         cmocka_unit_test(test_inflight_resubmit),
         cmocka_unit_test(test_inflight_packed_restart),
