@@ -910,7 +910,7 @@ static json_tokener *new_tokener(void)
 {
     json_tokener *tok = json_tokener_new_ex(VBLKD_RPC_MAX_DEPTH);
     if (tok) {
-        int flags = JSON_TOKENER_STRICT;
+        int flags = JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8;
 #ifdef JSON_TOKENER_ALLOW_TRAILING_CHARS
         flags |= JSON_TOKENER_ALLOW_TRAILING_CHARS;
 #endif

@@ -633,7 +633,8 @@ json_object *vblkd_rpc_call(struct vblkd *d, json_object *req)
         return call_one(d, req);
     size_t n = json_object_array_length(req);
     if (n == 0)
-        return error_response(NULL, RPC_INVALID_REQUEST, "an empty batch");
+        return error_response(NULL, RPC_INVALID_REQUEST,
+                              "an empty batch: send at least one request in the array");
     json_object *out = json_object_new_array();
     for (size_t i = 0; i < n; i++) {
         json_object *r = call_one(d, json_object_array_get_idx(req, i));
@@ -647,33 +648,43 @@ json_object *vblkd_rpc_call(struct vblkd *d, json_object *req)
     return out;
 }
 
-/* Parses all of @text (@len bytes, strict JSON, bounded depth). Fills @e. */
-static json_object *parse_all(const char *text, size_t len, struct vblkd_error *e)
+/* Parses all of @text (@len bytes, strict JSON, bounded depth) into *@out
+ * (NULL for a JSON null). Returns 0, or -1 with @e filled. */
+static int parse_all(const char *text, size_t len, json_object **out, struct vblkd_error *e)
 {
+    *out = NULL;
     json_tokener *tok = json_tokener_new_ex(VBLKD_RPC_MAX_DEPTH);
     if (!tok) {
         vblkd_errorf(e, RPC_INTERNAL_ERROR, "out of memory");
-        return NULL;
+        return -1;
     }
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     json_object *o = json_tokener_parse_ex(tok, text, (int)len);
     enum json_tokener_error err = json_tokener_get_error(tok);
-    if (err == json_tokener_continue)
-        err = json_tokener_error_parse_eof;
-    size_t end = err == json_tokener_success ? json_tokener_get_parse_end(tok) : 0;
+    size_t end = len;
+    if (err == json_tokener_continue) {
+        /* The end of the text ends a top-level number ("42"). */
+        o = json_tokener_parse_ex(tok, "", 1);
+        err = json_tokener_get_error(tok);
+        if (err == json_tokener_continue)
+            err = json_tokener_error_parse_eof;
+    } else if (err == json_tokener_success) {
+        end = json_tokener_get_parse_end(tok);
+    }
     json_tokener_free(tok);
     if (err != json_tokener_success) {
         json_object_put(o);
         vblkd_errorf(e, RPC_PARSE_ERROR, "parse error: %s", json_tokener_error_desc(err));
-        return NULL;
+        return -1;
     }
     for (; end < len; end++)
         if (text[end] != ' ' && text[end] != '\n' && text[end] != '\r' && text[end] != '\t') {
             json_object_put(o);
             vblkd_errorf(e, RPC_PARSE_ERROR, "parse error: data after the JSON value");
-            return NULL;
+            return -1;
         }
-    return o;
+    *out = o;
+    return 0;
 }
 
 char *vblkd_rpc_handle(struct vblkd *d, const char *req, size_t len)
@@ -685,8 +696,9 @@ char *vblkd_rpc_handle(struct vblkd *d, const char *req, size_t len)
         snprintf(msg, sizeof(msg), "request larger than %u bytes", VBLKD_RPC_MAX_REQUEST);
         r = error_response(NULL, RPC_INVALID_REQUEST, msg);
     } else {
-        json_object *o = parse_all(req, len, &e);
-        r = o ? vblkd_rpc_call(d, o) : error_response(NULL, e.code, e.msg);
+        json_object *o;
+        r = parse_all(req, len, &o, &e) == 0 ? vblkd_rpc_call(d, o)
+                                             : error_response(NULL, e.code, e.msg);
         json_object_put(o);
     }
     if (!r)
@@ -740,9 +752,10 @@ int vblkd_load_config(struct vblkd *d, const char *path, struct vblkd_error *e)
         return -1;
     }
     struct vblkd_error pe;
-    json_object *o = parse_all(text, len, &pe);
+    json_object *o;
+    int prc = parse_all(text, len, &o, &pe);
     free(text);
-    if (!o) {
+    if (prc < 0) {
         vblkd_errorf(e, RPC_PARSE_ERROR, "%s: %s", path, pe.msg);
         return -1;
     }
