@@ -488,6 +488,10 @@ static int setup_vhost_user(struct vblkd *d, struct export *x, struct vblkd_erro
 
 static int setup_vduse(struct vblkd *d, struct export *x, struct vblkd_error *e)
 {
+    if (d->o.no_vduse) {
+        vblkd_errorf(e, RPC_NOT_SUPPORTED, "VDUSE exports are disabled in this daemon");
+        return -1;
+    }
     struct vblk_vduse_opts vo = {
         .name = x->spec.vduse_name,
         .reclaim = true,

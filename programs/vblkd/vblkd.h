@@ -138,6 +138,7 @@ struct vblkd_opts {
     uint32_t poll_max_us;
     const char *path_prefix; /* NULL: any absolute path */
     int log_level;           /* VBLK_LOG_* */
+    bool no_vduse;           /* refuse VDUSE exports (the fuzz target) */
 };
 
 int vblkd_create(const struct vblkd_opts *o, struct vblkd **out);

@@ -14,7 +14,12 @@ build=${VBLK_TSAN_BUILD:-$src/build-tsan}
 jobs=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
 
 cmake -S "$src" -B "$build" -DVBLK_TSAN=ON -DVBLK_TESTS=ON >/dev/null
-cmake --build "$build" -j "$jobs" --target test_threads test_blk_queue >/dev/null
+targets=(test_threads test_blk_queue)
+# vblkd's RPC test exists when json-c was found.
+if grep -q '^JSONC_FOUND:INTERNAL=1' "$build/CMakeCache.txt"; then
+    targets+=(test_vblkd_rpc)
+fi
+cmake --build "$build" -j "$jobs" --target "${targets[@]}" >/dev/null
 
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}"
 log=$(mktemp)

@@ -5,7 +5,9 @@ if(TARGET vblkd_core AND VBLK_CMOCKA_FOUND)
   target_compile_definitions(test_vblkd_rpc PRIVATE _GNU_SOURCE)
   target_link_libraries(test_vblkd_rpc PRIVATE vblkd_core PkgConfig::CMOCKA)
   add_test(NAME test_vblkd_rpc COMMAND test_vblkd_rpc)
-  set_tests_properties(test_vblkd_rpc PROPERTIES LABELS unit TIMEOUT 120)
+  # Threaded (the control loop, worker threads, clients): also under
+  # ThreadSanitizer (tests/tsan/run.sh).
+  set_tests_properties(test_vblkd_rpc PROPERTIES LABELS "unit;tsan" TIMEOUT 120)
 endif()
 if(TARGET vblkd AND TARGET vblk-ctl AND TARGET vblk-bench)
   foreach(case exports many)
