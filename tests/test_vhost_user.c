@@ -814,7 +814,6 @@ static void test_backend_req_hostile(void **state)
 {
     (void)state;
     struct fe *f = fe_new(NULL);
-    assert_int_equal(fe_ack(f, VU_SET_OWNER, NULL, 0, NULL, 0), 0);
     uint64_t proto = VBLK_BIT(VBLK_VU_PROTOCOL_F_REPLY_ACK) | VBLK_BIT(VBLK_VU_PROTOCOL_F_CONFIG);
     assert_int_equal(fe_send(f, VU_SET_PROTOCOL_FEATURES, 0, &proto, 8, NULL, 0), 0);
     int sv[2];
@@ -838,6 +837,9 @@ static void test_backend_req_hostile(void **state)
     uint8_t big[16] = {0};
     assert_int_not_equal(fe_ack(f, VU_SET_BACKEND_REQ_FD, big, sizeof(big), &sv[1], 1), 0);
     assert_int_equal(vblk_vu_dev_set_capacity(f->d, DISK_SIZE / 2), 0); /* no channel */
+    /* Accepted before SET_OWNER: QEMU sets the channel up first. */
+    assert_int_equal(fe_ack(f, VU_SET_BACKEND_REQ_FD, NULL, 0, &sv[1], 1), 0);
+    assert_int_equal(fe_ack(f, VU_SET_OWNER, NULL, 0, NULL, 0), 0);
     /* A channel nobody reads: the device never blocks, it reports -EAGAIN. */
     int small = 4096;
     (void)setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));

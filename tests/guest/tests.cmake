@@ -11,3 +11,11 @@ if(TARGET vblk-vhost-user)
   endforeach()
 endif()
 include(${CMAKE_CURRENT_LIST_DIR}/vduse.cmake)
+# vblkd: online resize under a running guest, and hot-plug through QMP.
+if(TARGET vblkd AND TARGET vblk-ctl)
+  add_test(NAME guest_vblkd_resize
+    COMMAND ${CMAKE_CURRENT_LIST_DIR}/vblkd-test.sh
+            --vblkd $<TARGET_FILE:vblkd> --ctl $<TARGET_FILE:vblk-ctl> --only resize)
+  set_tests_properties(guest_vblkd_resize PROPERTIES
+    LABELS guest TIMEOUT 900 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+endif()

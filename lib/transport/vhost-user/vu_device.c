@@ -354,6 +354,7 @@ static bool needs_owner(uint32_t req)
     case VU_RESET_OWNER:
     case VU_RESET_DEVICE:
     case VU_GET_STATUS:
+    case VU_SET_BACKEND_REQ_FD: /* QEMU sends it before SET_OWNER */
         return false;
     default:
         return true;
