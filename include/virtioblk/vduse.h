@@ -151,8 +151,8 @@ int vblk_vduse_fd(const struct vblk_vduse *v);
 bool vblk_vduse_attached(const struct vblk_vduse *v);
 
 /**
- * True once the vDPA device was deleted after having been attached (only
- * tracked with vblk_vduse_opts::exit_on_detach).
+ * True once the vDPA device was deleted after having been attached, until
+ * it is added again (only tracked with vblk_vduse_opts::exit_on_detach).
  */
 bool vblk_vduse_detached(const struct vblk_vduse *v);
 

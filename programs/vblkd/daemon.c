@@ -355,8 +355,16 @@ static int vu_set_polling(void *arg, bool on)
 
 static int vduse_process(void *arg)
 {
-    struct vblk_vduse *v = arg;
-    (void)vblk_vduse_poll(v, 0);
+    struct export *x = arg;
+    int rc = vblk_vduse_poll(x->vduse, 0);
+    if (rc < 0 && rc != -EINTR && !x->failed) {
+        /* The kernel gave up on the device: stop watching it (its fd stays
+         * readable) until the export is deleted. */
+        x->failed = true;
+        vblkd_log(x->d, VBLK_LOG_ERR, "%s: the VDUSE device failed (%s); delete the export",
+                  x->spec.name, strerror(-rc));
+        worker_del(x->d->workers[x->item_thread[0]], &x->items[0]);
+    }
     return 0;
 }
 
@@ -495,6 +503,7 @@ static int setup_vduse(struct vblkd *d, struct export *x, struct vblkd_error *e)
     struct vblk_vduse_opts vo = {
         .name = x->spec.vduse_name,
         .reclaim = true,
+        .exit_on_detach = true, /* tracks vdpa dev del, for export_del */
         .log = export_log,
         .log_opaque = x,
         .log_level = d->o.log_level,
@@ -522,7 +531,7 @@ static int setup_vduse(struct vblkd *d, struct export *x, struct vblkd_error *e)
     }
     x->nitems = 1;
     x->items[0] = (struct worker_item){
-        .fd = vblk_vduse_fd(x->vduse), .process = vduse_process, .arg = x->vduse};
+        .fd = vblk_vduse_fd(x->vduse), .process = vduse_process, .arg = x};
     x->item_thread[0] = -1;
     return assign(d, x, e);
 }

@@ -96,6 +96,7 @@ struct export
     int *item_thread; /* worker index of each item */
     unsigned nitems;
     uint64_t resizes;
+    bool failed; /* VDUSE: the device failed; no longer served */
     struct export *next;
 };
 

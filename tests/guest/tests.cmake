@@ -13,9 +13,11 @@ endif()
 include(${CMAKE_CURRENT_LIST_DIR}/vduse.cmake)
 # vblkd: online resize under a running guest, and hot-plug through QMP.
 if(TARGET vblkd AND TARGET vblk-ctl)
-  add_test(NAME guest_vblkd_resize
-    COMMAND ${CMAKE_CURRENT_LIST_DIR}/vblkd-test.sh
-            --vblkd $<TARGET_FILE:vblkd> --ctl $<TARGET_FILE:vblk-ctl> --only resize)
-  set_tests_properties(guest_vblkd_resize PROPERTIES
-    LABELS guest TIMEOUT 900 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+  foreach(case resize vduse)
+    add_test(NAME guest_vblkd_${case}
+      COMMAND ${CMAKE_CURRENT_LIST_DIR}/vblkd-test.sh
+              --vblkd $<TARGET_FILE:vblkd> --ctl $<TARGET_FILE:vblk-ctl> --only ${case})
+    set_tests_properties(guest_vblkd_${case} PROPERTIES
+      LABELS guest TIMEOUT 900 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+  endforeach()
 endif()

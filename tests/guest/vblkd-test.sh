@@ -12,6 +12,9 @@
 #            through QMP (chardev-add + device_add vhost-user-blk-pci on a
 #            PCIe root port), verified, grown, unplugged (device_del) and
 #            deleted with vblk-ctl del
+#   vduse    vblkd inside the guest with a VDUSE export (virtio_vdpa): the
+#            guest's /sys/block/vdX/size follows vblk-ctl resize (grow and
+#            shrink, data kept); export_del refused until 'vdpa dev del'
 #
 # Options:
 #   --vblkd PATH    the vblkd binary (required)
@@ -28,7 +31,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${VBLK_GUEST_CACHE:-/var/cache/vblk-guest}
 VBLKD= CTL= ONLY= COUNT=200 TIMEOUT=300 KEEP=0 PREPARE=1
-ALL_CASES="resize"
+ALL_CASES="resize vduse"
 . "$HERE/common.sh"
 while (($#)); do
     case $1 in
@@ -74,8 +77,14 @@ trap 'exit 130' INT TERM
 
 say "building blkcheck and the initramfs"
 gcc -std=c11 -static -O2 -pthread -Wall -Wextra -o "$WORK/blkcheck" "$HERE/blkcheck.c"
-"$HERE/mkinitramfs.sh" "$CACHE" "$WORK/initrd.cpio.gz" "$HERE/vblkd-workload.sh" \
-    "$WORK/blkcheck" "$(command -v resize2fs)" 2>/dev/null
+if [[ " $CASES " == *" resize "* ]]; then
+    "$HERE/mkinitramfs.sh" "$CACHE" "$WORK/initrd.cpio.gz" "$HERE/vblkd-workload.sh" \
+        "$WORK/blkcheck" "$(command -v resize2fs)" 2>/dev/null
+fi
+if [[ " $CASES " == *" vduse "* ]]; then
+    "$HERE/mkinitramfs.sh" "$CACHE" "$WORK/initrd-vduse.cpio.gz" "$HERE/vblkd-vduse-workload.sh" \
+        "$WORK/blkcheck" "$VBLKD" "$CTL" 2>/dev/null
+fi
 
 # QMP: one command (a JSON object) per argument; prints each return, fails
 # on an error.
@@ -192,6 +201,17 @@ run_resize() {
     wait "$DAEMON_PID" || die "vblkd exited with an error"
     DAEMON_PID=
     grep -E "resized|front-end" "$WORK/vblkd.log" | sed 's/^/    /' >&2 || true
+}
+
+run_vduse() {
+    local rc=0
+    "$HERE/run-guest.sh" --cache "$CACHE" --initrd "$WORK/initrd-vduse.cpio.gz" --smp 2 --mem 1G \
+        --timeout "$TIMEOUT" --log "$WORK/vduse.console.log" --quiet \
+        --env "PATTERN_SEED=$SEED" --env "VERIFY_COUNT=$COUNT" --env "VBLK_GUEST_TIMEOUT=$TIMEOUT" ||
+        rc=$?
+    grep -a -E '^(=== |WORKLOAD FAIL|GUEST-RESULT|vd[a-z]+:|v0 is|vblk-ctl: error)' \
+        "$WORK/vduse.console.log" | tr -d '\r' | sed 's/^/    /' >&2 || true
+    ((rc == 0)) || die "guest run failed (exit $rc), console $WORK/vduse.console.log"
 }
 
 SEED=$((RANDOM * 32768 + RANDOM))

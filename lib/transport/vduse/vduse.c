@@ -252,7 +252,9 @@ static void check_detach(struct vblk_vduse *v)
     snprintf(path, sizeof(path), SYSFS_VDPA "%s", v->name);
     uint64_t now = now_ms();
     if (access(path, F_OK) == 0) {
+        /* Added (again). */
         v->attached = true;
+        v->detached = false;
         v->gone_since = 0;
         return;
     }
