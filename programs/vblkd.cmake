@@ -7,8 +7,22 @@ if(JSONC_FOUND)
   set(VBLKD_SRC ${PROJECT_SOURCE_DIR}/programs/vblkd/daemon.c
                 ${PROJECT_SOURCE_DIR}/programs/vblkd/rpc.c
                 ${PROJECT_SOURCE_DIR}/programs/vblkd/backends.c)
+  # --metrics needs libmicrohttpd; without it vblkd refuses the option.
+  pkg_check_modules(MHD IMPORTED_TARGET libmicrohttpd)
+  set(VBLKD_HAVE_METRICS 0)
+  if(MHD_FOUND)
+    set(VBLKD_HAVE_METRICS 1)
+    list(APPEND VBLKD_SRC ${PROJECT_SOURCE_DIR}/programs/vblkd/metrics.c)
+  else()
+    message(STATUS "vblkd: --metrics not available, libmicrohttpd not found "
+                   "(Debian: apt-get install libmicrohttpd-dev)")
+  endif()
   # The daemon without main(): also linked by its unit tests.
   add_library(vblkd_core STATIC ${VBLKD_SRC})
+  target_compile_definitions(vblkd_core PRIVATE VBLKD_HAVE_METRICS=${VBLKD_HAVE_METRICS})
+  if(MHD_FOUND)
+    target_link_libraries(vblkd_core PUBLIC PkgConfig::MHD)
+  endif()
   target_include_directories(vblkd_core PUBLIC ${PROJECT_SOURCE_DIR}/programs/vblkd
                                                ${PROJECT_SOURCE_DIR}/lib)
   target_compile_definitions(vblkd_core PRIVATE _GNU_SOURCE)

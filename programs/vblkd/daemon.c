@@ -24,7 +24,7 @@
 /* How long stopping waits for a worker. */
 #define WORKER_STOP_MS 3000
 
-enum { TAG_RPC_LISTEN = 1, TAG_RPC_CLIENT, TAG_VU_LISTEN, TAG_VU_CONN, TAG_STOP };
+enum { TAG_RPC_LISTEN = 1, TAG_RPC_CLIENT, TAG_VU_LISTEN, TAG_VU_CONN, TAG_STOP, TAG_METRICS };
 
 struct rpc_client {
     struct vblkd_tag tag;
@@ -44,7 +44,8 @@ struct vblkd {
     /* RPC */
     int rpc_fd;
     char *rpc_path;
-    struct vblkd_tag rpc_tag, stop_tag;
+    struct vblkd_tag rpc_tag, stop_tag, metrics_tag;
+    struct vblkd_metrics *metrics;
     struct rpc_client *clients;
     unsigned nclients;
     bool stop;
@@ -184,6 +185,7 @@ int vblkd_create(const struct vblkd_opts *o, struct vblkd **out)
     }
     d->rpc_tag = (struct vblkd_tag){TAG_RPC_LISTEN, d};
     d->stop_tag = (struct vblkd_tag){TAG_STOP, d};
+    d->metrics_tag = (struct vblkd_tag){TAG_METRICS, d};
     *out = d;
     return 0;
 }
@@ -260,6 +262,38 @@ int vblkd_listen_rpc(struct vblkd *d, const char *path, mode_t mode)
     if (!d->rpc_path)
         return -ENOMEM;
     return ep_add(d, fd, EPOLLIN, &d->rpc_tag);
+}
+
+int vblkd_serve_metrics(struct vblkd *d, const char *addr, struct vblkd_error *e)
+{
+#if VBLKD_HAVE_METRICS
+    if (vblkd_metrics_start(d, addr, &d->metrics, e) < 0)
+        return -1;
+    if (ep_add(d, vblkd_metrics_fd(d->metrics), EPOLLIN, &d->metrics_tag) < 0) {
+        vblkd_errorf(e, RPC_INTERNAL_ERROR, "epoll: %s", strerror(errno));
+        vblkd_metrics_stop(d->metrics);
+        d->metrics = NULL;
+        return -1;
+    }
+    return 0;
+#else
+    (void)d;
+    vblkd_errorf(e, RPC_NOT_SUPPORTED,
+                 "--metrics %s: this vblkd was built without libmicrohttpd "
+                 "(Debian: libmicrohttpd-dev)",
+                 addr);
+    return -1;
+#endif
+}
+
+uint16_t vblkd_metrics_port_of(const struct vblkd *d)
+{
+#if VBLKD_HAVE_METRICS
+    return d->metrics ? vblkd_metrics_port(d->metrics) : 0;
+#else
+    (void)d;
+    return 0;
+#endif
 }
 
 int vblkd_add_stop_fd(struct vblkd *d, int fd)
@@ -1044,6 +1078,13 @@ int vblkd_run_once(struct vblkd *d, int timeout_ms)
         t = WATCHDOG_MS;
     if (d->stop && (t < 0 || t > 50))
         t = 50;
+#if VBLKD_HAVE_METRICS
+    if (d->metrics) {
+        int mt = vblkd_metrics_timeout(d->metrics);
+        if (mt >= 0 && (t < 0 || mt < t))
+            t = mt;
+    }
+#endif
     struct epoll_event ev[32];
     int n = epoll_wait(d->epfd, ev, 32, t);
     if (n < 0)
@@ -1071,6 +1112,11 @@ int vblkd_run_once(struct vblkd *d, int timeout_ms)
         else if (tag->kind == TAG_STOP)
             d->stop = true;
     }
+#if VBLKD_HAVE_METRICS
+    /* Also after a timeout: connections time out. */
+    if (d->metrics)
+        vblkd_metrics_run(d->metrics);
+#endif
     for (int i = 0; i < n; i++) {
         struct vblkd_tag *tag = ev[i].data.ptr;
         if (tag->kind != TAG_RPC_CLIENT)
@@ -1152,6 +1198,9 @@ void vblkd_destroy(struct vblkd *d)
         close(d->rpc_fd);
         unlink(d->rpc_path);
     }
+#if VBLKD_HAVE_METRICS
+    vblkd_metrics_stop(d->metrics);
+#endif
     if (d->epfd >= 0)
         close(d->epfd);
     free(d->rpc_path);

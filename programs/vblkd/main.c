@@ -37,6 +37,9 @@ static void usage(FILE *f)
             "  --notify MODE        how workers wait: adaptive (default), event or poll\n"
             "  --poll-max-us N      adaptive mode: longest poll after the last request\n"
             "  --path-prefix DIR    refuse socket and image paths outside DIR\n"
+            "  --metrics ADDR:PORT  serve the counters in the Prometheus text format at\n"
+            "                       http://ADDR:PORT/metrics (loopback addresses only;\n"
+            "                       port 0 picks one and logs it)\n"
             "  --verbose, -v        log connections and changes; twice: every message\n"
             "  --quiet, -q          print only errors\n"
             "  --help, -h           this text\n",
@@ -66,13 +69,14 @@ int main(int argc, char **argv)
         {"notify", required_argument, NULL, 'n'},
         {"poll-max-us", required_argument, NULL, 'P'},
         {"path-prefix", required_argument, NULL, 'p'},
+        {"metrics", required_argument, NULL, 'm'},
         {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct vblkd_opts o = {.log_level = VBLK_LOG_WARN};
-    const char *rpc = NULL, *config = NULL;
+    const char *rpc = NULL, *config = NULL, *metrics = NULL;
     unsigned long mode = 0600, v;
     int c;
     while ((c = getopt_long(argc, argv, "vqh", lo, NULL)) != -1) {
@@ -91,6 +95,9 @@ int main(int argc, char **argv)
         }
         case 'c':
             config = optarg;
+            break;
+        case 'm':
+            metrics = optarg;
             break;
         case 't':
             if (parse_uint(optarg, VBLKD_MAX_THREADS, &v) < 0) {
@@ -171,6 +178,16 @@ int main(int argc, char **argv)
             vblkd_destroy(d);
             return 1;
         }
+    }
+    if (metrics) {
+        struct vblkd_error e;
+        if (vblkd_serve_metrics(d, metrics, &e) < 0) {
+            fprintf(stderr, "vblkd: %s\n", e.msg);
+            vblkd_destroy(d);
+            return 1;
+        }
+        fprintf(stderr, "vblkd: metrics at http://%s/metrics (port %u)\n", metrics,
+                vblkd_metrics_port_of(d));
     }
     if (vblkd_listen_rpc(d, rpc, (mode_t)mode) < 0) {
         vblkd_destroy(d);

@@ -499,6 +499,8 @@ static json_object *m_server_info(struct vblkd *d, json_object *p, struct vblkd_
     json_object_object_add(o, "uptime", json_object_new_double(vblkd_uptime(d)));
     if (vblkd_rpc_path(d))
         json_object_object_add(o, "rpc_socket", json_object_new_string(vblkd_rpc_path(d)));
+    if (vblkd_metrics_port_of(d))
+        json_object_object_add(o, "metrics_port", json_object_new_int(vblkd_metrics_port_of(d)));
     json_object *kinds = json_object_new_array();
     for (const char *const *k = (const char *const[]){"null", "memory", "file", NULL}; *k; k++)
         if (backend_kind_find(*k))

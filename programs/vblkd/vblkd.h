@@ -186,6 +186,24 @@ uint16_t export_queues(const struct export *x);
 void export_stats(struct vblkd *d, struct export *x, struct vblk_transport_stats *dev,
                   struct vblk_transport_queue_stats *q);
 
+/* Serves the metrics on @addr (ADDR:PORT, loopback only) from the control
+ * loop. Returns 0 or fills @e (also when built without libmicrohttpd). */
+int vblkd_serve_metrics(struct vblkd *d, const char *addr, struct vblkd_error *e);
+/* The port the metrics are served on, or 0. */
+uint16_t vblkd_metrics_port_of(const struct vblkd *d);
+
+/* ---- metrics (metrics.c, with libmicrohttpd) ---- */
+
+struct vblkd_metrics;
+int vblkd_metrics_start(struct vblkd *d, const char *addr, struct vblkd_metrics **out,
+                        struct vblkd_error *e);
+int vblkd_metrics_fd(const struct vblkd_metrics *m);
+uint16_t vblkd_metrics_port(const struct vblkd_metrics *m);
+void vblkd_metrics_run(struct vblkd_metrics *m);
+/* Milliseconds until the HTTP server needs to run again, or -1. */
+int vblkd_metrics_timeout(struct vblkd_metrics *m);
+void vblkd_metrics_stop(struct vblkd_metrics *m);
+
 /* ---- JSON-RPC (rpc.c) ---- */
 
 /* Handles one request (or batch) of @len bytes. Returns the response text
