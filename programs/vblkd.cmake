@@ -32,6 +32,12 @@ if(JSONC_FOUND)
   endif()
   vblk_program(vblkd ${PROJECT_SOURCE_DIR}/programs/vblkd/main.c)
   target_link_libraries(vblkd PRIVATE vblkd_core)
+  # The systemd unit, with this install's paths; copied into
+  # /etc/systemd/system by whoever installs it as a service.
+  configure_file(${PROJECT_SOURCE_DIR}/contrib/systemd/vblkd.service.in
+                 ${PROJECT_BINARY_DIR}/contrib/vblkd.service @ONLY)
+  install(FILES ${PROJECT_BINARY_DIR}/contrib/vblkd.service
+          DESTINATION ${CMAKE_INSTALL_DATADIR}/libvirtioblk/systemd)
   vblk_program(vblk-ctl ${PROJECT_SOURCE_DIR}/programs/vblk-ctl.c)
   target_link_libraries(vblk-ctl PRIVATE PkgConfig::JSONC)
 else()

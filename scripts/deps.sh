@@ -9,10 +9,10 @@
 # and qemu-utils with -t bookworm-backports unless QEMU 10 is installed.
 set -euo pipefail
 what=${1:-all}
-pkgs=(build-essential cmake pkg-config libcmocka-dev liburing-dev)
+pkgs=(build-essential cmake pkg-config libcmocka-dev liburing-dev libjson-c-dev libmicrohttpd-dev)
 if [ "$what" != build ]; then
   pkgs+=(clang doxygen gcovr lcov valgrind busybox-static cpio xz-utils
-         e2fsprogs iproute2 util-linux)
+         e2fsprogs iproute2 util-linux python3)
 fi
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo
