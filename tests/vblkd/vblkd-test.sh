@@ -6,7 +6,8 @@
 #   exports  two exports (RAM disk with 2 queues, image file) verified at
 #            once; grown and verified at the new size; the image shrunk and
 #            its file cut; read-only switch; errors for bad requests; the
-#            dumped configuration restarts the daemon with the same exports
+#            dumped configuration restarts the daemon with the same exports;
+#            the Prometheus metrics page (when built with libmicrohttpd)
 #   many     64 exports in one daemon, each verified; RSS per export
 # Exit status: 0 pass, 1 fail.
 set -euo pipefail
@@ -49,10 +50,12 @@ fail() {
 }
 
 start() { # ARGS...
+  local before
+  before=$(grep -c "vblkd: ready" "$dir/vblkd.log" 2>/dev/null || true)
   "$vblkd" --rpc "$VBLKD_RPC" "$@" >>"$dir/vblkd.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do
-    grep -q "vblkd: ready" "$dir/vblkd.log" 2>/dev/null && return 0
+    [ "$(grep -c "vblkd: ready" "$dir/vblkd.log")" -gt "${before:-0}" ] && return 0
     kill -0 "$pid" 2>/dev/null || fail "vblkd exited during start-up"
     sleep 0.05
   done
@@ -99,7 +102,11 @@ size_of() { "$ctl" --json show "$1" | sed -n 's/^ *"size":\([0-9]*\).*/\1/p' | t
 
 case $case in
 exports)
-  start --threads 2 -v
+  metrics=()
+  if "$vblkd" --help | grep -q -- --metrics; then
+    metrics=(--metrics 127.0.0.1:0)
+  fi
+  start --threads 2 -v "${metrics[@]}"
   truncate -s 64M "$shm/disk.img"
   ctl add vhost-user ram0 --socket "$dir/ram0.sock" --memory 64M --queues 2
   ctl add vhost-user img0 --socket "$dir/img0.sock" --image "$shm/disk.img" --serial img0-serial
@@ -118,6 +125,17 @@ exports)
   grep -Eq "^ +0 +[01] +[1-9]" "$dir/ctl.out" || fail "queue 0 of ram0 shows no requests or no thread"
   grep -Eq "^ +1 +[01] +[1-9]" "$dir/ctl.out" || fail "queue 1 of ram0 shows no requests or no thread"
   "$ctl" --json stats ram0 | grep -q '"thread":' || fail "stats --json has no thread per queue"
+  if [ ${#metrics[@]} -gt 0 ]; then
+    port=$(sed -n 's/^vblkd: metrics at .*(port \([0-9]*\)).*/\1/p' "$dir/vblkd.log")
+    python3 -c 'import sys, urllib.request
+print(urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode())' \
+      "$port" >"$dir/metrics.txt" || fail "GET /metrics failed"
+    grep -E '^vblkd_queue_requests_completed_total\{export="ram0",queue="1",thread="[01]"\} [1-9]' \
+      "$dir/metrics.txt" || fail "no completed requests for ram0 queue 1 in the metrics"
+    grep -q '^vblkd_export_size_bytes{export="img0"} 67108864$' "$dir/metrics.txt" ||
+      fail "no size for img0 in the metrics"
+    grep -q '^# TYPE vblkd_queue_errors_total counter$' "$dir/metrics.txt" || fail "no TYPE lines"
+  fi
 
   # Grow both, verify over the new size.
   ctl resize ram0 96M
