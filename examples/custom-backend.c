@@ -366,35 +366,36 @@ int main(void)
     struct vblk_drv_blk_frame *fr = vblk_loopback_alloc(lb, sizeof(*fr));
     uint8_t *buf = vblk_loopback_alloc(lb, 8192);
 
-    /* Writes: a whole block (2), one sector in block 5 (copied up first),
-     * and 4 KiB from the middle of block 7 into block 8 (both copied up). */
-    const struct {
-        uint64_t sector;
-        uint32_t len;
-    } w[] = {{2 * BLK_SECTS, OVL_BLOCK}, {41, 512}, {60, OVL_BLOCK}};
-    bool ok = true;
-    for (unsigned k = 0; k < sizeof(w) / sizeof(w[0]); k++) {
-        for (uint32_t i = 0; i < w[k].len; i++)
-            buf[i] = (uint8_t)(0xa0 + k + i * 13);
-        memcpy(expect + w[k].sector * VBLK_SECTOR_SIZE, buf, w[k].len);
-        ok = ok && guest_io(lb, fr, VBLK_T_OUT, w[k].sector, buf, w[k].len) == VBLK_S_OK;
-    }
-
-    /* Zeroing: WRITE_ZEROES with UNMAP over sectors 20-35 (end of block 2,
-     * all of 3, start of 4), DISCARD of blocks 8-9, WRITE_ZEROES keeping
-     * block 12 allocated. The range travels in little-endian, as on a ring. */
+    /* The guest's requests, and what each leaves on the disk:
+     *  - a whole block (2), written over: nothing to copy up;
+     *  - one sector in block 5: block 5 is copied up first;
+     *  - 4 KiB from the middle of block 7 into block 8: both copied up;
+     *  - WRITE_ZEROES with UNMAP over sectors 20-35: the end of block 2,
+     *    all of 3 (which gives its memory back), the start of 4;
+     *  - DISCARD of blocks 8-9; WRITE_ZEROES keeping block 12 allocated. */
     const struct {
         uint32_t type, flags;
         uint64_t sector;
-    } z[] = {{VBLK_T_WRITE_ZEROES, VBLK_WZ_F_UNMAP, 20},
-             {VBLK_T_DISCARD, 0, 8 * BLK_SECTS},
-             {VBLK_T_WRITE_ZEROES, 0, 12 * BLK_SECTS}};
+        uint32_t sectors;
+    } op[] = {{VBLK_T_OUT, 0, 16, 8},      {VBLK_T_OUT, 0, 41, 1},
+              {VBLK_T_OUT, 0, 60, 8},      {VBLK_T_WRITE_ZEROES, VBLK_WZ_F_UNMAP, 20, 16},
+              {VBLK_T_DISCARD, 0, 64, 16}, {VBLK_T_WRITE_ZEROES, 0, 96, 8}};
     struct vblk_discard_wz_seg *seg = (void *)buf;
-    for (unsigned k = 0; k < sizeof(z) / sizeof(z[0]); k++) {
-        uint32_t n = k == 2 ? BLK_SECTS : 2 * BLK_SECTS;
-        *seg = (struct vblk_discard_wz_seg){htole64(z[k].sector), htole32(n), htole32(z[k].flags)};
-        memset(expect + z[k].sector * VBLK_SECTOR_SIZE, 0, n * VBLK_SECTOR_SIZE);
-        ok = ok && guest_io(lb, fr, z[k].type, 0, buf, sizeof(*seg)) == VBLK_S_OK;
+    bool ok = true;
+    for (unsigned k = 0; k < sizeof(op) / sizeof(op[0]); k++) {
+        uint32_t len = op[k].sectors * VBLK_SECTOR_SIZE;
+        uint8_t *want = expect + op[k].sector * VBLK_SECTOR_SIZE;
+        if (op[k].type == VBLK_T_OUT) {
+            for (uint32_t i = 0; i < len; i++)
+                buf[i] = (uint8_t)(0xa0 + k + i * 13);
+            memcpy(want, buf, len);
+            ok = ok && guest_io(lb, fr, VBLK_T_OUT, op[k].sector, buf, len) == VBLK_S_OK;
+        } else { /* one range, little-endian as on any ring */
+            *seg = (struct vblk_discard_wz_seg){htole64(op[k].sector), htole32(op[k].sectors),
+                                                htole32(op[k].flags)};
+            memset(want, 0, len);
+            ok = ok && guest_io(lb, fr, op[k].type, 0, buf, sizeof(*seg)) == VBLK_S_OK;
+        }
     }
     ok = ok && guest_io(lb, fr, VBLK_T_FLUSH, 0, NULL, 0) == VBLK_S_OK;
 
