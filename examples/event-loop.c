@@ -171,7 +171,7 @@ static void print_stats(struct vblk_vu_dev *d)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
+    if (argc != 2 || (argv[1][0] == '-' && strcmp(argv[1], "--self-test") != 0)) {
         fprintf(stderr, "usage: " PROG " SOCKET | --self-test\n");
         return 2;
     }
@@ -222,10 +222,15 @@ int main(int argc, char **argv)
     if (rc == 0 && self_test) {
         /* The front-end waits on the device's replies, so it must run
          * beside the loop, not in it. */
-        rc = pthread_create(&thr, NULL, front_end, &t) ? -1 : serve(d, ep, ls, true, 10000);
-        vblk_vu_dev_detach(d); /* on a failure: unblocks the front-end */
+        if (pthread_create(&thr, NULL, front_end, &t) != 0)
+            return 1;
+        rc = serve(d, ep, ls, true, 10000);
+        vblk_vu_dev_detach(d); /* after a failure: lets the front-end go */
         pthread_join(thr, NULL);
-        rc = rc == 0 && t.ok ? 0 : -1;
+        /* The data came back, and the device counted every request. */
+        struct vblk_transport_queue_stats st;
+        vblk_vu_queue_stats(d, 0, &st);
+        rc = rc == 0 && t.ok && st.req.completed == 8 && st.req.ioerr == 0 ? 0 : -1;
         print_stats(d);
         printf(PROG ": self-test %s\n", rc == 0 ? "ok" : "FAILED");
     } else if (rc == 0) {
