@@ -15,8 +15,8 @@
  * one of them. Those eventfds come and go with each connection, but the
  * queue fd the library gives us never changes: it fires for a kick, for a
  * backend completion and for a reconfiguration alike, so it is registered
- * once. Every fd is non-blocking and level-triggered: a call that returns
- * with work left is simply called again on the next round.
+ * once. Every fd is non-blocking and level-triggered: whatever a call
+ * leaves unread keeps its fd readable, and the next round comes back to it.
  *
  * Usage: event-loop SOCKET   serve QEMU on SOCKET (prints the command line)
  *        event-loop --self-test
@@ -24,6 +24,8 @@
  *            vhost-user front-end (vhost_user_client.h), writes four blocks,
  *            reads them back and disconnects; then the counters are printed
  *            and the exit status says whether the data came back intact.
+ *
+ * Build: cc event-loop.c $(pkg-config --cflags --libs libvirtioblk) -lpthread
  */
 #define _GNU_SOURCE /* accept4(), mkdtemp(), realpath() */
 #include <errno.h>
