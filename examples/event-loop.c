@@ -79,9 +79,12 @@ static int serve(struct vblk_vu_dev *d, int ep, int listener, bool once, int idl
             if (tag == TAG_LISTEN) {
                 int s = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
                 /* One front-end at a time: attach refuses a second one
-                 * with -EBUSY, and we hang up on it. */
-                if (s >= 0 && (vblk_vu_dev_attach(d, s) < 0 || watch(ep, s, TAG_SOCKET) < 0))
+                 * with -EBUSY, and we hang up on it. Once attached, the
+                 * socket is the device's: it closes it on detach. */
+                if (s >= 0 && vblk_vu_dev_attach(d, s) < 0)
                     close(s);
+                else if (s >= 0 && watch(ep, vblk_vu_dev_socket_fd(d), TAG_SOCKET) < 0)
+                    vblk_vu_dev_detach(d);
             } else if (tag == TAG_SOCKET) {
                 /* Reads what has arrived, handles every complete message
                  * (memory table, ring addresses, kick and call fds, ...)
