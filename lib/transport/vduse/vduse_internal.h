@@ -88,6 +88,7 @@ struct vduse_vq {
     /* the core queue (running while tq.live), its pool, the wake and
      * backend fds, the position while stopped and the counters */
     struct tqueue tq;
+    uint64_t kicks0, notifies0; /* tq.stats when the current run started */
 };
 
 struct vblk_vduse {

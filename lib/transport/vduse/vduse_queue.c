@@ -72,6 +72,8 @@ static int start(struct vblk_vduse *v, struct vduse_vq *vq, uint16_t size,
     }
     vq->size = size;
     vq->addrs = *addrs;
+    vq->kicks0 = vq->tq.stats.kicks;
+    vq->notifies0 = vq->tq.stats.notifies;
     vduse_watch(v, vq->kickfd, VDUSE_TAG_KICK, vq->index);
     vduse_watch(v, vq->tq.wake_fd, VDUSE_TAG_WAKE, vq->index);
     if (vq->tq.be_fd >= 0)
@@ -154,8 +156,10 @@ void vduse_vq_stop(struct vblk_vduse *v, uint16_t index)
      * buffers point to can be unmapped (tqueue.h). */
     uint64_t before = vq->tq.stats.req.completed;
     tq_stop(&vq->tq, drain_warn, vq);
-    vduse_log(v, VBLK_LOG_INFO, "queue %u stopped after %llu requests", index,
-              (unsigned long long)(vq->tq.stats.req.completed - before));
+    vduse_log(v, VBLK_LOG_INFO, "queue %u stopped: %llu requests, %llu kicks, %llu interrupts",
+              index, (unsigned long long)(vq->tq.stats.req.completed - before),
+              (unsigned long long)(vq->tq.stats.kicks - vq->kicks0),
+              (unsigned long long)(vq->tq.stats.notifies - vq->notifies0));
 }
 
 void vduse_vq_run(struct vblk_vduse *v, uint16_t index)
