@@ -65,7 +65,10 @@ static void hook_started(void *opaque, const struct vblk_req *req)
         FUZZ_CHECK(req->chain.id < rr->size);
         FUZZ_CHECK(req->chain.ndescs == 1);
     } else {
-        FUZZ_CHECK(req->head_pos < rr->size);
+        uint16_t pos;
+        uint8_t wrap;
+        vblk_req_ring_pos(req, &pos, &wrap);
+        FUZZ_CHECK(pos < rr->size && wrap <= 1);
         FUZZ_CHECK(req->chain.ndescs >= 1 && req->chain.ndescs <= rr->size);
     }
 }

@@ -65,7 +65,15 @@ int vduse_alloc(const struct vblk_dev_params *params, const struct vblk_backend 
         struct vduse_vq *vq = &v->vqs[i];
         vq->v = v;
         vq->index = i;
-        vq->kickfd = vq->wakefd = vq->befd = -1;
+        vq->kickfd = -1;
+        rc = tq_init(&vq->tq, true);
+        if (rc < 0) {
+            while (i--)
+                tq_fini(&v->vqs[i].tq);
+            free(v->vqs);
+            free(v);
+            return rc;
+        }
     }
     vblk_mem_init(&v->mem);
     vblk_mem_set_miss(&v->mem, vduse_iotlb_miss, v);
@@ -75,8 +83,10 @@ int vduse_alloc(const struct vblk_dev_params *params, const struct vblk_backend 
 
 void vduse_free(struct vblk_vduse *v)
 {
-    for (uint16_t i = 0; i < v->nq; i++)
+    for (uint16_t i = 0; i < v->nq; i++) {
         vduse_vq_stop(v, i);
+        tq_fini(&v->vqs[i].tq);
+    }
     vduse_iotlb_drop(v, 0, UINT64_MAX);
     int *fds[] = {&v->devfd, &v->ctlfd, &v->stopfd, &v->timerfd, &v->epfd};
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
@@ -310,15 +320,15 @@ int vblk_vduse_poll(struct vblk_vduse *v, int timeout_ms)
         case VDUSE_TAG_KICK:
             /* The queue may have stopped earlier in this round: use only
              * its current state, never the fd the event came with. */
-            if (index < v->nq && v->vqs[index].running) {
+            if (index < v->nq && v->vqs[index].tq.live) {
                 drain(v->vqs[index].kickfd);
-                v->vqs[index].stats.kicks++;
+                v->vqs[index].tq.stats.kicks++;
                 vduse_vq_run(v, index);
             }
             break;
         case VDUSE_TAG_WAKE:
-            if (index < v->nq && v->vqs[index].running) {
-                drain(v->vqs[index].wakefd);
+            if (index < v->nq && v->vqs[index].tq.live) {
+                drain(v->vqs[index].tq.wake_fd);
                 vduse_vq_run(v, index);
             }
             break;
@@ -369,7 +379,7 @@ struct vblk_dev *vblk_vduse_blk(struct vblk_vduse *v)
 
 struct vblk_queue *vblk_vduse_queue(struct vblk_vduse *v, uint16_t index)
 {
-    return index < v->nq && v->vqs[index].running ? &v->vqs[index].q : NULL;
+    return index < v->nq && v->vqs[index].tq.live ? &v->vqs[index].tq.q : NULL;
 }
 
 uint16_t vblk_vduse_num_queues(const struct vblk_vduse *v)
@@ -389,9 +399,7 @@ int vblk_vduse_queue_stats(const struct vblk_vduse *v, uint16_t index,
     if (!v || index >= v->nq || !st)
         return -EINVAL;
     const struct vduse_vq *vq = &v->vqs[index];
-    *st = vq->stats;
-    if (vq->running)
-        vduse_add_queue_stats(&st->req, vblk_queue_stats(&vq->q));
+    tq_stats(&vq->tq, st);
     st->thread = -1;
     return 0;
 }

@@ -17,6 +17,7 @@
 #define VBLK_VDUSE_INTERNAL_H
 
 #include "transport/fault_guard.h"
+#include "transport/tqueue.h"
 #include "transport/vduse/vduse_abi.h"
 #include "virtioblk/advanced_msg.h"
 #include "virtioblk/vduse.h"
@@ -80,18 +81,14 @@ enum vduse_tag {
 struct vduse_vq {
     struct vblk_vduse *v;
     uint16_t index;
-    bool running;
     bool broken; /* the driver corrupted the ring: ignored until reset */
     int kickfd;
-    int wakefd;
-    int befd;
     uint16_t size;
     struct vblk_vq_addrs addrs;
-    struct vblk_vq_state state; /* position while stopped */
-    bool have_state;
-    void *pool;
-    struct vblk_queue q;
-    struct vblk_transport_queue_stats stats; /* summed over finished runs */
+    /* the core queue (running while tq.live), its pool, the wake and
+     * backend fds, the position while stopped and the counters */
+    struct tqueue tq;
+    uint64_t kicks0, notifies0; /* tq.stats when the current run started */
 };
 
 struct vblk_vduse {
@@ -140,9 +137,6 @@ void vduse_log(struct vblk_vduse *v, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void vduse_watch(struct vblk_vduse *v, int fd, enum vduse_tag tag, uint16_t index);
 void vduse_unwatch(struct vblk_vduse *v, int fd);
-
-/* vduse_queue.c: adds a finished run's request counters to @sum */
-void vduse_add_queue_stats(struct vblk_queue_stats *sum, const struct vblk_queue_stats *s);
 
 /* vduse_msg.c */
 void vduse_reset(struct vblk_vduse *v);

@@ -134,7 +134,7 @@ static bool update_iotlb(struct vblk_vduse *v, uint64_t start, uint64_t last)
      * rings map again on first use. */
     bool running[VBLK_MAX_QUEUES];
     for (uint16_t i = 0; i < v->nq; i++) {
-        running[i] = v->vqs[i].running;
+        running[i] = v->vqs[i].tq.live;
         vduse_vq_stop(v, i);
     }
     vduse_iotlb_drop(v, start, last);

@@ -275,7 +275,7 @@ static int set_features(struct vblk_vu_dev *d, uint64_t f)
     d->features = f;
     d->features_set = true;
     for (uint16_t i = 0; i < d->nq; i++) {
-        if (d->q[i].live)
+        if (d->q[i].tq.live)
             vu_queue_refresh_log(&d->q[i]);
         /* Without protocol features, rings start enabled. */
         if (!vu_has_feature(d, VBLK_VU_F_PROTOCOL_FEATURES) && !d->q[i].enabled)

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "transport/fault_guard.h"
+#include "transport/tqueue.h"
 #include "virtioblk/blk.h"
 #include "virtioblk/ring.h"
 #include "virtioblk/advanced.h"
@@ -176,9 +177,7 @@ struct vu_queue {
     struct vblk_vu_dev *d;
     uint16_t index;
     int epfd;    /* the stable fd the application watches */
-    int wake_fd; /* eventfd: completions, reconfiguration (edge-triggered) */
     int kick_fd; /* edge-triggered in epfd, never read */
-    int be_fd;   /* backend queue_fd() in epfd, or -1 */
     struct vu_notifier *call;
     struct vu_notifier *err;
     bool call_pending;   /* signal @call when the lock is released */
@@ -194,17 +193,16 @@ struct vu_queue {
     bool addr_set;
     bool started; /* SET_VRING_KICK seen, no GET_VRING_BASE since */
     bool enabled;
-    bool live;                         /* @q is initialised */
     atomic_bool broken;                /* the driver corrupted the ring */
     atomic_uint_fast64_t times_broken; /* for the counters */
     atomic_int thread;                 /* worker thread serving the queue, or -1 */
-    bool have_saved;                   /* restart from @saved (memory changed under a live ring) */
-    struct vblk_vq_state saved;
-    struct vblk_queue q;
-    void *pool;
+    /* the core queue, its pool, the wake eventfd (completions,
+     * reconfiguration; edge-triggered in epfd), the backend's fd (in epfd),
+     * the position kept across a stop (restart from it when the memory
+     * changed under a live ring) and the counters */
+    struct tqueue tq;
     struct vblk_mem mem; /* this queue's copy of the memory map */
     struct vu_inflight_q inf;
-    struct vblk_transport_queue_stats stats; /* summed over finished runs */
 };
 
 struct vblk_vu_dev {
@@ -308,7 +306,7 @@ void vu_unlock_all(struct vblk_vu_dev *d);
 /* Starts the ring (lock held). Returns 0 or a negative errno. */
 int vu_queue_start(struct vu_queue *q);
 /* Waits for the requests in flight and releases the core queue, keeping
- * the ring position in q->saved (lock held). */
+ * the ring position in q->tq.saved (lock held). */
 void vu_queue_quiesce(struct vu_queue *q);
 /* Stops the ring for GET_VRING_BASE or a reset; returns its position. */
 void vu_queue_stop(struct vu_queue *q, struct vblk_vq_state *st);

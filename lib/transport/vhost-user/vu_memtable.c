@@ -25,7 +25,7 @@ static void mem_commit(struct vblk_vu_dev *d, mem_change_fn change, void *arg)
     vu_count(&d->stats.memory_updates);
     vu_lock_all(d);
     for (uint16_t i = 0; i < d->nq; i++) {
-        if (d->q[i].live) {
+        if (d->q[i].tq.live) {
             vu_queue_quiesce(&d->q[i]);
             restart |= 1ull << i;
         }
@@ -171,7 +171,7 @@ int vu_h_set_log_base(struct vblk_vu_dev *d, struct vu_msg *m)
     d->log = ptr;
     d->log_size = m->p.log.size;
     for (uint16_t i = 0; i < d->nq; i++)
-        if (d->q[i].live)
+        if (d->q[i].tq.live)
             vu_queue_refresh_log(&d->q[i]);
     vu_unlock_all(d);
     vu_shm_unmap(old, old_len);

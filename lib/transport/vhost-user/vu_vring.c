@@ -27,7 +27,7 @@ int vu_h_set_vring_num(struct vblk_vu_dev *d, struct vu_msg *m)
     }
     int rc = 0;
     vu_queue_lock(q);
-    if (q->live)
+    if (q->tq.live)
         rc = -EBUSY;
     else
         q->num = num;
@@ -60,7 +60,7 @@ int vu_h_set_vring_addr(struct vblk_vu_dev *d, struct vu_msg *m)
     q->log_addr = a->log;
     q->addr_flags = a->flags;
     q->addr_set = true;
-    if (q->live) {
+    if (q->tq.live) {
         /* Typically the front-end turning used-ring logging on for
          * migration: restart the ring where it is. */
         vu_queue_quiesce(q);
@@ -84,11 +84,11 @@ int vu_h_set_vring_base(struct vblk_vu_dev *d, struct vu_msg *m)
         return -EINVAL;
     int rc = 0;
     vu_queue_lock(q);
-    if (q->live) {
+    if (q->tq.live) {
         rc = -EBUSY;
     } else {
         q->base = m->p.state.num;
-        q->have_saved = false;
+        q->tq.have_saved = false;
     }
     vu_queue_unlock(q);
     return rc;
