@@ -30,7 +30,7 @@ if(JSONC_FOUND)
   if(VBLK_HAVE_URING)
     target_link_libraries(vblkd_core PUBLIC PkgConfig::URING)
   endif()
-  vblk_program(vblkd ${PROJECT_SOURCE_DIR}/programs/vblkd/main.c)
+  vblk_program(vblkd ${PROJECT_SOURCE_DIR}/programs/vblkd/main.c ${PROJECT_SOURCE_DIR}/programs/cli.c)
   target_link_libraries(vblkd PRIVATE vblkd_core)
   # The systemd unit, with this install's paths; copied into
   # /etc/systemd/system by whoever installs it as a service.

@@ -564,8 +564,8 @@ static int setup_vduse(struct vblkd *d, struct export *x, struct vblkd_error *e)
         return -1;
     }
     x->nitems = 1;
-    x->items[0] = (struct worker_item){
-        .fd = vblk_vduse_fd(x->vduse), .process = vduse_process, .arg = x};
+    x->items[0] =
+        (struct worker_item){.fd = vblk_vduse_fd(x->vduse), .process = vduse_process, .arg = x};
     x->item_thread[0] = -1;
     return assign(d, x, e);
 }

@@ -15,48 +15,37 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "vblkd.h"
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: vblkd --rpc PATH [--config FILE] [options]\n"
-            "\n"
-            "Serves many virtio-blk exports from one process: vhost-user sockets (QEMU's\n"
-            "vhost-user-blk-pci and other VMMs) and VDUSE devices, each with its own backend\n"
-            "(null, memory, file). Exports are added, resized and deleted at run time over\n"
-            "JSON-RPC 2.0 on the Unix socket PATH (see vblk-ctl and docs/vblkd.md).\n"
-            "SIGINT or SIGTERM stops it: requests in flight complete, sockets are removed.\n"
-            "\n"
-            "  --rpc PATH           JSON-RPC socket (a stale socket file is replaced)\n"
-            "  --rpc-mode MODE      its permissions, octal (default 0600)\n"
-            "  --config FILE        create the exports of FILE at start (the format of\n"
-            "                       'vblk-ctl dump-config'); any error stops the start\n"
-            "  --threads N          worker threads running the queues, 1..%u (default: one\n"
-            "                       per CPU; never more than the exports have queues)\n"
-            "  --notify MODE        how workers wait: adaptive (default), event or poll\n"
-            "  --poll-max-us N      adaptive mode: longest poll after the last request\n"
-            "  --path-prefix DIR    refuse socket and image paths outside DIR\n"
-            "  --metrics ADDR:PORT  serve the counters in the Prometheus text format at\n"
-            "                       http://ADDR:PORT/metrics (loopback addresses only;\n"
-            "                       port 0 picks one and logs it)\n"
-            "  --verbose, -v        log connections and changes; twice: every message\n"
-            "  --quiet, -q          print only errors\n"
-            "  --help, -h           this text\n",
-            VBLKD_MAX_THREADS);
-}
-
-static int parse_uint(const char *s, unsigned long max, unsigned long *out)
-{
-    char *end;
-    if (!s || *s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || *end || v == 0 || v > max)
-        return -1;
-    *out = v;
-    return 0;
+    fprintf(
+        f,
+        "usage: vblkd --rpc PATH [--config FILE] [options]\n"
+        "\n"
+        "Serves many virtio-blk exports from one process: vhost-user sockets (QEMU's\n"
+        "vhost-user-blk-pci and other VMMs) and VDUSE devices, each with its own backend\n"
+        "(null, memory, file). Exports are added, resized and deleted at run time over\n"
+        "JSON-RPC 2.0 on the Unix socket PATH (see vblk-ctl and docs/vblkd.md).\n"
+        "SIGINT, SIGTERM or SIGHUP stops it: requests in flight complete, sockets are removed.\n"
+        "\n"
+        "  --rpc PATH           JSON-RPC socket (a stale socket file is replaced)\n"
+        "  --rpc-mode MODE      its permissions, octal (default 0600)\n"
+        "  --config FILE        create the exports of FILE at start (the format of\n"
+        "                       'vblk-ctl dump-config'); any error stops the start\n"
+        "  --threads N          worker threads running the queues, 1..%u (default: one\n"
+        "                       per CPU; never more than the exports have queues)\n"
+        "  --notify MODE        how workers wait: adaptive (default), event or poll\n"
+        "  --poll-max-us N      adaptive mode: longest poll after the last request\n"
+        "  --path-prefix DIR    refuse socket and image paths outside DIR\n"
+        "  --metrics ADDR:PORT  serve the counters in the Prometheus text format at\n"
+        "                       http://ADDR:PORT/metrics (loopback addresses only;\n"
+        "                       port 0 picks one and logs it)\n"
+        "  --verbose, -v        log connections and changes; twice: every message\n"
+        "  --quiet, -q          print only errors\n"
+        "  --help, -h           this text\n",
+        VBLKD_MAX_THREADS);
 }
 
 int main(int argc, char **argv)
@@ -100,10 +89,8 @@ int main(int argc, char **argv)
             metrics = optarg;
             break;
         case 't':
-            if (parse_uint(optarg, VBLKD_MAX_THREADS, &v) < 0) {
-                fprintf(stderr, "vblkd: --threads must be 1..%u\n", VBLKD_MAX_THREADS);
-                return 2;
-            }
+            if (cli_uint(optarg, 1, VBLKD_MAX_THREADS, &v) < 0)
+                return cli_bad("vblkd", "--threads", optarg, "a number of threads, 1..256");
             o.threads = (unsigned)v;
             break;
         case 'n':
@@ -119,10 +106,8 @@ int main(int argc, char **argv)
             }
             break;
         case 'P':
-            if (parse_uint(optarg, 1000000, &v) < 0) {
-                fprintf(stderr, "vblkd: --poll-max-us must be 1..1000000\n");
-                return 2;
-            }
+            if (cli_uint(optarg, 1, 1000000, &v) < 0)
+                return cli_bad("vblkd", "--poll-max-us", optarg, "microseconds, 1..1000000");
             o.poll_max_us = (uint32_t)v;
             break;
         case 'p':
@@ -156,18 +141,14 @@ int main(int argc, char **argv)
     }
 
     /* Signals arrive through a signalfd in the control loop. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigprocmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    int sfd = cli_signalfd("vblkd");
+    if (sfd < 0)
+        return 1;
 
     struct vblkd *d;
     int rc = vblkd_create(&o, &d);
-    if (rc < 0 || sfd < 0) {
-        fprintf(stderr, "vblkd: cannot start: %s\n", strerror(rc < 0 ? -rc : errno));
+    if (rc < 0) {
+        fprintf(stderr, "vblkd: cannot start: %s\n", strerror(-rc));
         return 1;
     }
     (void)vblkd_add_stop_fd(d, sfd);

@@ -60,7 +60,16 @@ static void header(struct text *t, const char *name, const char *type, const cha
 }
 
 /* Per-queue series: name, help, and how to read the value. */
-enum qfield { Q_SUBMITTED, Q_COMPLETED, Q_INFLIGHT, Q_IOERR, Q_UNSUPP, Q_KICKS, Q_NOTIFIES, Q_BROKEN };
+enum qfield {
+    Q_SUBMITTED,
+    Q_COMPLETED,
+    Q_INFLIGHT,
+    Q_IOERR,
+    Q_UNSUPP,
+    Q_KICKS,
+    Q_NOTIFIES,
+    Q_BROKEN
+};
 
 static uint64_t qvalue(const struct vblk_transport_queue_stats *q, enum qfield f)
 {
@@ -123,8 +132,7 @@ static void render(struct vblkd *d, struct text *t)
         add(t, "vblkd_export_attached{export=\"%s\"} %d\n", s[i].x->spec.name, s[i].attached);
     header(t, "vblkd_export_read_only", "gauge", "1 while the export refuses writes.");
     for (i = 0; i < n; i++)
-        add(t, "vblkd_export_read_only{export=\"%s\"} %d\n", s[i].x->spec.name,
-            s[i].x->read_only);
+        add(t, "vblkd_export_read_only{export=\"%s\"} %d\n", s[i].x->spec.name, s[i].x->read_only);
     static const struct {
         const char *name, *help;
         size_t off;
@@ -137,7 +145,8 @@ static void render(struct vblkd *d, struct text *t)
          offsetof(struct vblk_transport_stats, bad_messages)},
         {"vblkd_export_refused_messages_total", "Control messages answered with a failure.",
          offsetof(struct vblk_transport_stats, failed)},
-        {"vblkd_export_resets_total", "Device resets.", offsetof(struct vblk_transport_stats, resets)},
+        {"vblkd_export_resets_total", "Device resets.",
+         offsetof(struct vblk_transport_stats, resets)},
         {"vblkd_export_broken_queues_total", "Queues stopped because the driver corrupted them.",
          offsetof(struct vblk_transport_stats, broken_queues)},
         {"vblkd_export_memory_faults_total", "Addresses the driver used that nothing maps.",
@@ -248,8 +257,10 @@ int vblkd_metrics_start(struct vblkd *d, const char *addr, struct vblkd_metrics 
         memmove(host, host + 1, hl - 2);
         host[hl - 2] = '\0';
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICSERV}, *ai = NULL;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV},
+                    *ai = NULL;
     int rc = getaddrinfo(host, colon + 1, &hints, &ai);
     if (rc != 0) {
         vblkd_errorf(e, RPC_INVALID_PARAMS, "--metrics %s: %s", addr, gai_strerror(rc));
