@@ -32,6 +32,7 @@ if(JSONC_FOUND)
   endif()
   vblk_program(vblkd ${PROJECT_SOURCE_DIR}/programs/vblkd/main.c ${PROJECT_SOURCE_DIR}/programs/cli.c)
   target_link_libraries(vblkd PRIVATE vblkd_core)
+  target_include_directories(vblkd PRIVATE ${PROJECT_SOURCE_DIR}/programs)
   # The systemd unit, with this install's paths; copied into
   # /etc/systemd/system by whoever installs it as a service.
   configure_file(${PROJECT_SOURCE_DIR}/contrib/systemd/vblkd.service.in
