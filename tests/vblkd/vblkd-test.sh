@@ -7,7 +7,8 @@
 #            once; grown and verified at the new size; the image shrunk and
 #            its file cut; read-only switch; errors for bad requests; the
 #            dumped configuration restarts the daemon with the same exports;
-#            the Prometheus metrics page (when built with libmicrohttpd)
+#            the Prometheus metrics page (when built with libmicrohttpd); a
+#            hostile front-end on one export while the other is verified
 #   many     64 exports in one daemon, each verified; RSS per export
 # Exit status: 0 pass, 1 fail.
 set -euo pipefail
@@ -136,6 +137,28 @@ print(urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeou
       fail "no size for img0 in the metrics"
     grep -q '^# TYPE vblkd_queue_errors_total counter$' "$dir/metrics.txt" || fail "no TYPE lines"
   fi
+
+  # A front-end that sends garbage, one that connects and vanishes, and
+  # one that floods bad headers, all on ram0 while img0 is verified: ram0
+  # drops them, img0 never notices, ram0 serves the next front-end.
+  bench "$dir/img0.sock" 64M 1 & b2=$!
+  python3 - "$dir/ram0.sock" <<'EOF' || fail "hostile front-ends could not connect"
+import socket, struct, sys
+for payload in (b"\xff" * 64, b"", struct.pack("<III", 1, 1, 0xFFFFFFF0) + b"x" * 100,
+                struct.pack("<III", 3, 5, 0) * 200):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    try:
+        s.sendall(payload)
+        s.settimeout(2)
+        s.recv(64)
+    except OSError:
+        pass
+    s.close()
+EOF
+  wait $b2 || fail "vblk-bench on img0 failed while ram0 had hostile front-ends"
+  bench "$dir/ram0.sock" 64M 2 || fail "ram0 does not serve after the hostile front-ends"
+  "$ctl" --json stats ram0 | grep -q '"bad_messages":[1-9]' || fail "ram0 counted no bad messages"
 
   # Grow both, verify over the new size.
   ctl resize ram0 96M
