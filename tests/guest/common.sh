@@ -43,3 +43,15 @@ drop_work() {
         rm -rf "$WORK"
     fi
 }
+
+# The chardev option that makes QEMU reconnect after a second: QEMU 9.2
+# deprecated reconnect= (seconds) for reconnect-ms=; 7.2 knows only the former.
+reconnect_opt() {
+    local v
+    v=$(qemu-system-x86_64 --version | sed -n 's/^QEMU emulator version \([0-9]*\.[0-9]*\).*/\1/p')
+    if [[ -n $v && $v != 9.2 ]] && printf '%s\n9.2\n' "$v" | sort -V -C; then
+        echo reconnect=1
+    else
+        echo reconnect-ms=1000
+    fi
+}

@@ -13,7 +13,7 @@ endif()
 include(${CMAKE_CURRENT_LIST_DIR}/vduse.cmake)
 # vblkd: online resize under a running guest, and hot-plug through QMP.
 if(TARGET vblkd AND TARGET vblk-ctl)
-  foreach(case resize vduse)
+  foreach(case resize restart vduse)
     add_test(NAME guest_vblkd_${case}
       COMMAND ${CMAKE_CURRENT_LIST_DIR}/vblkd-test.sh
               --vblkd $<TARGET_FILE:vblkd> --ctl $<TARGET_FILE:vblk-ctl> --only ${case})

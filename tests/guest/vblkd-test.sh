@@ -12,6 +12,10 @@
 #            through QMP (chardev-add + device_add vhost-user-blk-pci on a
 #            PCIe root port), verified, grown, unplugged (device_del) and
 #            deleted with vblk-ctl del
+#   restart  two exports (images) written by the guest at once; vblkd is
+#            killed with SIGKILL and started again from its dumped
+#            configuration (QEMU reconnects, reconnect-ms=1000): both disks
+#            finish their verified writes without an I/O error
 #   vduse    vblkd inside the guest with a VDUSE export (virtio_vdpa): the
 #            guest's /sys/block/vdX/size follows vblk-ctl resize (grow and
 #            shrink, data kept); export_del refused until 'vdpa dev del'
@@ -31,7 +35,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${VBLK_GUEST_CACHE:-/var/cache/vblk-guest}
 VBLKD= CTL= ONLY= COUNT=200 TIMEOUT=300 KEEP=0 PREPARE=1
-ALL_CASES="resize vduse"
+ALL_CASES="resize restart vduse"
 . "$HERE/common.sh"
 while (($#)); do
     case $1 in
@@ -77,7 +81,7 @@ trap 'exit 130' INT TERM
 
 say "building blkcheck and the initramfs"
 gcc -std=c11 -static -O2 -pthread -Wall -Wextra -o "$WORK/blkcheck" "$HERE/blkcheck.c"
-if [[ " $CASES " == *" resize "* ]]; then
+if [[ " $CASES " == *" resize "* || " $CASES " == *" restart "* ]]; then
     "$HERE/mkinitramfs.sh" "$CACHE" "$WORK/initrd.cpio.gz" "$HERE/vblkd-workload.sh" \
         "$WORK/blkcheck" "$(command -v resize2fs)" 2>/dev/null
 fi
@@ -128,17 +132,24 @@ ctl() {
     sed 's/^/    /' "$WORK/ctl.out" >&2
 }
 
-run_resize() {
-    local img=$WORK/disk0.img rc=0
-    truncate -s 64M "$img"
-    "$VBLKD" --rpc "$VBLKD_RPC" --threads 2 -v >"$WORK/vblkd.log" 2>&1 &
+# start_daemon ARGS...: starts vblkd and waits until it is ready.
+start_daemon() {
+    local before i
+    before=$(grep -c "vblkd: ready" "$WORK/vblkd.log" 2>/dev/null || true)
+    "$VBLKD" --rpc "$VBLKD_RPC" --threads 2 -v "$@" >>"$WORK/vblkd.log" 2>&1 &
     DAEMON_PID=$!
-    local i
     for ((i = 0; i < 100; i++)); do
-        grep -q "vblkd: ready" "$WORK/vblkd.log" && break
+        (($(grep -c "vblkd: ready" "$WORK/vblkd.log") > ${before:-0})) && return 0
         kill -0 "$DAEMON_PID" 2>/dev/null || { cat "$WORK/vblkd.log" >&2; die "vblkd exited at start"; }
         sleep 0.05
     done
+    die "vblkd did not start"
+}
+
+run_resize() {
+    local img=$WORK/disk0.img rc=0 i
+    truncate -s 64M "$img"
+    start_daemon
     ctl add vhost-user disk0 --socket "$WORK/disk0.sock" --image "$img" --queues 2
     "$HERE/run-guest.sh" --cache "$CACHE" --initrd "$WORK/initrd.cpio.gz" --smp 2 --mem 512M \
         --timeout "$TIMEOUT" --log "$WORK/console.log" --quiet \
@@ -201,6 +212,47 @@ run_resize() {
     wait "$DAEMON_PID" || die "vblkd exited with an error"
     DAEMON_PID=
     grep -E "resized|front-end" "$WORK/vblkd.log" | sed 's/^/    /' >&2 || true
+}
+
+run_restart() {
+    local rc=0 i
+    truncate -s 64M "$WORK/r0.img" "$WORK/r1.img"
+    start_daemon
+    ctl add vhost-user r0 --socket "$WORK/r0.sock" --image "$WORK/r0.img" --queues 2 --engine psync
+    ctl add vhost-user r1 --socket "$WORK/r1.sock" --image "$WORK/r1.img" --engine psync
+    "$CTL" dump-config >"$WORK/config.json" || die "dump-config failed"
+    local rec
+    rec=$(reconnect_opt)
+    "$HERE/run-guest.sh" --cache "$CACHE" --initrd "$WORK/initrd.cpio.gz" --smp 2 --mem 512M \
+        --timeout "$TIMEOUT" --log "$WORK/console.log" --quiet \
+        --env CASE=restart --env "VERIFY_COUNT=$((COUNT * 8))" --env "VBLK_GUEST_TIMEOUT=$TIMEOUT" \
+        -- -chardev "socket,id=vu0,path=$WORK/r0.sock,$rec" \
+        -device vhost-user-blk-pci,chardev=vu0,num-queues=2 \
+        -chardev "socket,id=vu1,path=$WORK/r1.sock,$rec" \
+        -device vhost-user-blk-pci,chardev=vu1,num-queues=1 &
+    GUEST_PID=$!
+    wait_step writing
+    sleep 1
+    say "  SIGKILL vblkd while the guest writes to both exports; restarting it from its configuration"
+    kill -KILL "$DAEMON_PID"
+    wait "$DAEMON_PID" 2>/dev/null || true
+    sleep 0.3
+    start_daemon --config "$WORK/config.json"
+    for ((i = 0; i < 100; i++)); do
+        (($(grep -c "front-end connected" "$WORK/vblkd.log") >= 4)) && break
+        sleep 0.1
+    done
+    ((i < 100)) || die "QEMU did not reconnect to both exports"
+    wait "$GUEST_PID" || rc=$?
+    GUEST_PID=
+    grep -a -E '^(=== |WORKLOAD FAIL|GUEST-RESULT|blkcheck verify: (PASS|FAIL))' \
+        "$WORK/console.log" | tr -d '\r' | sed 's/^/    /' >&2 || true
+    ((rc == 0)) || { tail -n 30 "$WORK/vblkd.log" >&2; die "guest run failed (exit $rc), console $WORK/console.log"; }
+    grep -E "resubmitted|in-flight" "$WORK/vblkd.log" | sed 's/^/    /' >&2 || true
+    ctl stats r0
+    "$CTL" shutdown >/dev/null
+    wait "$DAEMON_PID" || die "vblkd exited with an error"
+    DAEMON_PID=
 }
 
 run_vduse() {

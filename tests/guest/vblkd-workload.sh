@@ -5,6 +5,8 @@
 #   PATTERN_SEED  seed of the pattern the host checks in the image afterwards
 #   VERIFY_COUNT  blkcheck verify writes per check
 #   HOTPLUG       1: the hot-plug steps run
+#   CASE          restart: only write to vda and vdb at once while the host
+#                 kills vblkd and starts it again
 . /usr/share/vblk-guest/lib.sh
 set -u
 
@@ -20,6 +22,25 @@ wait_size() {
     echo "$1: capacity $2 sectors"
 }
 ask() { echo "VBLKD-STEP $1"; }
+
+if [ "${CASE:-}" = restart ]; then
+    step "writes to two exports while the host restarts vblkd"
+    wait_dev /dev/vda 30
+    wait_dev /dev/vdb 30
+    blkcheck verify /dev/vda --count "$VERIFY_COUNT" --threads 2 --max 256K >/tmp/vda.out 2>&1 &
+    a=$!
+    blkcheck verify /dev/vdb --count "$VERIFY_COUNT" --threads 2 --max 256K >/tmp/vdb.out 2>&1 &
+    b=$!
+    ask writing
+    wait "$a" || { cat /tmp/vda.out; guest_fail "writes to vda failed"; }
+    wait "$b" || { cat /tmp/vdb.out; guest_fail "writes to vdb failed"; }
+    cat /tmp/vda.out /tmp/vdb.out
+    if dmesg | grep -i -E 'I/O error|blk_update_request|critical'; then
+        guest_fail "the kernel logged I/O errors"
+    fi
+    step "done"
+    exit 0
+fi
 
 step "vblkd export on vda"
 wait_dev /dev/vda 30

@@ -115,17 +115,7 @@ queue_requests() {
 }
 
 # boot CASE QUEUES SMP PACKED QEMU_CHARDEV_EXTRA ENV...: boots a guest.
-# The chardev option that makes QEMU reconnect after a second: QEMU 9.2
-# deprecated reconnect= (seconds) for reconnect-ms=; 7.2 knows only the former.
-reconnect_opt() {
-    local v
-    v=$(qemu-system-x86_64 --version | sed -n 's/^QEMU emulator version \([0-9]*\.[0-9]*\).*/\1/p')
-    if [[ -n $v && $v != 9.2 ]] && printf '%s\n9.2\n' "$v" | sort -V -C; then
-        echo reconnect=1
-    else
-        echo reconnect-ms=1000
-    fi
-}
+# (reconnect_opt, the chardev option for reconnecting, is in common.sh.)
 
 # BOOT_LOG (console log name) and BOOT_QEMU (more QEMU arguments) may be set.
 BOOT_LOG= BOOT_QEMU=()
