@@ -257,6 +257,23 @@ static void print_stats(json_object *s)
                " %10" PRId64 "\n",
                "all", "", num(tot, "submitted"), num(tot, "completed"), "", num(tot, "ioerr"),
                num(tot, "unsupp"), num(tot, "kicks"), num(tot, "notifies"));
+    if (json_object_object_get_ex(s, "queues", &qa) && json_object_array_length(qa) > 0) {
+        printf("%5s %10s %10s %9s %8s %8s %8s %8s\n", "QUEUE", "READ", "WRITTEN", "MEAN(us)", "P50",
+               "P90", "P99", "P99.9");
+        for (size_t i = 0; i < json_object_array_length(qa); i++) {
+            json_object *q = json_object_array_get_idx(qa, i), *b, *l, *mean;
+            char rd[32], wr[32];
+            if (!json_object_object_get_ex(q, "bytes", &b) ||
+                !json_object_object_get_ex(q, "latency_us", &l))
+                continue;
+            json_object_object_get_ex(l, "mean", &mean);
+            printf("%5" PRId64 " %10s %10s %9.1f %8" PRId64 " %8" PRId64 " %8" PRId64 " %8" PRId64
+                   "\n",
+                   num(q, "index"), human((uint64_t)num(b, "read"), rd, sizeof(rd)),
+                   human((uint64_t)num(b, "write"), wr, sizeof(wr)), json_object_get_double(mean),
+                   num(l, "p50"), num(l, "p90"), num(l, "p99"), num(l, "p999"));
+        }
+    }
     if (json_object_object_get_ex(s, "device", &dev))
         printf("device: %" PRId64 " connection(s), %" PRId64 " message(s), %" PRId64
                " refused, %" PRId64 " reset(s), %" PRId64 " broken queue(s)\n",

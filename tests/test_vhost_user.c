@@ -864,6 +864,41 @@ static void test_backend_req_hostile(void **state)
     fe_free(f);
 }
 
+/* Per-request metrics: off by default; once on, every completion is
+ * counted by kind, with its bytes and latency. */
+static void test_metrics(void **state)
+{
+    (void)state;
+    struct fe *f = fe_new(NULL);
+    fe_negotiate(f, false);
+    vblk_vu_dev_set_metrics(f->d, true);
+    fe_mem_table(f);
+    fe_vring(f, 0, 0);
+    fe_start(f, 0);
+    uint8_t *buf = f->mem + DATA_OFF;
+    assert_int_equal(fe_io(f, 0, VBLK_T_OUT, 8, buf, 8192), VBLK_S_OK);
+    assert_int_equal(fe_io(f, 0, VBLK_T_IN, 8, buf, 4096), VBLK_S_OK);
+    assert_int_equal(fe_io(f, 0, VBLK_T_IN, 16, buf, 4096), VBLK_S_OK);
+    assert_int_equal(fe_io(f, 0, VBLK_T_FLUSH, 0, NULL, 0), VBLK_S_OK);
+    assert_int_equal(fe_io(f, 0, VBLK_T_IN, DISK_SIZE / 512, buf, 4096), VBLK_S_IOERR);
+    struct vblk_transport_queue_metrics m;
+    assert_int_equal(vblk_vu_queue_metrics(f->d, 0, &m), 0);
+    assert_int_equal(m.requests[VBLK_METRIC_WRITE], 1);
+    assert_int_equal(m.bytes[VBLK_METRIC_WRITE], 8192);
+    assert_int_equal(m.requests[VBLK_METRIC_READ], 3);
+    assert_int_equal(m.requests[VBLK_METRIC_FLUSH], 1);
+    uint64_t n = 0;
+    for (unsigned i = 0; i < VBLK_LATENCY_BUCKETS; i++)
+        n += m.latency[i];
+    assert_int_equal(n, 5);
+    assert_true(m.latency_sum_ns > 0);
+    assert_int_equal(vblk_vu_queue_metrics(f->d, 2, &m), -EINVAL);
+    /* Queue 1 never ran: zeros. */
+    assert_int_equal(vblk_vu_queue_metrics(f->d, 1, &m), 0);
+    assert_int_equal(m.requests[VBLK_METRIC_READ], 0);
+    fe_free(f);
+}
+
 /* The read-only switch: writes fail at once, reads go on; the RO feature
  * follows from the next negotiation. */
 static void test_set_read_only(void **state)
@@ -1596,6 +1631,7 @@ int main(void)
         cmocka_unit_test(test_backend_req_config_change),
         cmocka_unit_test(test_backend_req_hostile),
         cmocka_unit_test(test_set_read_only),
+        cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_resize_io),
         cmocka_unit_test(test_dirty_log),
         cmocka_unit_test(test_inflight_resubmit),

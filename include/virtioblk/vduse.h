@@ -187,6 +187,19 @@ int vblk_vduse_queue_stats(const struct vblk_vduse *v, uint16_t index,
 int vblk_vduse_update_config(struct vblk_vduse *v);
 
 /**
+ * Switches the per-request metrics (struct vblk_transport_queue_metrics)
+ * on or off for every queue, from the queue's next start. Off by default.
+ */
+void vblk_vduse_set_metrics(struct vblk_vduse *v, bool on);
+
+/**
+ * Copies the metrics of queue @p index into @p m (summed over every run).
+ * Returns 0 or -EINVAL.
+ */
+int vblk_vduse_queue_metrics(const struct vblk_vduse *v, uint16_t index,
+                             struct vblk_transport_queue_metrics *m);
+
+/**
  * Changes the capacity to @p bytes (online resize; grow the backend first
  * with vblk_backend_resize(), shrink it afterwards) and raises the config
  * interrupt (vblk_vduse_update_config()). The new capacity outlives resets.

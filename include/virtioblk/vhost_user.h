@@ -259,6 +259,23 @@ int vblk_vu_queue_stats(struct vblk_vu_dev *d, uint16_t qidx,
 /** Copies the device's counters into @p st. */
 void vblk_vu_dev_stats(struct vblk_vu_dev *d, struct vblk_transport_stats *st);
 
+/**
+ * Switches the per-request metrics (struct vblk_transport_queue_metrics:
+ * kinds, bytes, latency histogram) on or off for every queue, from the
+ * queue's next start (a front-end that is already running keeps its
+ * setting until it restarts the ring). Off by default. Call it on the
+ * message thread.
+ */
+void vblk_vu_dev_set_metrics(struct vblk_vu_dev *d, bool on);
+
+/**
+ * Copies the metrics of queue @p qidx into @p m (summed over every run;
+ * zeros while never switched on). Safe from any thread. Returns 0 or
+ * -EINVAL.
+ */
+int vblk_vu_queue_metrics(struct vblk_vu_dev *d, uint16_t qidx,
+                          struct vblk_transport_queue_metrics *m);
+
 /** Server options. */
 struct vblk_vu_server_opts {
     /** Path of the Unix socket to listen on (created; removed on destroy). */

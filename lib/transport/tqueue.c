@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "transport/tqueue.h"
+#include "virtioblk/advanced.h"
 
 int tq_init(struct tqueue *t, bool wake)
 {
@@ -32,6 +33,89 @@ static void on_wake(void *opaque)
     (void)eventfd_write(t->wake_fd, 1);
 }
 
+/* ---- request metrics: hooks around the transport's own ---- */
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void count(uint64_t *c, uint64_t n)
+{
+    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+}
+
+static void meter_started(void *opaque, const struct vblk_req *r)
+{
+    struct tqueue *t = opaque;
+    size_t i = (size_t)(r - t->q.reqs);
+    if (i < t->nslots)
+        t->start_ns[i] = mono_ns();
+    if (t->inner_hooks && t->inner_hooks->started)
+        t->inner_hooks->started(t->inner_opaque, r);
+}
+
+static void meter_done(void *opaque, const struct vblk_req *r)
+{
+    struct tqueue *t = opaque;
+    if (t->inner_hooks && t->inner_hooks->done)
+        t->inner_hooks->done(t->inner_opaque, r);
+    size_t i = (size_t)(r - t->q.reqs);
+    if (i >= t->nslots)
+        return;
+    uint64_t ns = mono_ns() - t->start_ns[i], us = ns / 1000, bytes = 0;
+    unsigned kind;
+    switch (r->type) {
+    case VBLK_T_IN:
+    case VBLK_T_OUT:
+        kind = r->type == VBLK_T_IN ? VBLK_METRIC_READ : VBLK_METRIC_WRITE;
+        bytes = r->len;
+        break;
+    case VBLK_T_FLUSH:
+        kind = VBLK_METRIC_FLUSH;
+        break;
+    case VBLK_T_DISCARD:
+    case VBLK_T_WRITE_ZEROES:
+        kind = r->type == VBLK_T_DISCARD ? VBLK_METRIC_DISCARD : VBLK_METRIC_WRITE_ZEROES;
+        for (uint32_t k = 0; k < r->nranges; k++)
+            bytes += (uint64_t)r->ranges[k].num_sectors << VBLK_SECTOR_SHIFT;
+        break;
+    default:
+        kind = VBLK_METRIC_OTHER;
+        break;
+    }
+    unsigned b = us ? 64u - (unsigned)__builtin_clzll(us) : 0u;
+    if (b >= VBLK_LATENCY_BUCKETS)
+        b = VBLK_LATENCY_BUCKETS - 1;
+    count(&t->metrics.requests[kind], 1);
+    count(&t->metrics.bytes[kind], bytes);
+    count(&t->metrics.latency[b], 1);
+    count(&t->metrics.latency_sum_ns, ns);
+}
+
+static void meter_published(void *opaque, const struct vblk_vq_state *st)
+{
+    struct tqueue *t = opaque;
+    if (t->inner_hooks && t->inner_hooks->published)
+        t->inner_hooks->published(t->inner_opaque, st);
+}
+
+static const struct vblk_queue_hooks meter_hooks = {
+    .started = meter_started,
+    .done = meter_done,
+    .published = meter_published,
+};
+
+void tq_metrics(const struct tqueue *t, struct vblk_transport_queue_metrics *m)
+{
+    const uint64_t *src = (const uint64_t *)&t->metrics;
+    uint64_t *dst = (uint64_t *)m;
+    for (size_t i = 0; i < sizeof(*m) / sizeof(uint64_t); i++)
+        dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+}
+
 int tq_start(struct tqueue *t, struct vblk_dev *dev, struct vblk_mem *mem,
              struct vblk_queue_params *qp, bool wake)
 {
@@ -44,12 +128,27 @@ int tq_start(struct tqueue *t, struct vblk_dev *dev, struct vblk_mem *mem,
     wake = wake && t->wake_fd >= 0;
     qp->wake = wake ? on_wake : NULL;
     qp->wake_opaque = wake ? t : NULL;
+    t->nslots = 0;
+    if (t->metrics_on) {
+        /* One start time per request slot (at most one per ring entry). */
+        t->start_ns = calloc(qp->size ? qp->size : 1, sizeof(*t->start_ns));
+        if (t->start_ns) {
+            t->inner_hooks = qp->hooks;
+            t->inner_opaque = qp->hooks_opaque;
+            qp->hooks = &meter_hooks;
+            qp->hooks_opaque = t;
+        }
+    }
     int rc = vblk_queue_init(&t->q, dev, mem, qp, t->pool, len);
     if (rc < 0) {
         free(t->pool);
         t->pool = NULL;
+        free(t->start_ns);
+        t->start_ns = NULL;
         return rc;
     }
+    if (t->start_ns)
+        t->nslots = t->q.nreqs < qp->size ? t->q.nreqs : qp->size;
     t->live = true;
     t->have_saved = false;
     t->be_fd = vblk_queue_backend_fd(&t->q);
@@ -109,6 +208,9 @@ void tq_stop(struct tqueue *t, tq_warn_fn warn, void *opaque)
     (void)vblk_queue_destroy(&t->q);
     free(t->pool);
     t->pool = NULL;
+    free(t->start_ns);
+    t->start_ns = NULL;
+    t->nslots = 0;
     t->be_fd = -1;
     t->live = false;
 }

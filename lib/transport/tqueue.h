@@ -36,6 +36,15 @@ struct tqueue {
     bool have_saved;                         /* @saved holds the position at the last stop */
     struct vblk_vq_state saved;              /* ring position at the last stop */
     struct vblk_transport_queue_stats stats; /* summed over finished runs */
+    /* Request metrics (vblk_transport_queue_metrics): recorded from the
+     * next start while @metrics_on; written on the queue thread with
+     * relaxed atomics, read from any thread. */
+    bool metrics_on;
+    const struct vblk_queue_hooks *inner_hooks; /* the transport's own hooks */
+    void *inner_opaque;
+    uint64_t *start_ns; /* per request slot, while live and metered */
+    uint32_t nslots;
+    struct vblk_transport_queue_metrics metrics;
 };
 
 /* Called while a stop waits: @inflight requests after @waited_ms. */
@@ -66,5 +75,8 @@ void tq_clear_wake(struct tqueue *t);
 
 /* The counters: summed over finished runs plus the current one. */
 void tq_stats(const struct tqueue *t, struct vblk_transport_queue_stats *st);
+
+/* The request metrics (any thread). */
+void tq_metrics(const struct tqueue *t, struct vblk_transport_queue_metrics *m);
 
 #endif

@@ -487,6 +487,7 @@ static int setup_vhost_user(struct vblkd *d, struct export *x, struct vblkd_erro
                      "cannot create the vhost-user device: %s", strerror(-rc));
         return -1;
     }
+    vblk_vu_dev_set_metrics(x->vu, !d->o.no_request_metrics);
     uint16_t nq = export_queues(x);
     struct vu_item_arg *args = calloc(nq, sizeof(*args));
     x->item_args = args;
@@ -557,6 +558,8 @@ static int setup_vduse(struct vblkd *d, struct export *x, struct vblkd_error *e)
         x->vduse = NULL;
         return -1;
     }
+    /* Not yet on a worker: this thread may still set it up. */
+    vblk_vduse_set_metrics(x->vduse, !d->o.no_request_metrics);
     x->items = calloc(1, sizeof(*x->items));
     x->item_thread = calloc(1, sizeof(*x->item_thread));
     if (!x->items || !x->item_thread) {
@@ -690,7 +693,15 @@ struct vduse_call {
     int rc;
     struct vblk_transport_stats *dev;
     struct vblk_transport_queue_stats *q;
+    struct vblk_transport_queue_metrics *m;
 };
+
+static void vduse_metrics_here(void *arg)
+{
+    struct vduse_call *c = arg;
+    for (uint16_t i = 0; i < export_queues(c->x); i++)
+        (void)vblk_vduse_queue_metrics(c->x->vduse, i, &c->m[i]);
+}
 
 static void vduse_resize_here(void *arg)
 {
@@ -841,6 +852,38 @@ void export_stats(struct vblkd *d, struct export *x, struct vblk_transport_stats
     worker_call(export_worker(d, x), vduse_stats_here, &c);
     for (uint16_t i = 0; i < nq; i++)
         q[i].thread = x->item_thread[0];
+}
+
+const char *const vblkd_metric_kinds[VBLK_METRIC_KINDS] = {
+    "read", "write", "flush", "discard", "write_zeroes", "other",
+};
+
+void export_metrics(struct vblkd *d, struct export *x, struct vblk_transport_queue_metrics *m)
+{
+    uint16_t nq = export_queues(x);
+    memset(m, 0, nq * sizeof(*m));
+    if (x->vu) {
+        for (uint16_t i = 0; i < nq; i++)
+            (void)vblk_vu_queue_metrics(x->vu, i, &m[i]);
+        return;
+    }
+    struct vduse_call c = {.x = x, .m = m};
+    worker_call(export_worker(d, x), vduse_metrics_here, &c);
+}
+
+uint64_t metrics_percentile_us(const struct vblk_transport_queue_metrics *m, double p)
+{
+    uint64_t total = 0, seen = 0;
+    for (unsigned i = 0; i < VBLK_LATENCY_BUCKETS; i++)
+        total += m->latency[i];
+    if (!total)
+        return 0;
+    for (unsigned i = 0; i < VBLK_LATENCY_BUCKETS; i++) {
+        seen += m->latency[i];
+        if ((double)seen >= p * (double)total)
+            return (uint64_t)1 << i;
+    }
+    return (uint64_t)1 << (VBLK_LATENCY_BUCKETS - 1);
 }
 
 /* ---- vhost-user connections ---- */

@@ -94,6 +94,58 @@ static uint64_t qvalue(const struct vblk_transport_queue_stats *q, enum qfield f
     return 0;
 }
 
+/* What the page shows of one export. */
+struct snap {
+    struct export *x;
+    bool attached;
+    struct vblk_transport_stats dev;
+    struct vblk_transport_queue_stats *q;
+    struct vblk_transport_queue_metrics *m;
+};
+
+/* Requests and bytes by kind, and the latency histogram, of every queue. */
+static void render_requests(struct text *t, const struct snap *s, unsigned n)
+{
+    static const char *const lbl = "export=\"%s\",queue=\"%u\",thread=\"%d\"";
+    char labels[160];
+    header(t, "vblkd_queue_requests_total", "counter", "Requests completed, by kind.");
+    for (unsigned i = 0; i < n; i++)
+        for (uint16_t q = 0; s[i].m && q < export_queues(s[i].x); q++) {
+            snprintf(labels, sizeof(labels), lbl, s[i].x->spec.name, q, s[i].q[q].thread);
+            for (unsigned k = 0; k < VBLK_METRIC_KINDS; k++)
+                add(t, "vblkd_queue_requests_total{%s,kind=\"%s\"} %" PRIu64 "\n", labels,
+                    vblkd_metric_kinds[k], s[i].m[q].requests[k]);
+        }
+    header(t, "vblkd_queue_bytes_total", "counter",
+           "Bytes read or written, or covered by discard and write-zeroes ranges, by kind.");
+    for (unsigned i = 0; i < n; i++)
+        for (uint16_t q = 0; s[i].m && q < export_queues(s[i].x); q++) {
+            snprintf(labels, sizeof(labels), lbl, s[i].x->spec.name, q, s[i].q[q].thread);
+            for (unsigned k = 0; k < VBLK_METRIC_KINDS; k++)
+                if (k != VBLK_METRIC_FLUSH && k != VBLK_METRIC_OTHER)
+                    add(t, "vblkd_queue_bytes_total{%s,kind=\"%s\"} %" PRIu64 "\n", labels,
+                        vblkd_metric_kinds[k], s[i].m[q].bytes[k]);
+        }
+    header(t, "vblkd_queue_latency_seconds", "histogram",
+           "Time from taking a request off the ring to completing it.");
+    for (unsigned i = 0; i < n; i++)
+        for (uint16_t q = 0; s[i].m && q < export_queues(s[i].x); q++) {
+            const struct vblk_transport_queue_metrics *m = &s[i].m[q];
+            snprintf(labels, sizeof(labels), lbl, s[i].x->spec.name, q, s[i].q[q].thread);
+            uint64_t cum = 0;
+            for (unsigned b = 0; b + 1 < VBLK_LATENCY_BUCKETS; b++) {
+                cum += m->latency[b];
+                add(t, "vblkd_queue_latency_seconds_bucket{%s,le=\"%g\"} %" PRIu64 "\n", labels,
+                    (double)((uint64_t)1 << b) * 1e-6, cum);
+            }
+            cum += m->latency[VBLK_LATENCY_BUCKETS - 1];
+            add(t, "vblkd_queue_latency_seconds_bucket{%s,le=\"+Inf\"} %" PRIu64 "\n", labels, cum);
+            add(t, "vblkd_queue_latency_seconds_sum{%s} %.9f\n", labels,
+                (double)m->latency_sum_ns * 1e-9);
+            add(t, "vblkd_queue_latency_seconds_count{%s} %" PRIu64 "\n", labels, cum);
+        }
+}
+
 /* The whole page. Export names need no escaping: they are letters, digits,
  * '_', '-' and '.'. */
 static void render(struct vblkd *d, struct text *t)
@@ -105,12 +157,7 @@ static void render(struct vblkd *d, struct text *t)
 
     /* Counters of every export, gathered once. */
     unsigned n = vblkd_export_count(d), i = 0;
-    struct snap {
-        struct export *x;
-        bool attached;
-        struct vblk_transport_stats dev;
-        struct vblk_transport_queue_stats *q;
-    } *s = calloc(n ? n : 1, sizeof(*s));
+    struct snap *s = calloc(n ? n : 1, sizeof(*s));
     if (!s) {
         t->failed = true;
         return;
@@ -119,8 +166,11 @@ static void render(struct vblkd *d, struct text *t)
         s[i].x = x;
         s[i].attached = export_attached(x);
         s[i].q = calloc(export_queues(x), sizeof(*s[i].q));
+        s[i].m = calloc(export_queues(x), sizeof(*s[i].m));
         if (s[i].q)
             export_stats(d, x, &s[i].dev, s[i].q);
+        if (s[i].m)
+            export_metrics(d, x, s[i].m);
     }
 
     header(t, "vblkd_export_size_bytes", "gauge", "Capacity of the export.");
@@ -191,8 +241,11 @@ static void render(struct vblkd *d, struct text *t)
                     qvalue(&s[i].q[q], qs[k].f));
         }
     }
-    for (i = 0; i < n; i++)
+    render_requests(t, s, n);
+    for (i = 0; i < n; i++) {
         free(s[i].q);
+        free(s[i].m);
+    }
     free(s);
 }
 

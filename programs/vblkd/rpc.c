@@ -191,14 +191,41 @@ static json_object *export_view(struct export *x)
     return o;
 }
 
+/* Requests and bytes by kind, and latency percentiles, of @m. */
+static void add_metrics(json_object *o, const struct vblk_transport_queue_metrics *m)
+{
+    json_object *req = json_object_new_object(), *bytes = json_object_new_object();
+    uint64_t n = 0;
+    for (unsigned k = 0; k < VBLK_METRIC_KINDS; k++) {
+        json_object_object_add(req, vblkd_metric_kinds[k], u64(m->requests[k]));
+        json_object_object_add(bytes, vblkd_metric_kinds[k], u64(m->bytes[k]));
+        n += m->requests[k];
+    }
+    json_object_object_add(o, "requests", req);
+    json_object_object_add(o, "bytes", bytes);
+    json_object *lat = json_object_new_object();
+    json_object_object_add(
+        lat, "mean", json_object_new_double(n ? (double)m->latency_sum_ns / (double)n / 1e3 : 0));
+    json_object_object_add(lat, "p50", u64(metrics_percentile_us(m, 0.5)));
+    json_object_object_add(lat, "p90", u64(metrics_percentile_us(m, 0.9)));
+    json_object_object_add(lat, "p99", u64(metrics_percentile_us(m, 0.99)));
+    json_object_object_add(lat, "p999", u64(metrics_percentile_us(m, 0.999)));
+    json_object_object_add(o, "latency_us", lat);
+}
+
 static json_object *stats_view(struct vblkd *d, struct export *x)
 {
     uint16_t nq = export_queues(x);
     struct vblk_transport_stats st;
     struct vblk_transport_queue_stats *qs = calloc(nq, sizeof(*qs));
-    if (!qs)
+    struct vblk_transport_queue_metrics *ms = calloc(nq, sizeof(*ms)), msum = {0};
+    if (!qs || !ms) {
+        free(qs);
+        free(ms);
         return NULL;
+    }
     export_stats(d, x, &st, qs);
+    export_metrics(d, x, ms);
     json_object *o = json_object_new_object();
     json_object_object_add(o, "name", json_object_new_string(x->spec.name));
     json_object_object_add(o, "size", u64(x->size));
@@ -238,7 +265,12 @@ static json_object *stats_view(struct vblkd *d, struct export *x)
         json_object_object_add(qo, "starts", u64(q->starts));
         json_object_object_add(qo, "resubmitted", u64(q->resubmitted));
         json_object_object_add(qo, "broken", u64(q->broken));
+        add_metrics(qo, &ms[i]);
         json_object_array_add(qa, qo);
+        const uint64_t *src = (const uint64_t *)&ms[i];
+        uint64_t *dst = (uint64_t *)&msum;
+        for (size_t k = 0; k < sizeof(msum) / sizeof(uint64_t); k++)
+            dst[k] += src[k];
         sum.req.submitted += q->req.submitted;
         sum.req.completed += q->req.completed;
         sum.req.ioerr += q->req.ioerr;
@@ -253,9 +285,11 @@ static json_object *stats_view(struct vblkd *d, struct export *x)
     json_object_object_add(tot, "unsupp", u64(sum.req.unsupp));
     json_object_object_add(tot, "kicks", u64(sum.kicks));
     json_object_object_add(tot, "notifies", u64(sum.notifies));
+    add_metrics(tot, &msum);
     json_object_object_add(o, "totals", tot);
     json_object_object_add(o, "queues", qa);
     free(qs);
+    free(ms);
     return o;
 }
 

@@ -139,6 +139,7 @@ struct vblkd_opts {
     uint32_t poll_max_us;
     const char *path_prefix; /* NULL: any absolute path */
     int log_level;           /* VBLK_LOG_* */
+    bool no_request_metrics; /* do not time requests (two clock reads each) */
     bool no_vduse;           /* refuse VDUSE exports (the fuzz target) */
 };
 
@@ -185,6 +186,13 @@ uint16_t export_queues(const struct export *x);
  * export_queues() entries) with the worker thread serving it. */
 void export_stats(struct vblkd *d, struct export *x, struct vblk_transport_stats *dev,
                   struct vblk_transport_queue_stats *q);
+/* Request metrics of each queue (an array of export_queues() entries). */
+void export_metrics(struct vblkd *d, struct export *x, struct vblk_transport_queue_metrics *m);
+/* The latency below which a fraction @p of the requests of @m completed,
+ * in microseconds (the upper bound of its histogram bucket), or 0. */
+uint64_t metrics_percentile_us(const struct vblk_transport_queue_metrics *m, double p);
+/* Names of the VBLK_METRIC_* kinds. */
+extern const char *const vblkd_metric_kinds[VBLK_METRIC_KINDS];
 
 /* Serves the metrics on @addr (ADDR:PORT, loopback only) from the control
  * loop. Returns 0 or fills @e (also when built without libmicrohttpd). */

@@ -404,6 +404,23 @@ int vblk_vduse_queue_stats(const struct vblk_vduse *v, uint16_t index,
     return 0;
 }
 
+void vblk_vduse_set_metrics(struct vblk_vduse *v, bool on)
+{
+    if (!v)
+        return;
+    for (uint16_t i = 0; i < v->nq; i++)
+        v->vqs[i].tq.metrics_on = on;
+}
+
+int vblk_vduse_queue_metrics(const struct vblk_vduse *v, uint16_t index,
+                             struct vblk_transport_queue_metrics *m)
+{
+    if (!v || index >= v->nq || !m)
+        return -EINVAL;
+    tq_metrics(&v->vqs[index].tq, m);
+    return 0;
+}
+
 int vblk_vduse_set_capacity(struct vblk_vduse *v, uint64_t bytes)
 {
     if (!v || bytes == 0 || bytes % VBLK_SECTOR_SIZE)

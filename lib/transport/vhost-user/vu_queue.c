@@ -547,6 +547,26 @@ int vblk_vu_queue_set_polling(struct vblk_vu_dev *d, uint16_t qidx, bool on)
     return found < 0 ? 0 : found;
 }
 
+void vblk_vu_dev_set_metrics(struct vblk_vu_dev *d, bool on)
+{
+    if (!d)
+        return;
+    for (uint16_t i = 0; i < d->nq; i++) {
+        vu_queue_lock(&d->q[i]);
+        d->q[i].tq.metrics_on = on;
+        vu_queue_unlock(&d->q[i]);
+    }
+}
+
+int vblk_vu_queue_metrics(struct vblk_vu_dev *d, uint16_t qidx,
+                          struct vblk_transport_queue_metrics *m)
+{
+    if (!d || qidx >= d->nq || !m)
+        return -EINVAL;
+    tq_metrics(&d->q[qidx].tq, m);
+    return 0;
+}
+
 int vblk_vu_queue_stats(struct vblk_vu_dev *d, uint16_t qidx, struct vblk_transport_queue_stats *st)
 {
     if (!d || qidx >= d->nq || !st)
