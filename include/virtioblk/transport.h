@@ -13,6 +13,7 @@
  * | `vblk_X_blk(x)` | the virtio-blk device model (struct vblk_dev) behind it |
  * | `vblk_X_stats(x, &st)` | device counters (struct vblk_transport_stats) |
  * | `vblk_X_queue_stats(x, q, &st)` | queue counters (struct vblk_transport_queue_stats) |
+ * | `vblk_X_queue_metrics(x, q, &m)` | opt-in request metrics (struct vblk_transport_queue_metrics) |
  * | `vblk_X_process(...)` | do the pending work now and return |
  * | `vblk_X_poll(x, timeout)` | one round of an event loop: wait, then process |
  * | `vblk_X_run(x)` | loop until `vblk_X_stop()` |
