@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -675,7 +676,9 @@ static void test_socket(void **state)
 struct io_thread {
     struct vblk_vu_client *c;
     uint16_t q;
-    volatile bool stop;
+    struct vblk_drv_blk_frame *fr; /* allocated before the thread starts */
+    uint8_t *buf;
+    atomic_bool stop;
     unsigned ok, ioerr, other;
 };
 
@@ -701,13 +704,16 @@ static uint8_t one_io(struct vblk_vu_client *c, uint16_t q, struct vblk_drv_blk_
 static void *io_main(void *arg)
 {
     struct io_thread *t = arg;
-    struct vblk_drv_blk_frame *fr = vblk_vu_client_alloc(t->c, sizeof(*fr));
-    uint8_t *buf = vblk_vu_client_alloc(t->c, 4096);
+    struct vblk_drv_blk_frame *fr = t->fr;
+    uint8_t *buf = t->buf;
     unsigned seed = t->q + 1;
-    while (!t->stop) {
-        /* Anywhere in the largest size (8 MiB), often near its end. */
-        uint64_t sector =
-            (rand_r(&seed) % 2) ? 16384 - 8 - (rand_r(&seed) % 64) * 8 : (rand_r(&seed) % 2040) * 8;
+    while (!atomic_load(&t->stop)) {
+        /* Anywhere in the largest size (8 MiB), often near its end; each
+         * queue on its own 4 KiB blocks (even or odd), since two requests
+         * racing on the same bytes of a RAM disk have no defined result. */
+        uint64_t block =
+            (rand_r(&seed) % 2) ? 2047 - (rand_r(&seed) % 32) * 2 : (rand_r(&seed) % 1023) * 2;
+        uint64_t sector = (block - block % 2 + t->q) * 8;
         uint32_t type = rand_r(&seed) % 2 ? VBLK_T_OUT : VBLK_T_IN;
         uint8_t st = one_io(t->c, t->q, fr, type, sector, buf, 4096);
         if (st == VBLK_S_OK)
@@ -742,8 +748,15 @@ static void test_resize_under_io(void **state)
     assert_int_equal(vblk_vu_client_connect(p, &co, &vc), 0);
     struct io_thread t[2] = {{.c = vc, .q = 0}, {.c = vc, .q = 1}};
     pthread_t tid[2];
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++) {
+        /* The client's allocator is not thread-safe: allocate here. */
+        t[i].fr = vblk_vu_client_alloc(vc, sizeof(*t[i].fr));
+        t[i].buf = vblk_vu_client_alloc(vc, 4096);
+        assert_non_null(t[i].fr);
+        assert_non_null(t[i].buf);
+        atomic_init(&t[i].stop, false);
         assert_int_equal(pthread_create(&tid[i], NULL, io_main, &t[i]), 0);
+    }
     for (int i = 0; i < 20; i++) {
         r = sock_call(a, "export_resize",
                       i % 2 ? "{\"name\":\"io\",\"size\":\"8M\"}"
@@ -756,7 +769,7 @@ static void test_resize_under_io(void **state)
         usleep(20000);
     }
     for (int i = 0; i < 2; i++) {
-        t[i].stop = true;
+        atomic_store(&t[i].stop, true);
         assert_int_equal(pthread_join(tid[i], NULL), 0);
         fprintf(stderr, "queue %d: %u ok, %u IOERR, %u other\n", i, t[i].ok, t[i].ioerr,
                 t[i].other);
@@ -769,6 +782,8 @@ static void test_resize_under_io(void **state)
     struct vblk_drv_blk_frame *fr = vblk_vu_client_alloc(vc, sizeof(*fr));
     uint8_t *buf = vblk_vu_client_alloc(vc, 4096);
     assert_int_equal(one_io(vc, 0, fr, VBLK_T_OUT, 8192, buf, 4096), VBLK_S_IOERR);
+    /* Each queue its own frame: the devices' threads write status bytes. */
+    fr = vblk_vu_client_alloc(vc, sizeof(*fr));
     assert_int_equal(one_io(vc, 1, fr, VBLK_T_OUT, 8192 - 8, buf, 4096), VBLK_S_OK);
     vblk_vu_client_close(vc);
     r = sock_call(a, "server_shutdown", NULL);
