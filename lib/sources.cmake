@@ -57,6 +57,12 @@ set(VBLK_TRANSPORT_SRC
   ${VBLK_LIB_DIR}/transport/vhost-user/vu_server.c
   ${VBLK_LIB_DIR}/transport/vhost-user/vu_vring.c)
 
+# Hosted, optional (VBLK_NBD): the NBD backend over libnbd.
+set(VBLK_NBD_SRC
+  ${VBLK_LIB_DIR}/backend/nbd.c
+  ${VBLK_LIB_DIR}/backend/nbd_config.c
+  ${VBLK_LIB_DIR}/backend/nbd_conn.c)
+
 set(VBLK_ALL_SRC ${VBLK_CORE_SRC} ${VBLK_DRIVER_SRC} ${VBLK_FRONTEND_SRC} ${VBLK_BACKEND_SRC}
     ${VBLK_TRANSPORT_SRC})
 
@@ -74,11 +80,11 @@ set(VBLK_CORE_HEADERS
 
 file(GLOB_RECURSE vblk_found CONFIGURE_DEPENDS ${VBLK_LIB_DIR}/*.c)
 set(vblk_unlisted ${vblk_found})
-list(REMOVE_ITEM vblk_unlisted ${VBLK_ALL_SRC})
+list(REMOVE_ITEM vblk_unlisted ${VBLK_ALL_SRC} ${VBLK_NBD_SRC})
 if(vblk_unlisted)
   message(FATAL_ERROR "Sources not listed in lib/sources.cmake: ${vblk_unlisted}")
 endif()
-set(vblk_missing ${VBLK_ALL_SRC})
+set(vblk_missing ${VBLK_ALL_SRC} ${VBLK_NBD_SRC})
 list(REMOVE_ITEM vblk_missing ${vblk_found})
 if(vblk_missing)
   message(FATAL_ERROR "Listed in lib/sources.cmake but not present: ${vblk_missing}")

@@ -22,13 +22,20 @@
 #include <unistd.h>
 
 #include "virtioblk/virtioblk.h"
+#if VBLK_HAVE_NBD
+#include "virtioblk/nbd.h"
+#endif
 
 #define PROG "vblk-vhost-user"
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: " PROG " --socket PATH [--image FILE | --memory SIZE | --null SIZE] [options]\n"
+            "usage: " PROG " --socket PATH [--image FILE | --memory SIZE | --null SIZE"
+#if VBLK_HAVE_NBD
+            " | --nbd URI"
+#endif
+            "] [options]\n"
             "\n"
             "Serves a virtio-blk disk to a vhost-user front-end (QEMU's vhost-user-blk-pci,\n"
             "libvirt, other VMMs) over the Unix socket PATH. One front-end is served at a\n"
@@ -44,6 +51,15 @@ static void usage(FILE *f)
             "                       option is a 1 GiB RAM disk\n"
             "  --null SIZE          a disk of SIZE bytes that completes every request at once\n"
             "                       without touching the data (for benchmarks)\n"
+#if VBLK_HAVE_NBD
+            "  --nbd URI            serve an NBD export: nbd://HOST[:PORT]/EXPORT or\n"
+            "                       nbd+unix:///EXPORT?socket=PATH (one connection per queue\n"
+            "                       if the server allows multi-conn; reconnects on its own)\n"
+            "  --nbd-timeout SECS   with --nbd: a request the server does not answer within\n"
+            "                       SECS fails with an I/O error and the connection is\n"
+            "                       reopened; connection attempts give up after SECS too\n"
+            "                       (default: 30 for requests, 5 for connecting)\n"
+#endif
             "  --queues N           number of queues, 1..%u (default 1); give QEMU the same\n"
             "                       num-queues\n"
             "  --queue-size N       largest ring size accepted, 1..32768 (default 256); QEMU's\n"
@@ -188,6 +204,40 @@ static int open_image(const char *path, bool ro, int engine, struct vblk_backend
     return 0;
 }
 
+#if VBLK_HAVE_NBD
+static int log_verbosity;
+
+static void nbd_log_line(void *opaque, int level, const char *msg)
+{
+    if (level <= log_verbosity)
+        log_line(opaque, level, msg);
+}
+
+/* The backend says in one line why it cannot open the export. */
+static int open_nbd(const char *uri, double timeout, bool ro, int verbose, struct vblk_backend *be)
+{
+    struct vblk_nbd_opts o = {.read_only = ro, .log = nbd_log_line};
+    log_verbosity = verbose;
+    if (timeout > 0) {
+        o.request_timeout_ms = (uint32_t)(timeout * 1000 + 0.5);
+        o.connect_timeout_ms = o.request_timeout_ms;
+    }
+    return vblk_backend_nbd_open(uri, &o, be) < 0 ? -1 : 0;
+}
+
+static void print_nbd_stats(const struct vblk_backend *be)
+{
+    struct vblk_nbd_stats st;
+    if (vblk_backend_nbd_stats(be, &st) < 0)
+        return;
+    fprintf(stderr,
+            PROG ": nbd: %" PRIu64 " connects, %" PRIu64 " failed attempts, %" PRIu64
+                 " disconnects (%" PRIu64 " timeouts), %" PRIu64 " requests failed while "
+                 "down, %" PRIu64 " bounced\n",
+            st.connects, st.failures, st.disconnects, st.timeouts, st.failed_fast, st.bounced);
+}
+#endif
+
 static void explain_server_error(const char *path, int rc)
 {
     switch (rc) {
@@ -256,6 +306,10 @@ int main(int argc, char **argv)
         {"image", required_argument, NULL, 'i'},
         {"memory", required_argument, NULL, 'm'},
         {"null", required_argument, NULL, 'N'},
+#if VBLK_HAVE_NBD
+        {"nbd", required_argument, NULL, 'U'},
+        {"nbd-timeout", required_argument, NULL, 'O'},
+#endif
         {"queues", required_argument, NULL, 'Q'},
         {"queue-size", required_argument, NULL, 'S'},
         {"read-only", no_argument, NULL, 'r'},
@@ -278,6 +332,10 @@ int main(int argc, char **argv)
     enum vblk_notify_mode notify = VBLK_NOTIFY_ADAPTIVE;
     unsigned long poll_max_us = 0, coal_n = 0, coal_us = 0;
     const char *null_arg = NULL;
+#if VBLK_HAVE_NBD
+    const char *nbd_uri = NULL;
+    double nbd_timeout = 0;
+#endif
     int c;
     while ((c = getopt_long(argc, argv, "vqh", longopts, NULL)) != -1) {
         switch (c) {
@@ -293,6 +351,21 @@ int main(int argc, char **argv)
         case 'N':
             null_arg = optarg;
             break;
+#if VBLK_HAVE_NBD
+        case 'U':
+            nbd_uri = optarg;
+            break;
+        case 'O': {
+            char *end;
+            nbd_timeout = strtod(optarg, &end);
+            if (end == optarg || *end || !(nbd_timeout >= 0.001 && nbd_timeout <= 86400)) {
+                fprintf(stderr, PROG ": --nbd-timeout %s: expected seconds, 0.001..86400\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        }
+#endif
         case 'r':
             ro = true;
             break;
@@ -388,8 +461,16 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": --socket PATH is required (see --help)\n");
         return 2;
     }
-    if ((image != NULL) + (memory != NULL) + (null_arg != NULL) > 1) {
-        fprintf(stderr, PROG ": --image, --memory and --null are mutually exclusive\n");
+    int sources = (image != NULL) + (memory != NULL) + (null_arg != NULL);
+#if VBLK_HAVE_NBD
+    sources += nbd_uri != NULL;
+    if (nbd_timeout > 0 && !nbd_uri) {
+        fprintf(stderr, PROG ": --nbd-timeout applies to --nbd only\n");
+        return 2;
+    }
+#endif
+    if (sources > 1) {
+        fprintf(stderr, PROG ": --image, --memory, --null and --nbd are mutually exclusive\n");
         return 2;
     }
     bool null_disk = null_arg != NULL;
@@ -437,6 +518,11 @@ int main(int argc, char **argv)
     if (image) {
         if (open_image(image, ro, engine, &be) < 0)
             return 1;
+#if VBLK_HAVE_NBD
+    } else if (nbd_uri) {
+        if (open_nbd(nbd_uri, nbd_timeout, ro, verbose, &be) < 0)
+            return 1;
+#endif
     } else {
         int rc = null_disk ? vblk_backend_null_create(mem_size, &be)
                            : vblk_backend_memory_create(mem_size, &be);
@@ -483,10 +569,13 @@ int main(int argc, char **argv)
     char sz[32];
     if (verbose) {
         const struct vblk_dev *dev = vblk_vu_dev_blk(vblk_vu_server_dev(s));
+        const char *what = image ? image : null_disk ? "a null disk" : "a RAM disk";
+#if VBLK_HAVE_NBD
+        if (nbd_uri)
+            what = nbd_uri;
+#endif
         printf(PROG ": serving %s (%s, %s, %s) on %s: %lu queue(s) of up to %lu entries%s\n",
-               image       ? image
-               : null_disk ? "a null disk"
-                           : "a RAM disk",
+               what,
                human(be.size, sz, sizeof(sz)), dev->p.read_only ? "read-only" : "read-write",
                be.ops->name, sock, queues, qsize,
                notify == VBLK_NOTIFY_POLL    ? ", busy polling"
@@ -503,6 +592,10 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": %s: stopped\n", strsignal((int)si.ssi_signo));
     if (verbose)
         print_stats(s, vblk_vu_server_connections(s));
+#if VBLK_HAVE_NBD
+    if (verbose && nbd_uri)
+        print_nbd_stats(&be);
+#endif
     vblk_vu_server_destroy(s);
     vblk_backend_destroy(&be);
     if (image && !ro) {
