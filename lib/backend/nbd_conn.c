@@ -330,9 +330,6 @@ static void conn_break(struct nbdbe_conn *c, const char *why, bool timeout)
 {
     struct nbdbe_be *be = c->be;
     uint64_t now = nbdbe_now();
-    unsigned n = 0;
-    for (struct vblk_req *r = c->head; r != NULL; r = r_next(r))
-        n++;
     close_handle(c);
     fail_all(c);
     c->backoff_ns = be->cfg.backoff_min_ns;
@@ -341,8 +338,8 @@ static void conn_break(struct nbdbe_conn *c, const char *why, bool timeout)
     if (timeout)
         nbdbe_count(be, &be->st.timeouts, 1);
     nbdbe_log(be, VBLK_NBD_LOG_ERR,
-              "%s: connection lost (%s); %u request(s) in flight failed; reconnecting", be->uri_str,
-              why, n);
+              "%s: connection lost (%s); requests in flight failed; reconnecting", be->uri_str,
+              why);
 }
 
 /* A connection attempt failed. */
@@ -456,21 +453,26 @@ static int socket_revents(struct nbdbe_conn *c)
 /* Lets libnbd read and write what the socket allows. */
 static void do_io(struct nbdbe_conn *c, int revents)
 {
-    if (revents & (POLLIN | POLLHUP | POLLERR)) {
+    unsigned dir = (unsigned)nbd_aio_get_direction(c->h);
+    if ((dir & LIBNBD_AIO_DIRECTION_READ) && (revents & (POLLIN | POLLHUP | POLLERR))) {
         /*
          * libnbd takes one reply per notification: go on while the socket
          * has more. Never notify without data: libnbd 1.14 then waits in
          * the middle of a reply and holds back new requests until the
          * server sends something.
          */
+        bool check = c->queues != NULL && c->queues->next != NULL; /* another queue may have read */
         for (int i = 0; i < 64; i++) {
+            if (check || i > 0) {
+                struct pollfd p = {.fd = nbd_aio_get_fd(c->h), .events = POLLIN};
+                if (p.fd < 0 || poll(&p, 1, 0) <= 0)
+                    break;
+            }
             if (nbd_aio_notify_read(c->h) < 0 || c->state != C_READY)
                 break;
-            struct pollfd p = {.fd = nbd_aio_get_fd(c->h), .events = POLLIN};
-            if (p.fd < 0 || poll(&p, 1, 0) <= 0)
-                break;
         }
-    } else if (revents & POLLOUT) {
+    } else if ((dir & LIBNBD_AIO_DIRECTION_WRITE) && (revents & (POLLOUT | POLLHUP | POLLERR))) {
+        /* A failed connect() shows as an error on a socket waiting to write. */
         (void)nbd_aio_notify_write(c->h);
     }
 }
