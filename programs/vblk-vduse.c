@@ -21,6 +21,9 @@
 #include <unistd.h>
 
 #include "virtioblk/virtioblk.h"
+#if VBLK_HAVE_NBD
+#include "virtioblk/nbd.h"
+#endif
 
 static volatile sig_atomic_t g_signal;
 
@@ -32,7 +35,11 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: vblk-vduse --name NAME (--image FILE | --memory SIZE) [options]\n"
+            "usage: vblk-vduse --name NAME (--image FILE | --memory SIZE"
+#if VBLK_HAVE_NBD
+            " | --nbd URI"
+#endif
+            ") [options]\n"
             "\n"
             "Serves a virtio-blk device through VDUSE. Attach it with\n"
             "  vdpa dev add name NAME mgmtdev vduse\n"
@@ -41,6 +48,14 @@ static void usage(FILE *f)
             "  --name NAME          VDUSE and vDPA device name\n"
             "  --image FILE         disk image or block device to serve\n"
             "  --memory SIZE        serve a zero-filled RAM disk of SIZE bytes (K/M/G suffixes)\n"
+#if VBLK_HAVE_NBD
+            "  --nbd URI            serve an NBD export: nbd://HOST[:PORT]/EXPORT or\n"
+            "                       nbd+unix:///EXPORT?socket=PATH (reconnects on its own)\n"
+            "  --nbd-timeout SECS   with --nbd: a request the server does not answer within\n"
+            "                       SECS fails with an I/O error and the connection is\n"
+            "                       reopened; connection attempts give up after SECS too\n"
+            "                       (default: 30 for requests, 5 for connecting)\n"
+#endif
             "  --queues N           number of queues (default 1)\n"
             "  --queue-size N       largest queue size, a power of two (default 256)\n"
             "  --read-only          refuse writes (offers VIRTIO_BLK_F_RO)\n"
@@ -51,6 +66,28 @@ static void usage(FILE *f)
             "  --quiet              print only errors\n"
             "  --help               this text\n");
 }
+
+#if VBLK_HAVE_NBD
+static void nbd_log_line(void *opaque, int level, const char *msg)
+{
+    static const char *const names[] = {"error", "warning", "info", "debug"};
+    if (level <= *(const int *)opaque)
+        fprintf(stderr, "vblk-vduse: %s: %s\n", names[level & 3], msg);
+}
+
+/* The backend says in one line why it cannot open the export. */
+static int open_nbd(const char *uri, double timeout, bool ro, bool quiet, struct vblk_backend *be)
+{
+    static int level;
+    level = quiet ? VBLK_NBD_LOG_ERR : VBLK_NBD_LOG_INFO;
+    struct vblk_nbd_opts o = {.read_only = ro, .log = nbd_log_line, .log_opaque = &level};
+    if (timeout > 0) {
+        o.request_timeout_ms = (uint32_t)(timeout * 1000 + 0.5);
+        o.connect_timeout_ms = o.request_timeout_ms;
+    }
+    return vblk_backend_nbd_open(uri, &o, be) < 0 ? -1 : 0;
+}
+#endif
 
 static int parse_size(const char *s, uint64_t *out)
 {
@@ -157,11 +194,15 @@ static void print_stats(struct vblk_vduse *v, const char *name)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_NO_PACKED = 256, OPT_QUIET, OPT_RECLAIM };
+    enum { OPT_NO_PACKED = 256, OPT_QUIET, OPT_RECLAIM, OPT_NBD, OPT_NBD_TIMEOUT };
     static const struct option longopts[] = {
         {"name", required_argument, NULL, 'n'},
         {"image", required_argument, NULL, 'i'},
         {"memory", required_argument, NULL, 'm'},
+#if VBLK_HAVE_NBD
+        {"nbd", required_argument, NULL, OPT_NBD},
+        {"nbd-timeout", required_argument, NULL, OPT_NBD_TIMEOUT},
+#endif
         {"queues", required_argument, NULL, 'q'},
         {"queue-size", required_argument, NULL, 's'},
         {"read-only", no_argument, NULL, 'r'},
@@ -176,6 +217,8 @@ int main(int argc, char **argv)
     uint64_t memory = 0;
     unsigned long queues = 1, queue_size = 256;
     bool read_only = false, no_packed = false, quiet = false, reclaim = false;
+    const char *nbd_uri = NULL;
+    double nbd_timeout = 0;
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
@@ -224,6 +267,19 @@ int main(int argc, char **argv)
         case OPT_RECLAIM:
             reclaim = true;
             break;
+        case OPT_NBD:
+            nbd_uri = optarg;
+            break;
+        case OPT_NBD_TIMEOUT: {
+            char *end;
+            nbd_timeout = strtod(optarg, &end);
+            if (end == optarg || *end || !(nbd_timeout >= 0.001 && nbd_timeout <= 86400)) {
+                fprintf(stderr, "vblk-vduse: --nbd-timeout %s: expected seconds, 0.001..86400\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        }
         case 'h':
             usage(stdout);
             return 0;
@@ -232,8 +288,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (optind < argc || !name || (!image == !memory)) {
-        fprintf(stderr, "vblk-vduse: need --name and exactly one of --image or --memory\n");
+    if (optind < argc || !name || (image != NULL) + (memory != 0) + (nbd_uri != NULL) != 1) {
+        fprintf(stderr, "vblk-vduse: need --name and exactly one of --image, --memory or --nbd\n");
         usage(stderr);
         return 2;
     }
@@ -243,9 +299,21 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    if (nbd_timeout > 0 && !nbd_uri) {
+        fprintf(stderr, "vblk-vduse: --nbd-timeout applies to --nbd only\n");
+        return 2;
+    }
+
     struct vblk_backend be;
     int rc;
-    if (image) {
+    if (nbd_uri) {
+#if VBLK_HAVE_NBD
+        if (open_nbd(nbd_uri, nbd_timeout, read_only, quiet, &be) < 0)
+            return 1;
+#else
+        return 1;
+#endif
+    } else if (image) {
         struct vblk_file_opts fo = {.read_only = read_only};
         rc = vblk_backend_file_open(image, &fo, &be);
         if (rc < 0) {

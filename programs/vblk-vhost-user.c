@@ -574,8 +574,7 @@ int main(int argc, char **argv)
         if (nbd_uri)
             what = nbd_uri;
 #endif
-        printf(PROG ": serving %s (%s, %s, %s) on %s: %lu queue(s) of up to %lu entries%s\n",
-               what,
+        printf(PROG ": serving %s (%s, %s, %s) on %s: %lu queue(s) of up to %lu entries%s\n", what,
                human(be.size, sz, sizeof(sz)), dev->p.read_only ? "read-only" : "read-write",
                be.ops->name, sock, queues, qsize,
                notify == VBLK_NOTIFY_POLL    ? ", busy polling"
