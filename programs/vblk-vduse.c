@@ -20,111 +20,36 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "virtioblk/virtioblk.h"
-#if VBLK_HAVE_NBD
-#include "virtioblk/nbd.h"
-#endif
 
-static volatile sig_atomic_t g_signal;
-
-static void on_signal(int sig)
-{
-    g_signal = sig;
-}
+#define PROG "vblk-vduse"
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: vblk-vduse --name NAME (--image FILE | --memory SIZE"
-#if VBLK_HAVE_NBD
-            " | --nbd URI"
-#endif
-            ") [options]\n"
+            "usage: vblk-vduse --name NAME (--image FILE | --memory SIZE | --null SIZE"
+            CLI_NBD_USAGE ") [options]\n"
             "\n"
             "Serves a virtio-blk device through VDUSE. Attach it with\n"
             "  vdpa dev add name NAME mgmtdev vduse\n"
             "and detach it with 'vdpa dev del NAME', after which vblk-vduse exits.\n"
             "\n"
             "  --name NAME          VDUSE and vDPA device name\n"
-            "  --image FILE         disk image or block device to serve\n"
-            "  --memory SIZE        serve a zero-filled RAM disk of SIZE bytes (K/M/G suffixes)\n"
-#if VBLK_HAVE_NBD
-            "  --nbd URI            serve an NBD export: nbd://HOST[:PORT]/EXPORT or\n"
-            "                       nbd+unix:///EXPORT?socket=PATH (reconnects on its own)\n"
-            "  --nbd-timeout SECS   with --nbd: a request the server does not answer within\n"
-            "                       SECS fails with an I/O error and the connection is\n"
-            "                       reopened; connection attempts give up after SECS too\n"
-            "                       (default: 30 for requests, 5 for connecting)\n"
-#endif
-            "  --queues N           number of queues (default 1)\n"
-            "  --queue-size N       largest queue size, a power of two (default 256)\n"
-            "  --read-only          refuse writes (offers VIRTIO_BLK_F_RO)\n"
-            "  --serial STRING      serial number reported by GET_ID (up to 20 bytes)\n"
-            "  --no-packed          do not offer packed virtqueues\n"
             "  --reclaim            replace a stale VDUSE device of the same name (one whose\n"
             "                       process died); a device in use is never touched\n"
             "  --quiet              print only errors\n"
-            "  --help               this text\n");
+            "  --help               this text\n"
+            "\n"
+            "The disk (--queue-size must be a power of two):\n");
+    cli_disk_usage(f);
 }
 
-#if VBLK_HAVE_NBD
-static void nbd_log_line(void *opaque, int level, const char *msg)
+/* "vblk-vduse: NAME: level: message" */
+static void log_line(void *opaque, int level, const char *msg)
 {
     static const char *const names[] = {"error", "warning", "info", "debug"};
-    if (level <= *(const int *)opaque)
-        fprintf(stderr, "vblk-vduse: %s: %s\n", names[level & 3], msg);
-}
-
-/* The backend says in one line why it cannot open the export. */
-static int open_nbd(const char *uri, double timeout, bool ro, bool quiet, struct vblk_backend *be)
-{
-    static int level;
-    level = quiet ? VBLK_NBD_LOG_ERR : VBLK_NBD_LOG_INFO;
-    struct vblk_nbd_opts o = {.read_only = ro, .log = nbd_log_line, .log_opaque = &level};
-    if (timeout > 0) {
-        o.request_timeout_ms = (uint32_t)(timeout * 1000 + 0.5);
-        o.connect_timeout_ms = o.request_timeout_ms;
-    }
-    return vblk_backend_nbd_open(uri, &o, be) < 0 ? -1 : 0;
-}
-#endif
-
-static int parse_size(const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 0);
-    if (errno || end == s || *s == '-')
-        return -1;
-    static const char units[] = "kmgt"; /* powers of 1024 */
-    const char *u = *end ? strchr(units, tolower((unsigned char)*end)) : NULL;
-    unsigned shift = u ? 10u * (unsigned)(u - units + 1) : 0;
-    if (u)
-        end++;
-    if (*end == 'i' && shift)
-        end++;
-    if (*end == 'B' && shift)
-        end++;
-    if (*end || (shift && v > (UINT64_MAX >> shift)))
-        return -1;
-    *out = (uint64_t)v << shift;
-    return 0;
-}
-
-static int parse_uint(const char *s, unsigned long max, unsigned long *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || end == s || *end || *s == '-' || v == 0 || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static void log_line(void *opaque, const char *msg)
-{
-    fprintf(stderr, "vblk-vduse: %s: %s\n", (const char *)opaque, msg);
+    fprintf(stderr, "vblk-vduse: %s: %s: %s\n", (const char *)opaque, names[level & 3], msg);
 }
 
 /* True if another process serves /dev/vduse/NAME: the kernel lets one
@@ -181,85 +106,51 @@ static void explain_create_error(const char *name, bool reclaim, int rc)
 
 static void print_stats(struct vblk_vduse *v, const char *name)
 {
-    struct vblk_vduse_stats st;
-    vblk_vduse_get_stats(v, &st);
+    struct vblk_transport_stats st;
+    vblk_vduse_stats(v, &st);
+    uint64_t kicks = 0, irqs = 0;
+    for (uint16_t i = 0; i < vblk_vduse_num_queues(v); i++) {
+        struct vblk_transport_queue_stats qs;
+        if (vblk_vduse_queue_stats(v, i, &qs) == 0) {
+            kicks += qs.kicks;
+            irqs += qs.notifies;
+        }
+    }
     fprintf(stderr,
             "vblk-vduse: %s: %" PRIu64 " kernel requests (%" PRIu64 " bad, %" PRIu64
             " failed), %" PRIu64 " resets, %" PRIu64 " kicks, %" PRIu64 " interrupts, %" PRIu64
             " IOVA ranges mapped, %" PRIu64 " IOVA faults, %" PRIu64 " broken queues, %" PRIu64
             " page faults contained\n",
-            name, st.messages, st.bad_messages, st.failed, st.resets, st.kicks, st.irqs,
-            st.iotlb_maps, st.iotlb_faults, st.broken_queues, st.mapping_faults);
+            name, st.messages, st.bad_messages, st.failed, st.resets, kicks, irqs, st.memory_maps,
+            st.memory_faults, st.broken_queues, st.mapping_faults);
 }
 
 int main(int argc, char **argv)
 {
-    enum { OPT_NO_PACKED = 256, OPT_QUIET, OPT_RECLAIM, OPT_NBD, OPT_NBD_TIMEOUT };
+    enum { OPT_QUIET = 256, OPT_RECLAIM };
     static const struct option longopts[] = {
         {"name", required_argument, NULL, 'n'},
-        {"image", required_argument, NULL, 'i'},
-        {"memory", required_argument, NULL, 'm'},
-#if VBLK_HAVE_NBD
-        {"nbd", required_argument, NULL, OPT_NBD},
-        {"nbd-timeout", required_argument, NULL, OPT_NBD_TIMEOUT},
-#endif
-        {"queues", required_argument, NULL, 'q'},
-        {"queue-size", required_argument, NULL, 's'},
-        {"read-only", no_argument, NULL, 'r'},
-        {"serial", required_argument, NULL, 'S'},
-        {"no-packed", no_argument, NULL, OPT_NO_PACKED},
         {"quiet", no_argument, NULL, OPT_QUIET},
         {"reclaim", no_argument, NULL, OPT_RECLAIM},
         {"help", no_argument, NULL, 'h'},
+        CLI_DISK_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
-    const char *name = NULL, *image = NULL, *serial = NULL;
-    uint64_t memory = 0;
-    unsigned long queues = 1, queue_size = 256;
-    bool read_only = false, no_packed = false, quiet = false, reclaim = false;
-    const char *nbd_uri = NULL;
-    double nbd_timeout = 0;
-    int c;
+    struct cli_disk disk;
+    cli_disk_init(&disk);
+    disk.pow2_queue_size = true; /* virtio 1.2 2.7: split rings */
+    const char *name = NULL;
+    bool quiet = false, reclaim = false;
+    int c, rc;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        if ((rc = cli_disk_option(&disk, PROG, c, optarg)) != 0) {
+            if (rc != 1)
+                return rc;
+            continue;
+        }
         switch (c) {
         case 'n':
             name = optarg;
-            break;
-        case 'i':
-            image = optarg;
-            break;
-        case 'm':
-            if (parse_size(optarg, &memory) < 0 || memory == 0 || memory % 512) {
-                fprintf(stderr, "vblk-vduse: --memory needs a non-zero multiple of 512 bytes\n");
-                return 2;
-            }
-            break;
-        case 'q':
-            if (parse_uint(optarg, VBLK_MAX_QUEUES, &queues) < 0) {
-                fprintf(stderr, "vblk-vduse: --queues must be 1..%d\n", VBLK_MAX_QUEUES);
-                return 2;
-            }
-            break;
-        case 's':
-            if (parse_uint(optarg, VBLK_QUEUE_SIZE_MAX, &queue_size) < 0 ||
-                (queue_size & (queue_size - 1))) {
-                fprintf(stderr, "vblk-vduse: --queue-size must be a power of two up to %u\n",
-                        VBLK_QUEUE_SIZE_MAX);
-                return 2;
-            }
-            break;
-        case 'r':
-            read_only = true;
-            break;
-        case 'S':
-            if (strlen(optarg) > VBLK_ID_BYTES) {
-                fprintf(stderr, "vblk-vduse: --serial is at most %u bytes\n", VBLK_ID_BYTES);
-                return 2;
-            }
-            serial = optarg;
-            break;
-        case OPT_NO_PACKED:
-            no_packed = true;
             break;
         case OPT_QUIET:
             quiet = true;
@@ -267,19 +158,6 @@ int main(int argc, char **argv)
         case OPT_RECLAIM:
             reclaim = true;
             break;
-        case OPT_NBD:
-            nbd_uri = optarg;
-            break;
-        case OPT_NBD_TIMEOUT: {
-            char *end;
-            nbd_timeout = strtod(optarg, &end);
-            if (end == optarg || *end || !(nbd_timeout >= 0.001 && nbd_timeout <= 86400)) {
-                fprintf(stderr, "vblk-vduse: --nbd-timeout %s: expected seconds, 0.001..86400\n",
-                        optarg);
-                return 2;
-            }
-            break;
-        }
         case 'h':
             usage(stdout);
             return 0;
@@ -288,71 +166,31 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (optind < argc || !name || (image != NULL) + (memory != 0) + (nbd_uri != NULL) != 1) {
-        fprintf(stderr, "vblk-vduse: need --name and exactly one of --image, --memory or --nbd\n");
-        usage(stderr);
+    if (optind < argc) {
+        fprintf(stderr, PROG ": unexpected argument '%s' (see --help)\n", argv[optind]);
+        return 2;
+    }
+    if (!name) {
+        fprintf(stderr, PROG ": --name NAME is required (see --help)\n");
         return 2;
     }
     if (strlen(name) > VBLK_VDUSE_NAME_MAX || strchr(name, '/') || !name[0]) {
-        fprintf(stderr, "vblk-vduse: --name must be 1..%u characters without '/'\n",
+        fprintf(stderr, PROG ": --name must be 1..%u characters without '/'\n",
                 VBLK_VDUSE_NAME_MAX);
         return 2;
     }
+    if ((rc = cli_disk_check(&disk, PROG, 0)) != 0)
+        return rc;
 
-    if (nbd_timeout > 0 && !nbd_uri) {
-        fprintf(stderr, "vblk-vduse: --nbd-timeout applies to --nbd only\n");
-        return 2;
-    }
-
-    struct vblk_backend be;
-    int rc;
-    if (nbd_uri) {
-#if VBLK_HAVE_NBD
-        if (open_nbd(nbd_uri, nbd_timeout, read_only, quiet, &be) < 0)
-            return 1;
-#else
+    /* Signals arrive through a signalfd the loop watches with the device. */
+    int sfd = cli_signalfd(PROG);
+    if (sfd < 0)
         return 1;
-#endif
-    } else if (image) {
-        struct vblk_file_opts fo = {.read_only = read_only};
-        rc = vblk_backend_file_open(image, &fo, &be);
-        if (rc < 0) {
-            fprintf(stderr, "vblk-vduse: cannot open %s: %s\n", image, strerror(-rc));
-            return 1;
-        }
-    } else {
-        rc = vblk_backend_memory_create(memory, &be);
-        if (rc < 0) {
-            fprintf(stderr, "vblk-vduse: cannot create a %" PRIu64 "-byte RAM disk: %s\n", memory,
-                    strerror(-rc));
-            return 1;
-        }
-    }
-
+    struct vblk_backend be;
     struct vblk_dev_params p;
-    vblk_dev_params_default(&p, be.size - be.size % VBLK_SECTOR_SIZE);
-    p.num_queues = (uint16_t)queues;
-    p.queue_size = (uint16_t)queue_size;
-    p.read_only = read_only;
-    if (serial)
-        memcpy(p.serial, serial, strlen(serial));
-    if (no_packed)
-        p.features_off |= VBLK_BIT(VBLK_F_RING_PACKED);
-
-    /* Signals are blocked except while the loop waits, so none is lost
-     * between checking the flag and going to sleep. */
-    sigset_t block, waitmask;
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGTERM);
-    sigprocmask(SIG_BLOCK, &block, &waitmask);
-    sigdelset(&waitmask, SIGINT);
-    sigdelset(&waitmask, SIGTERM);
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    disk.log_level = quiet ? VBLK_LOG_ERR : VBLK_LOG_INFO;
+    if (cli_disk_open(&disk, PROG, NULL, &be, &p))
+        return 1;
 
     struct vblk_vduse_opts o = {
         .name = name,
@@ -360,9 +198,10 @@ int main(int argc, char **argv)
         .reclaim = reclaim,
         .log = log_line,
         .log_opaque = (void *)name,
+        .log_level = VBLK_LOG_INFO,
     };
     struct vblk_vduse *v;
-    rc = vblk_vduse_create(&o, &p, &be, &v);
+    rc = vblk_vduse_create(&p, &be, &o, &v);
     if (rc < 0) {
         explain_create_error(name, reclaim, rc);
         vblk_backend_destroy(&be);
@@ -372,15 +211,17 @@ int main(int argc, char **argv)
         fprintf(stderr,
                 "vblk-vduse: %s: %" PRIu64 " bytes, %lu queue(s) of up to %lu, %s%s; attach with "
                 "'vdpa dev add name %s mgmtdev vduse'\n",
-                name, p.capacity, queues, queue_size, read_only ? "read-only" : "read-write",
-                no_packed ? ", split rings only" : "", name);
+                name, p.capacity, disk.queues, disk.queue_size,
+                disk.read_only ? "read-only" : "read-write",
+                disk.no_packed ? ", split rings only" : "", name);
 
     int status = 0;
     bool warned = false;
     for (;;) {
         if (vblk_vduse_detached(v))
             break;
-        if (g_signal) {
+        int sig = cli_signal_take(sfd);
+        if (sig) {
             /* Taking the disk away under a driver would lose its writes:
              * wait for the detach, unless asked twice. */
             if (!vblk_vduse_attached(v) || warned)
@@ -390,10 +231,9 @@ int main(int argc, char **argv)
                     "quit now)\n",
                     name, name);
             warned = true;
-            g_signal = 0;
         }
-        struct pollfd pfd = {vblk_vduse_fd(v), POLLIN, 0};
-        rc = ppoll(&pfd, 1, NULL, &waitmask);
+        struct pollfd pfd[2] = {{vblk_vduse_fd(v), POLLIN, 0}, {sfd, POLLIN, 0}};
+        rc = poll(pfd, 2, -1);
         if (rc < 0) {
             if (errno == EINTR)
                 continue;
@@ -407,17 +247,18 @@ int main(int argc, char **argv)
             break;
         }
     }
-    if (!quiet)
+    if (!quiet) {
         print_stats(v, name);
-    rc = vblk_vduse_destroy(v);
-    if (rc == -EBUSY) {
+        cli_disk_print_stats(&disk, PROG, &be);
+    }
+    /* The kernel keeps a device that is still on the vDPA bus. */
+    bool kept = vblk_vduse_attached(v) && !vblk_vduse_detached(v);
+    vblk_vduse_destroy(v);
+    if (kept) {
         fprintf(stderr,
                 "vblk-vduse: %s is still on the vDPA bus; the kernel keeps the device until "
                 "'vdpa dev del %s'\n",
                 name, name);
-        status = 1;
-    } else if (rc < 0) {
-        fprintf(stderr, "vblk-vduse: destroying %s: %s\n", name, strerror(-rc));
         status = 1;
     } else if (!quiet) {
         fprintf(stderr, "vblk-vduse: %s: device destroyed, exiting\n", name);

@@ -47,25 +47,11 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "transport.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/** @name Log levels for vblk_nbd_log_fn */
-/**@{*/
-#define VBLK_NBD_LOG_ERR   0 /**< Open failed, a connection broke. */
-#define VBLK_NBD_LOG_WARN  1 /**< A reconnection attempt failed. */
-#define VBLK_NBD_LOG_INFO  2 /**< Connected, reconnected. */
-#define VBLK_NBD_LOG_DEBUG 3 /**< Every connection attempt. */
-/**@}*/
-
-/**
- * Log sink: one line of text (no newline) at @p level (VBLK_NBD_LOG_*).
- * Called from the thread that opens the backend or from a queue thread;
- * never once per request.
- */
-typedef void (*vblk_nbd_log_fn)(void *opaque, int level, const char *msg);
 
 /** Options for vblk_backend_nbd_open(). Zero means "default". */
 struct vblk_nbd_opts {
@@ -103,8 +89,14 @@ struct vblk_nbd_opts {
     bool one_connection;
     /** Never write: the disk is read-only even if the export is not. */
     bool read_only;
-    /** Optional log sink; NULL: silent. */
-    vblk_nbd_log_fn log;
+    /**
+     * Optional log sink (transport.h); NULL: silent. VBLK_LOG_ERR: open
+     * failed, a connection broke; VBLK_LOG_WARN: the first failed attempt
+     * to reconnect; VBLK_LOG_INFO: connected, reconnected; VBLK_LOG_DEBUG:
+     * every attempt. Called on the opening thread or a queue thread, never
+     * once per request.
+     */
+    vblk_log_fn log;
     /** Argument of @ref log. */
     void *log_opaque;
 };

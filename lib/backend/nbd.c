@@ -100,7 +100,7 @@ static int nbdbe_queue_start(void *ctx, uint16_t qidx, void **qctx)
              * connection is retried in the background. */
             pthread_mutex_lock(&c->lock);
             if (nbdbe_conn_connect_sync(c, err, sizeof(err)) < 0)
-                nbdbe_log(be, VBLK_NBD_LOG_WARN, "%s: queue %u: cannot connect (%s); retrying",
+                nbdbe_log(be, VBLK_LOG_WARN, "%s: queue %u: cannot connect (%s); retrying",
                           be->uri_str, qidx, err);
             pthread_mutex_unlock(&c->lock);
         }
@@ -352,11 +352,11 @@ int vblk_backend_nbd_open(const char *uri, const struct vblk_nbd_opts *opts,
     pthread_mutex_init(&be->lock, NULL);
     r = nbdbe_cfg_from_opts(opts, &be->cfg, err, sizeof(err));
     if (r < 0) {
-        nbdbe_log(be, VBLK_NBD_LOG_ERR, "nbd: bad options: %s", err);
+        nbdbe_log(be, VBLK_LOG_ERR, "nbd: bad options: %s", err);
         goto fail;
     }
     if (uri == NULL) {
-        nbdbe_log(be, VBLK_NBD_LOG_ERR, "nbd: no URI given");
+        nbdbe_log(be, VBLK_LOG_ERR, "nbd: no URI given");
         r = -EINVAL;
         goto fail;
     }
@@ -367,12 +367,12 @@ int vblk_backend_nbd_open(const char *uri, const struct vblk_nbd_opts *opts,
     }
     r = nbdbe_uri_parse(uri, &be->uri, err, sizeof(err));
     if (r < 0) {
-        nbdbe_log(be, VBLK_NBD_LOG_ERR, "bad NBD URI '%s': %s", uri, err);
+        nbdbe_log(be, VBLK_LOG_ERR, "bad NBD URI '%s': %s", uri, err);
         goto fail;
     }
     r = resolve(be, &list, err, sizeof(err));
     if (r < 0) {
-        nbdbe_log(be, VBLK_NBD_LOG_ERR, "%s: %s", uri, err);
+        nbdbe_log(be, VBLK_LOG_ERR, "%s: %s", uri, err);
         goto fail;
     }
     c = nbdbe_conn_new(be);
@@ -388,7 +388,7 @@ int vblk_backend_nbd_open(const char *uri, const struct vblk_nbd_opts *opts,
     if (list != NULL)
         freeaddrinfo(list);
     if (r < 0) {
-        nbdbe_log(be, VBLK_NBD_LOG_ERR, "%s: cannot connect: %s", uri, err);
+        nbdbe_log(be, VBLK_LOG_ERR, "%s: cannot connect: %s", uri, err);
         goto fail;
     }
     be->nconn = 1;
@@ -398,7 +398,7 @@ int vblk_backend_nbd_open(const char *uri, const struct vblk_nbd_opts *opts,
     else
         be->shared = c;
     set_ops(be);
-    nbdbe_log(be, VBLK_NBD_LOG_INFO,
+    nbdbe_log(be, VBLK_LOG_INFO,
               "%s: %llu bytes%s; flush %s, fua %s, trim %s, zero %s; %s; max request %u bytes", uri,
               (unsigned long long)be->size, be->read_only ? ", read-only" : "",
               be->can_flush ? "yes" : "no", be->can_fua ? "yes" : "no", be->can_trim ? "yes" : "no",

@@ -337,7 +337,7 @@ static void conn_break(struct nbdbe_conn *c, const char *why, bool timeout)
     nbdbe_count(be, &be->st.disconnects, 1);
     if (timeout)
         nbdbe_count(be, &be->st.timeouts, 1);
-    nbdbe_log(be, VBLK_NBD_LOG_ERR,
+    nbdbe_log(be, VBLK_LOG_ERR,
               "%s: connection lost (%s); requests in flight failed; reconnecting", be->uri_str,
               why);
 }
@@ -352,7 +352,7 @@ static void connect_failed(struct nbdbe_conn *c, const char *why)
     go_down(c, nbdbe_now());
     nbdbe_count(be, &be->st.failures, 1);
     if (!c->quiet)
-        nbdbe_log(be, c->failures++ == 0 ? VBLK_NBD_LOG_WARN : VBLK_NBD_LOG_DEBUG,
+        nbdbe_log(be, c->failures++ == 0 ? VBLK_LOG_WARN : VBLK_LOG_DEBUG,
                   "%s: cannot reconnect (%s); next attempt in %llu ms", be->uri_str, why,
                   (unsigned long long)((c->deadline - nbdbe_now()) / MS));
 }
@@ -383,7 +383,7 @@ static void connected(struct nbdbe_conn *c)
         return;
     }
     if (be->multi && nbd_can_multi_conn(c->h) != 1)
-        nbdbe_log(be, VBLK_NBD_LOG_WARN,
+        nbdbe_log(be, VBLK_LOG_WARN,
                   "%s: the server no longer advertises multi-conn; flushes may not cover "
                   "writes made on other connections",
                   be->uri_str);
@@ -392,7 +392,7 @@ static void connected(struct nbdbe_conn *c)
     c->failures = 0;
     nbdbe_count(be, &be->st.connects, 1);
     if (c->was_up && !c->quiet)
-        nbdbe_log(be, VBLK_NBD_LOG_INFO, "%s: reconnected", be->uri_str);
+        nbdbe_log(be, VBLK_LOG_INFO, "%s: reconnected", be->uri_str);
     c->was_up = true;
 }
 
@@ -430,7 +430,7 @@ static void connect_start(struct nbdbe_conn *c)
     }
     c->state = C_CONNECTING;
     c->deadline = nbdbe_now() + be->cfg.connect_ns;
-    nbdbe_log(be, VBLK_NBD_LOG_DEBUG, "%s: connecting", be->uri_str);
+    nbdbe_log(be, VBLK_LOG_DEBUG, "%s: connecting", be->uri_str);
 }
 
 /* ---- moving the connection on ---- */

@@ -46,7 +46,7 @@ struct nbdbe_cfg {
     uint64_t backoff_max_ns;
     bool one_connection;
     bool read_only;
-    vblk_nbd_log_fn log;
+    vblk_log_fn log;
     void *log_opaque;
 };
 

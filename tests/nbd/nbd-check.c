@@ -67,7 +67,7 @@ static void log_line(void *opaque, int level, const char *msg)
 {
     static const char *const names[] = {"error", "warning", "info", "debug"};
     (void)opaque;
-    if (level <= VBLK_NBD_LOG_INFO || getenv("NBD_CHECK_DEBUG"))
+    if (level <= VBLK_LOG_INFO || getenv("NBD_CHECK_DEBUG"))
         fprintf(stderr, "nbd-check: backend %s: %s\n", names[level & 3], msg);
 }
 
@@ -332,6 +332,31 @@ static pid_t read_pid(const char *pidfile)
     return (pid_t)v;
 }
 
+/*
+ * Runs @p cmd (a shell command that execs the server) as our child: nbdkit
+ * ends with its parent, so it must not be a shell that exits at once.
+ * Returns when the server has written its pid file.
+ */
+static void restart_server(const char *cmd, const char *pidfile)
+{
+    (void)unlink(pidfile);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 500; i++) {
+        if (read_pid(pidfile) > 0)
+            return;
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            die("the restarted server exited: %s", cmd);
+        usleep(10000);
+    }
+    die("the restarted server wrote no pid file within 5 s");
+}
+
 struct fault_stats {
     unsigned w_ok, w_err, r_ok, r_err;
     unsigned after_ok;  /* successes issued after the server came back */
@@ -384,8 +409,7 @@ static int cmd_fault(const char *pidfile, const char *mode, const char *restart,
             if (kill_mode) {
                 if (restart == NULL)
                     die("--restart is needed with --mode kill");
-                if (system(restart) != 0)
-                    die("restart command failed: %s", restart);
+                restart_server(restart, pidfile);
             } else {
                 (void)kill(read_pid(pidfile), SIGCONT);
             }

@@ -69,6 +69,7 @@ fail() {
 # when it is ready).
 start_nbdkit() { # nbdkit arguments after the socket options
   rm -f "$nsock" "$pidfile"
+  # nbdkit ends with its parent: this shell, which outlives the case.
   nbdkit -f -U "$nsock" -P "$pidfile" "$@" >>"$dir/nbdkit.log" 2>&1 &
   for _ in $(seq 200); do [ -s "$pidfile" ] && return 0; sleep 0.02; done
   fail "nbdkit wrote no pid file"
@@ -157,10 +158,9 @@ case $case in
     truncate -s 64M "$shm/disk.img"
     nbd_args=(file "$shm/disk.img")
     start_nbdkit "${nbd_args[@]}"
-    restart="nbdkit -f -U $nsock -P $pidfile ${nbd_args[*]} >>$dir/nbdkit.log 2>&1 & \
-      for i in \$(seq 200); do [ -s $pidfile ] && exit 0; sleep 0.02; done; exit 1"
-    # nbdkit leaves its socket and pid file behind when killed.
-    restart="rm -f $nsock $pidfile; $restart"
+    # nbd-check runs it as its child (nbdkit ends with its parent); a
+    # killed nbdkit leaves its socket file behind.
+    restart="rm -f $nsock; exec nbdkit -f -U $nsock -P $pidfile ${nbd_args[*]} >>$dir/nbdkit.log 2>&1"
     "$check" fault "$uri" --pidfile "$pidfile" --mode "${case#fault-}" --timeout 1 \
       --restart "$restart" || fail "nbd-check fault failed"
     ;;
