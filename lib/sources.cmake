@@ -26,14 +26,18 @@ set(VBLK_FRONTEND_SRC
   ${VBLK_LIB_DIR}/driver/vhost-user/vu_client.c
   ${VBLK_LIB_DIR}/driver/vhost-user/vu_client_msg.c)
 
-# Hosted: storage backends.
+# Hosted: storage backends. The rbd*.c files compile to nothing unless
+# VBLK_HAVE_RBD (CMake option VBLK_RBD).
 set(VBLK_BACKEND_SRC
   ${VBLK_LIB_DIR}/backend/backend.c
   ${VBLK_LIB_DIR}/backend/file.c
   ${VBLK_LIB_DIR}/backend/file_range.c
   ${VBLK_LIB_DIR}/backend/file_uring.c
   ${VBLK_LIB_DIR}/backend/memory.c
-  ${VBLK_LIB_DIR}/backend/null.c)
+  ${VBLK_LIB_DIR}/backend/null.c
+  ${VBLK_LIB_DIR}/backend/rbd.c
+  ${VBLK_LIB_DIR}/backend/rbd_io.c
+  ${VBLK_LIB_DIR}/backend/rbd_util.c)
 
 # Hosted: the device-side transports (loopback, vhost-user, VDUSE) and the
 # page-fault guard they share.

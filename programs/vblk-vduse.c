@@ -22,6 +22,8 @@
 
 #include "virtioblk/virtioblk.h"
 
+#include "rbd_cli.h"
+
 static volatile sig_atomic_t g_signal;
 
 static void on_signal(int sig)
@@ -32,7 +34,7 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: vblk-vduse --name NAME (--image FILE | --memory SIZE) [options]\n"
+            "usage: vblk-vduse --name NAME (--image FILE | --rbd SPEC | --memory SIZE) [options]\n"
             "\n"
             "Serves a virtio-blk device through VDUSE. Attach it with\n"
             "  vdpa dev add name NAME mgmtdev vduse\n"
@@ -40,6 +42,7 @@ static void usage(FILE *f)
             "\n"
             "  --name NAME          VDUSE and vDPA device name\n"
             "  --image FILE         disk image or block device to serve\n"
+            RBD_CLI_HELP
             "  --memory SIZE        serve a zero-filled RAM disk of SIZE bytes (K/M/G suffixes)\n"
             "  --queues N           number of queues (default 1)\n"
             "  --queue-size N       largest queue size, a power of two (default 256)\n"
@@ -170,14 +173,21 @@ int main(int argc, char **argv)
         {"quiet", no_argument, NULL, OPT_QUIET},
         {"reclaim", no_argument, NULL, OPT_RECLAIM},
         {"help", no_argument, NULL, 'h'},
+        RBD_CLI_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     const char *name = NULL, *image = NULL, *serial = NULL;
     uint64_t memory = 0;
     unsigned long queues = 1, queue_size = 256;
     bool read_only = false, no_packed = false, quiet = false, reclaim = false;
+    struct rbd_cli rbd = {0};
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        int taken = rbd_cli_option(&rbd, c, optarg, "vblk-vduse");
+        if (taken < 0)
+            return 2;
+        if (taken > 0)
+            continue;
         switch (c) {
         case 'n':
             name = optarg;
@@ -232,11 +242,13 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (optind < argc || !name || (!image == !memory)) {
-        fprintf(stderr, "vblk-vduse: need --name and exactly one of --image or --memory\n");
+    if (optind < argc || !name || (image != NULL) + (rbd.spec != NULL) + (memory != 0) != 1) {
+        fprintf(stderr, "vblk-vduse: need --name and exactly one of --image, --rbd or --memory\n");
         usage(stderr);
         return 2;
     }
+    if (rbd_cli_check(&rbd, "vblk-vduse") < 0)
+        return 2;
     if (strlen(name) > VBLK_VDUSE_NAME_MAX || strchr(name, '/') || !name[0]) {
         fprintf(stderr, "vblk-vduse: --name must be 1..%u characters without '/'\n",
                 VBLK_VDUSE_NAME_MAX);
@@ -252,6 +264,9 @@ int main(int argc, char **argv)
             fprintf(stderr, "vblk-vduse: cannot open %s: %s\n", image, strerror(-rc));
             return 1;
         }
+    } else if (rbd.spec) {
+        if (rbd_cli_open(&rbd, read_only, &be, "vblk-vduse") < 0)
+            return 1;
     } else {
         rc = vblk_backend_memory_create(memory, &be);
         if (rc < 0) {
@@ -339,8 +354,10 @@ int main(int argc, char **argv)
             break;
         }
     }
-    if (!quiet)
+    if (!quiet) {
         print_stats(v, name);
+        rbd_cli_print_stats(&be, "vblk-vduse");
+    }
     rc = vblk_vduse_destroy(v);
     if (rc == -EBUSY) {
         fprintf(stderr,

@@ -23,12 +23,15 @@
 
 #include "virtioblk/virtioblk.h"
 
+#include "rbd_cli.h"
+
 #define PROG "vblk-vhost-user"
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: " PROG " --socket PATH [--image FILE | --memory SIZE | --null SIZE] [options]\n"
+            "usage: " PROG " --socket PATH [--image FILE | --rbd SPEC | --memory SIZE | --null SIZE]\n"
+            "       [options]\n"
             "\n"
             "Serves a virtio-blk disk to a vhost-user front-end (QEMU's vhost-user-blk-pci,\n"
             "libvirt, other VMMs) over the Unix socket PATH. One front-end is served at a\n"
@@ -39,6 +42,7 @@ static void usage(FILE *f)
             "\n"
             "  --socket PATH        Unix socket to listen on (a stale socket file is replaced)\n"
             "  --image FILE         disk image or block device to serve\n"
+            RBD_CLI_HELP
             "  --memory SIZE        serve a zero-filled RAM disk of SIZE bytes (K/M/G/T\n"
             "                       suffixes, a multiple of 512); the default with neither\n"
             "                       option is a 1 GiB RAM disk\n"
@@ -269,6 +273,7 @@ int main(int argc, char **argv)
         {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
+        RBD_CLI_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     const char *sock = NULL, *image = NULL, *memory = NULL, *serial = NULL;
@@ -278,8 +283,14 @@ int main(int argc, char **argv)
     enum vblk_notify_mode notify = VBLK_NOTIFY_ADAPTIVE;
     unsigned long poll_max_us = 0, coal_n = 0, coal_us = 0;
     const char *null_arg = NULL;
+    struct rbd_cli rbd = {0};
     int c;
     while ((c = getopt_long(argc, argv, "vqh", longopts, NULL)) != -1) {
+        int taken = rbd_cli_option(&rbd, c, optarg, PROG);
+        if (taken < 0)
+            return 2;
+        if (taken > 0)
+            continue;
         switch (c) {
         case 's':
             sock = optarg;
@@ -388,10 +399,12 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": --socket PATH is required (see --help)\n");
         return 2;
     }
-    if ((image != NULL) + (memory != NULL) + (null_arg != NULL) > 1) {
-        fprintf(stderr, PROG ": --image, --memory and --null are mutually exclusive\n");
+    if ((image != NULL) + (rbd.spec != NULL) + (memory != NULL) + (null_arg != NULL) > 1) {
+        fprintf(stderr, PROG ": --image, --rbd, --memory and --null are mutually exclusive\n");
         return 2;
     }
+    if (rbd_cli_check(&rbd, PROG) < 0)
+        return 2;
     bool null_disk = null_arg != NULL;
     if (null_disk)
         memory = null_arg;
@@ -409,7 +422,7 @@ int main(int argc, char **argv)
                 null_disk ? "--null" : "--memory", memory);
         return 2;
     }
-    if (!image && (mem_size == 0 || mem_size % 512)) {
+    if (!image && !rbd.spec && (mem_size == 0 || mem_size % 512)) {
         fprintf(stderr, PROG ": %s %s: the size must be a non-zero multiple of 512 bytes\n",
                 null_disk ? "--null" : "--memory", memory);
         return 2;
@@ -436,6 +449,9 @@ int main(int argc, char **argv)
     struct vblk_backend be;
     if (image) {
         if (open_image(image, ro, engine, &be) < 0)
+            return 1;
+    } else if (rbd.spec) {
+        if (rbd_cli_open(&rbd, ro, &be, PROG) < 0)
             return 1;
     } else {
         int rc = null_disk ? vblk_backend_null_create(mem_size, &be)
@@ -485,6 +501,7 @@ int main(int argc, char **argv)
         const struct vblk_dev *dev = vblk_vu_dev_blk(vblk_vu_server_dev(s));
         printf(PROG ": serving %s (%s, %s, %s) on %s: %lu queue(s) of up to %lu entries%s\n",
                image       ? image
+               : rbd.spec  ? rbd.spec
                : null_disk ? "a null disk"
                            : "a RAM disk",
                human(be.size, sz, sizeof(sz)), dev->p.read_only ? "read-only" : "read-write",
@@ -501,8 +518,10 @@ int main(int argc, char **argv)
     struct signalfd_siginfo si;
     if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si) && verbose)
         fprintf(stderr, PROG ": %s: stopped\n", strsignal((int)si.ssi_signo));
-    if (verbose)
+    if (verbose) {
         print_stats(s, vblk_vu_server_connections(s));
+        rbd_cli_print_stats(&be, PROG);
+    }
     vblk_vu_server_destroy(s);
     vblk_backend_destroy(&be);
     if (image && !ro) {
