@@ -127,7 +127,7 @@ void rbd_error_message(enum rbd_stage stage, int err, const struct vblk_rbd_opts
         else if (denied(err))
             snprintf(buf, len,
                      "rbd %s: the Ceph monitors (%s) refused client.%s: permission denied "
-                     "(wrong key in the keyring?)",
+                     "(unknown client, or a wrong key in the keyring)",
                      spec, mon, id);
         else if (err == -ENOENT)
             snprintf(buf, len,
