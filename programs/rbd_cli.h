@@ -1,9 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The Ceph RBD options of the programs (--rbd, --ceph-conf, --ceph-id,
- * --rbd-timeout, --rbd-cache), shared by vblk-vhost-user and vblk-vduse.
- * The options are always accepted; without librbd at build time --rbd says
- * so in one line.
+ * The Ceph RBD disk options (--rbd, --ceph-conf, --ceph-id, --rbd-timeout,
+ * --rbd-cache), part of the disk options of cli.h. They are always
+ * accepted; without librbd at build time --rbd says so in one line.
  */
 #ifndef VBLK_PROGRAMS_RBD_CLI_H
 #define VBLK_PROGRAMS_RBD_CLI_H
@@ -21,16 +20,16 @@
 #include "virtioblk/rbd.h"
 #endif
 
-/* getopt_long codes, clear of the programs' own. */
+/* getopt_long codes, clear of cli.h's. */
 enum {
-    RBD_CLI_OPT_RBD = 0x1000,
+    RBD_CLI_OPT_RBD = 0x1100,
     RBD_CLI_OPT_CONF,
     RBD_CLI_OPT_ID,
     RBD_CLI_OPT_TIMEOUT,
     RBD_CLI_OPT_CACHE,
 };
 
-/* Entries for the programs' struct option tables. */
+/* Entries for the programs' struct option tables (in CLI_DISK_LONGOPTS). */
 #define RBD_CLI_LONGOPTS                                                                           \
     {"rbd", required_argument, NULL, RBD_CLI_OPT_RBD},                                             \
         {"ceph-conf", required_argument, NULL, RBD_CLI_OPT_CONF},                                  \
