@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The RBD backend's pure helpers, kept apart from librbd calls so that the
+ * The RBD backend's pure functions, kept apart from librbd calls so that the
  * unit tests can check them: image spec parsing, the one-line messages for
  * start-up failures, and the mapping of librbd results to virtio status.
  */
