@@ -26,14 +26,18 @@ set(VBLK_FRONTEND_SRC
   ${VBLK_LIB_DIR}/driver/vhost-user/vu_client.c
   ${VBLK_LIB_DIR}/driver/vhost-user/vu_client_msg.c)
 
-# Hosted: storage backends.
+# Hosted: storage backends. The rbd*.c files compile to nothing unless
+# VBLK_HAVE_RBD (CMake option VBLK_RBD).
 set(VBLK_BACKEND_SRC
   ${VBLK_LIB_DIR}/backend/backend.c
   ${VBLK_LIB_DIR}/backend/file.c
   ${VBLK_LIB_DIR}/backend/file_range.c
   ${VBLK_LIB_DIR}/backend/file_uring.c
   ${VBLK_LIB_DIR}/backend/memory.c
-  ${VBLK_LIB_DIR}/backend/null.c)
+  ${VBLK_LIB_DIR}/backend/null.c
+  ${VBLK_LIB_DIR}/backend/rbd.c
+  ${VBLK_LIB_DIR}/backend/rbd_io.c
+  ${VBLK_LIB_DIR}/backend/rbd_util.c)
 
 # Hosted: the device-side transports (loopback, vhost-user, VDUSE) and the
 # page-fault guard they share.
@@ -81,6 +85,7 @@ set(VBLK_PUBLIC_HEADERS ${VBLK_CORE_HEADERS}
   ${PROJECT_SOURCE_DIR}/include/virtioblk/advanced_msg.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/backends.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/loopback.h
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/rbd.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/transport.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/vduse.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/vhost_user.h

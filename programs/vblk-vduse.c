@@ -28,7 +28,8 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: vblk-vduse --name NAME (--image FILE | --memory SIZE | --null SIZE) [options]\n"
+            "usage: vblk-vduse --name NAME (--image FILE | --rbd SPEC | --memory SIZE | --null SIZE)\n"
+            "       [options]\n"
             "\n"
             "Serves a virtio-blk device through VDUSE. Attach it with\n"
             "  vdpa dev add name NAME mgmtdev vduse\n"
@@ -245,8 +246,10 @@ int main(int argc, char **argv)
             break;
         }
     }
-    if (!quiet)
+    if (!quiet) {
         print_stats(v, name);
+        rbd_cli_print_stats(&be, PROG);
+    }
     /* The kernel keeps a device that is still on the vDPA bus. */
     bool kept = vblk_vduse_attached(v) && !vblk_vduse_detached(v);
     vblk_vduse_destroy(v);
