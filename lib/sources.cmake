@@ -26,14 +26,18 @@ set(VBLK_FRONTEND_SRC
   ${VBLK_LIB_DIR}/driver/vhost-user/vu_client.c
   ${VBLK_LIB_DIR}/driver/vhost-user/vu_client_msg.c)
 
-# Hosted: storage backends.
+# Hosted: storage backends. The rbd*.c files compile to nothing unless
+# VBLK_HAVE_RBD (CMake option VBLK_RBD).
 set(VBLK_BACKEND_SRC
   ${VBLK_LIB_DIR}/backend/backend.c
   ${VBLK_LIB_DIR}/backend/file.c
   ${VBLK_LIB_DIR}/backend/file_range.c
   ${VBLK_LIB_DIR}/backend/file_uring.c
   ${VBLK_LIB_DIR}/backend/memory.c
-  ${VBLK_LIB_DIR}/backend/null.c)
+  ${VBLK_LIB_DIR}/backend/null.c
+  ${VBLK_LIB_DIR}/backend/rbd.c
+  ${VBLK_LIB_DIR}/backend/rbd_io.c
+  ${VBLK_LIB_DIR}/backend/rbd_util.c)
 
 # Hosted: the device-side transports (loopback, vhost-user, VDUSE) and the
 # page-fault guard they share.
@@ -87,21 +91,16 @@ set(VBLK_PUBLIC_HEADERS ${VBLK_CORE_HEADERS}
   ${PROJECT_SOURCE_DIR}/include/virtioblk/advanced_msg.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/backends.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/loopback.h
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/nbd.h
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/rbd.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/transport.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/vduse.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/vhost_user.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/vhost_user_client.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/virtioblk.h)
-# Headers of optional backends: public (and installed) only when their
-# backend is built (cmake/nbd.cmake appends them to VBLK_PUBLIC_HEADERS).
-set(VBLK_OPTIONAL_HEADERS
-  ${PROJECT_SOURCE_DIR}/include/virtioblk/nbd.h)
 file(GLOB vblk_headers_found CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/include/virtioblk/*.h)
 foreach(h ${vblk_headers_found})
   list(FIND VBLK_PUBLIC_HEADERS ${h} vblk_idx)
-  if(vblk_idx LESS 0)
-    list(FIND VBLK_OPTIONAL_HEADERS ${h} vblk_idx)
-  endif()
   if(vblk_idx LESS 0)
     message(FATAL_ERROR "Header not listed in lib/sources.cmake: ${h}")
   endif()

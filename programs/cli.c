@@ -105,15 +105,18 @@ int cli_signal_take(int sfd)
 
 void cli_disk_init(struct cli_disk *d)
 {
-    *d = (struct cli_disk){.queues = 1,
-                           .queue_size = 256,
-                           .engine = VBLK_FILE_ENGINE_AUTO,
-                           .log_level = VBLK_LOG_INFO};
+    *d = (struct cli_disk){.queues = 1, .queue_size = 256, .engine = VBLK_FILE_ENGINE_AUTO};
+    d->nbd.log_level = VBLK_LOG_INFO;
 }
 
 int cli_disk_option(struct cli_disk *d, const char *prog, int code, const char *arg)
 {
     char what[96];
+    int r = rbd_cli_option(&d->rbd, code, arg, prog);
+    if (r == 0)
+        r = nbd_cli_option(&d->nbd, code, arg, prog);
+    if (r != 0)
+        return r < 0 ? 2 : 1;
     switch (code) {
     case CLI_OPT_IMAGE:
         d->image = arg;
@@ -165,13 +168,6 @@ int cli_disk_option(struct cli_disk *d, const char *prog, int code, const char *
     case CLI_OPT_NO_PACKED:
         d->no_packed = true;
         return 1;
-    case CLI_OPT_NBD:
-        d->nbd = arg;
-        return 1;
-    case CLI_OPT_NBD_TIMEOUT:
-        if (cli_seconds(arg, 86400, &d->nbd_timeout) < 0 || d->nbd_timeout < 0.001)
-            return cli_bad(prog, "--nbd-timeout", arg, "seconds, 0.001..86400");
-        return 1;
     default:
         return 0;
     }
@@ -180,7 +176,7 @@ int cli_disk_option(struct cli_disk *d, const char *prog, int code, const char *
 void cli_disk_usage(FILE *f)
 {
     fprintf(f,
-            "  --image FILE         disk image or block device to serve\n"
+            "  --image FILE         disk image or block device to serve\n" RBD_CLI_HELP NBD_CLI_HELP
             "  --memory SIZE        a zero-filled RAM disk of SIZE bytes (K/M/G/T suffixes,\n"
             "                       powers of 1024; a multiple of 512)\n"
             "  --null SIZE          a disk of SIZE bytes that completes every request at once\n"
@@ -193,28 +189,18 @@ void cli_disk_usage(FILE *f)
             "                       when the kernel allows it, else psync)\n"
             "  --no-packed          do not offer packed virtqueues\n",
             VBLK_MAX_QUEUES, VBLK_QUEUE_SIZE_MAX, VBLK_ID_BYTES);
-#if VBLK_HAVE_NBD
-    fprintf(f, "  --nbd URI            serve an NBD export: nbd://HOST[:PORT]/EXPORT or\n"
-               "                       nbd+unix:///EXPORT?socket=PATH (one connection per queue\n"
-               "                       if the server allows multi-conn; reconnects on its own)\n"
-               "  --nbd-timeout SECS   with --nbd: a request the server does not answer within\n"
-               "                       SECS fails with an I/O error and the connection is\n"
-               "                       reopened; connection attempts give up after SECS too\n"
-               "                       (default: 30 for requests, 5 for connecting)\n");
-#endif
 }
 
 int cli_disk_check(struct cli_disk *d, const char *prog, uint64_t default_size)
 {
-    if ((d->image != NULL) + d->have_size + (d->nbd != NULL) > 1) {
-        fprintf(stderr, "%s: --image, --memory, --null and --nbd are mutually exclusive\n", prog);
+    if ((d->image != NULL) + (d->rbd.spec != NULL) + (d->nbd.uri != NULL) + d->have_size > 1) {
+        fprintf(stderr, "%s: --image, --rbd, --nbd, --memory and --null are mutually exclusive\n",
+                prog);
         return 2;
     }
-    if (d->nbd_timeout > 0 && !d->nbd) {
-        fprintf(stderr, "%s: --nbd-timeout applies to --nbd only\n", prog);
+    if (rbd_cli_check(&d->rbd, prog) < 0 || nbd_cli_check(&d->nbd, prog) < 0)
         return 2;
-    }
-    if (!d->image && !d->have_size && !d->nbd) {
+    if (!d->image && !d->rbd.spec && !d->nbd.uri && !d->have_size) {
         if (!default_size) {
             fprintf(stderr, "%s: choose a disk: --image FILE, --memory SIZE or --null SIZE\n",
                     prog);
@@ -222,10 +208,6 @@ int cli_disk_check(struct cli_disk *d, const char *prog, uint64_t default_size)
         }
         d->size = default_size;
         d->have_size = true;
-    }
-    if (d->nbd && d->engine != VBLK_FILE_ENGINE_AUTO) {
-        fprintf(stderr, "%s: --backend applies to --image only\n", prog);
-        return 2;
     }
     if (!d->image && d->engine != VBLK_FILE_ENGINE_AUTO) {
         fprintf(stderr, "%s: --backend applies to --image only\n", prog);
@@ -271,64 +253,17 @@ static int open_image(const struct cli_disk *d, const char *prog, struct vblk_ba
     return 0;
 }
 
-#if VBLK_HAVE_NBD
-static struct {
-    const char *prog;
-    int level;
-} nbd_log;
-
-static void nbd_log_line(void *opaque, int level, const char *msg)
-{
-    (void)opaque;
-    if (level <= nbd_log.level)
-        cli_log((void *)nbd_log.prog, level, msg);
-}
-
-/* The backend says in one line why it cannot open the export. */
-static int open_nbd(const struct cli_disk *d, const char *prog, struct vblk_backend *be)
-{
-    nbd_log.prog = prog;
-    nbd_log.level = d->log_level < VBLK_LOG_ERR ? VBLK_LOG_ERR : d->log_level;
-    struct vblk_nbd_opts o = {.read_only = d->read_only, .log = nbd_log_line};
-    if (d->nbd_timeout > 0) {
-        o.request_timeout_ms = (uint32_t)(d->nbd_timeout * 1000 + 0.5);
-        o.connect_timeout_ms = o.request_timeout_ms;
-    }
-    return vblk_backend_nbd_open(d->nbd, &o, be) < 0 ? 1 : 0;
-}
-#endif
-
-void cli_disk_print_stats(const struct cli_disk *d, const char *prog, const struct vblk_backend *be)
-{
-#if VBLK_HAVE_NBD
-    struct vblk_nbd_stats st;
-    if (!d->nbd || vblk_backend_nbd_stats(be, &st) < 0)
-        return;
-    fprintf(stderr,
-            "%s: nbd: %" PRIu64 " connects, %" PRIu64 " failed attempts, %" PRIu64
-            " disconnects (%" PRIu64 " timeouts), %" PRIu64 " requests failed while down, %" PRIu64
-            " bounced\n",
-            prog, st.connects, st.failures, st.disconnects, st.timeouts, st.failed_fast,
-            st.bounced);
-#else
-    (void)d;
-    (void)prog;
-    (void)be;
-#endif
-}
-
 int cli_disk_open(const struct cli_disk *d, const char *prog, const char *default_serial,
                   struct vblk_backend *be, struct vblk_dev_params *p)
 {
-    if (d->nbd) {
-#if VBLK_HAVE_NBD
-        if (open_nbd(d, prog, be))
-            return 1;
-#else
-        return 1;
-#endif
-    } else if (d->image) {
+    if (d->image) {
         if (open_image(d, prog, be))
+            return 1;
+    } else if (d->rbd.spec) {
+        if (rbd_cli_open(&d->rbd, d->read_only, be, prog) < 0)
+            return 1;
+    } else if (d->nbd.uri) {
+        if (nbd_cli_open(&d->nbd, d->read_only, be, prog) < 0)
             return 1;
     } else {
         int rc = d->null ? vblk_backend_null_create(d->size, be)
@@ -353,7 +288,11 @@ int cli_disk_open(const struct cli_disk *d, const char *prog, const char *defaul
 
 const char *cli_disk_name(const struct cli_disk *d)
 {
-    return d->nbd ? d->nbd : d->image ? d->image : d->null ? "a null disk" : "a RAM disk";
+    return d->image      ? d->image
+           : d->rbd.spec ? d->rbd.spec
+           : d->nbd.uri  ? d->nbd.uri
+           : d->null     ? "a null disk"
+                         : "a RAM disk";
 }
 
 const char *cli_human(uint64_t bytes, char *buf, size_t len)

@@ -19,9 +19,9 @@
 #include <stdio.h>
 
 #include "virtioblk/virtioblk.h"
-#if VBLK_HAVE_NBD
-#include "virtioblk/nbd.h"
-#endif
+
+#include "nbd_cli.h"
+#include "rbd_cli.h"
 
 /* Parses a size (see above). Returns 0, or -1 if @s is not one. */
 int cli_size(const char *s, uint64_t *out);
@@ -61,25 +61,10 @@ enum {
     CLI_OPT_SERIAL,
     CLI_OPT_ENGINE,
     CLI_OPT_NO_PACKED,
-    CLI_OPT_NBD,
-    CLI_OPT_NBD_TIMEOUT,
 };
 
-/* The NBD backend's options, when it is built. */
-#if VBLK_HAVE_NBD
-#define CLI_NBD_LONGOPTS                                                                           \
-    {"nbd", required_argument, NULL, CLI_OPT_NBD},                                                 \
-        {"nbd-timeout", required_argument, NULL, CLI_OPT_NBD_TIMEOUT},
-#define CLI_NBD_USAGE " | --nbd URI"
-#else
-#define CLI_NBD_LONGOPTS
-#define CLI_NBD_USAGE ""
-#endif
-
 /* The entries to put in a program's getopt_long table. */
-/* clang-format off */
 #define CLI_DISK_LONGOPTS                                                                          \
-    CLI_NBD_LONGOPTS                                                                               \
     {"image", required_argument, NULL, CLI_OPT_IMAGE},                                             \
         {"memory", required_argument, NULL, CLI_OPT_MEMORY},                                       \
         {"null", required_argument, NULL, CLI_OPT_NULL},                                           \
@@ -88,10 +73,7 @@ enum {
         {"read-only", no_argument, NULL, CLI_OPT_READ_ONLY},                                       \
         {"serial", required_argument, NULL, CLI_OPT_SERIAL},                                       \
         {"backend", required_argument, NULL, CLI_OPT_ENGINE},                                      \
-    {                                                                                              \
-        "no-packed", no_argument, NULL, CLI_OPT_NO_PACKED                                          \
-    }
-/* clang-format on */
+        {"no-packed", no_argument, NULL, CLI_OPT_NO_PACKED}, RBD_CLI_LONGOPTS, NBD_CLI_LONGOPTS
 
 /* The disk a program serves, as its options describe it. */
 struct cli_disk {
@@ -106,9 +88,8 @@ struct cli_disk {
     const char *serial;       /* --serial STRING */
     int engine;               /* --backend ENGINE (VBLK_FILE_ENGINE_*) */
     bool no_packed;           /* --no-packed */
-    const char *nbd;          /* --nbd URI */
-    double nbd_timeout;       /* --nbd-timeout SECONDS (0: the backend's defaults) */
-    int log_level;            /* most verbose VBLK_LOG_* level the backend logs (INFO) */
+    struct rbd_cli rbd;       /* --rbd SPEC and its options */
+    struct nbd_cli nbd;       /* --nbd URI and its options; the program sets nbd.log_level */
 };
 
 /* Defaults: 1 queue of 256 entries, read-write, no disk chosen yet. */
@@ -122,7 +103,7 @@ int cli_disk_option(struct cli_disk *d, const char *prog, int code, const char *
 /* Prints the help text of the disk options. */
 void cli_disk_usage(FILE *f);
 
-/* Checks the combination (one of --image, --memory, --null at most; none
+/* Checks the combination (one of --image, --rbd, --memory, --null at most; none
  * means a RAM disk of @default_size, or is an error when it is 0). Returns
  * 0, or 2 after printing a message. */
 int cli_disk_check(struct cli_disk *d, const char *prog, uint64_t default_size);
@@ -133,10 +114,6 @@ int cli_disk_check(struct cli_disk *d, const char *prog, uint64_t default_size);
  * message. */
 int cli_disk_open(const struct cli_disk *d, const char *prog, const char *default_serial,
                   struct vblk_backend *be, struct vblk_dev_params *p);
-
-/* Prints the backend's own counters, if it has any (NBD), to stderr. */
-void cli_disk_print_stats(const struct cli_disk *d, const char *prog,
-                          const struct vblk_backend *be);
 
 /* "a RAM disk", "a null disk" or the image path, for messages. */
 const char *cli_disk_name(const struct cli_disk *d);

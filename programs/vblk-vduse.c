@@ -28,8 +28,8 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: vblk-vduse --name NAME (--image FILE | --memory SIZE | --null SIZE"
-            CLI_NBD_USAGE ") [options]\n"
+            "usage: vblk-vduse --name NAME (--image FILE | --rbd SPEC | --nbd URI | --memory SIZE |\n"
+            "       --null SIZE) [options]\n"
             "\n"
             "Serves a virtio-blk device through VDUSE. Attach it with\n"
             "  vdpa dev add name NAME mgmtdev vduse\n"
@@ -188,7 +188,7 @@ int main(int argc, char **argv)
         return 1;
     struct vblk_backend be;
     struct vblk_dev_params p;
-    disk.log_level = quiet ? VBLK_LOG_ERR : VBLK_LOG_INFO;
+    disk.nbd.log_level = quiet ? VBLK_LOG_ERR : VBLK_LOG_INFO;
     if (cli_disk_open(&disk, PROG, NULL, &be, &p))
         return 1;
 
@@ -249,7 +249,8 @@ int main(int argc, char **argv)
     }
     if (!quiet) {
         print_stats(v, name);
-        cli_disk_print_stats(&disk, PROG, &be);
+        rbd_cli_print_stats(&be, PROG);
+        nbd_cli_print_stats(&be, PROG);
     }
     /* The kernel keeps a device that is still on the vDPA bus. */
     bool kept = vblk_vduse_attached(v) && !vblk_vduse_detached(v);
