@@ -35,7 +35,10 @@ fi
 # the backend is built when they are there) and the single-node cluster its
 # tests start (tests/ceph/ceph-up.sh). Without recommends: the daemons would
 # pull in about 100 more packages.
-ceph=(librbd-dev librados-dev ceph-mon ceph-osd ceph-common uuid-runtime)
+# The NBD backend likewise (libnbd-dev optional for a build), with the
+# nbdkit its tests start (tests/nbd/) and nbdinfo (libnbd-bin).
+ceph=(librbd-dev librados-dev ceph-mon ceph-osd ceph-common uuid-runtime
+      libnbd-dev libnbd-bin nbdkit)
 missing=()
 for p in "${ceph[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

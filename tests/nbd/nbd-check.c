@@ -13,7 +13,8 @@
  *                       [--timeout S]
  *       Random 4 KiB reads and writes, 8 in flight, each block tracked.
  *       After 1 s the server is killed (and restarted with CMD 1 s later)
- *       or stopped for longer than the request timeout (and continued).
+ *       or stopped for longer than the request timeout (and continued; if
+ *       the server dies of it, it is restarted with CMD).
  *       Checks: requests in the window fail with IOERR within the timeout
  *       (plus a margin), requests issued while the connection is down fail
  *       fast, I/O succeeds again afterwards, and at the end every block
@@ -332,6 +333,21 @@ static pid_t read_pid(const char *pidfile)
     return (pid_t)v;
 }
 
+/* Whether @p pid runs (not gone, not a zombie). */
+static bool alive(pid_t pid)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    return p != NULL && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
 /*
  * Runs @p cmd (a shell command that execs the server) as our child: nbdkit
  * ends with its parent, so it must not be a shell that exits at once.
@@ -411,7 +427,18 @@ static int cmd_fault(const char *pidfile, const char *mode, const char *restart,
                     die("--restart is needed with --mode kill");
                 restart_server(restart, pidfile);
             } else {
-                (void)kill(read_pid(pidfile), SIGCONT);
+                pid_t pid = read_pid(pidfile);
+                (void)kill(pid, SIGCONT);
+                /* nbdkit 1.32 can abort when it replies on a connection that
+                 * was closed while it was stopped (raw_send_socket: Assertion
+                 * `sock >= 0'); a server that died is replaced. */
+                usleep(300000);
+                if (!alive(pid)) {
+                    printf("nbd-check: the continued server died; restarting it\n");
+                    if (restart == NULL)
+                        die("the continued server died and there is no --restart");
+                    restart_server(restart, pidfile);
+                }
             }
             printf("nbd-check: %.2f s: server %s\n", now_s() - t_start,
                    kill_mode ? "restarted" : "continued");
