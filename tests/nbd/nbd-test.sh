@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # NBD backend tests against a real nbdkit started here on a UNIX socket.
 #
-# Usage: nbd-test.sh --bench PATH --server PATH --check PATH --case CASE
+# Usage: nbd-test.sh --bench PATH --server PATH --check PATH --ranges PATH --case CASE
 #   vu-{split,packed}-{1q,2q}      vblk-bench --verify through vhost-user to
 #                                  vblk-vhost-user --nbd (one connection per
 #                                  queue: nbdkit advertises multi-conn)
 #   vu-shared-{split,packed}-2q    the same with multi-conn turned off in
 #                                  nbdkit: both queues share one connection
+#   vu-ranges                      DISCARD / WRITE_ZEROES through vhost-user
+#                                  read back as zeros (vu-ranges), and what
+#                                  the driver reads matches what nbdkit has
 #   ops                            discard / write-zeroes read back as zeros,
 #                                  flush, scattered buffers, splitting at the
 #                                  server's maximum block size (nbd-check)
@@ -20,18 +23,19 @@
 # Exit status: 0 pass, 1 fail.
 set -euo pipefail
 
-bench="" server="" check="" case=""
+bench="" server="" check="" ranges="" case=""
 while [ $# -gt 0 ]; do
   case $1 in
     --bench) bench=$2; shift 2 ;;
     --server) server=$2; shift 2 ;;
     --check) check=$2; shift 2 ;;
+    --ranges) ranges=$2; shift 2 ;;
     --case) case=$2; shift 2 ;;
-    *) echo "usage: $0 --bench PATH --server PATH --check PATH --case CASE" >&2; exit 2 ;;
+    *) echo "usage: $0 --bench PATH --server PATH --check PATH --ranges PATH --case CASE" >&2; exit 2 ;;
   esac
 done
-[ -n "$bench" ] && [ -n "$server" ] && [ -n "$check" ] && [ -n "$case" ] || {
-  echo "usage: $0 --bench PATH --server PATH --check PATH --case CASE" >&2; exit 2; }
+[ -n "$bench" ] && [ -n "$server" ] && [ -n "$check" ] && [ -n "$ranges" ] && [ -n "$case" ] || {
+  echo "usage: $0 --bench PATH --server PATH --check PATH --ranges PATH --case CASE" >&2; exit 2; }
 command -v nbdkit >/dev/null || { echo "FAIL: nbdkit is not installed (scripts/deps.sh test)" >&2; exit 1; }
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/vblk-nbd.XXXXXX")
@@ -148,6 +152,17 @@ case $case in
     start_server --nbd "$uri" --queues "$nq" -q
     verify_all "$ring" "$nq"
     stop_server
+    ;;
+  vu-ranges)
+    start_nbdkit memory 16M
+    start_server --nbd "$uri" -q
+    "$ranges" "$vsock" zeroes || fail "vu-ranges failed"
+    "$ranges" "$vsock" read 0 16777216 >"$dir/via-vhost-user.bin" || fail "vu-ranges read failed"
+    stop_server
+    # What nbdkit holds, read without this library.
+    nbdcopy "$uri" "$dir/via-nbd.bin" || fail "nbdcopy could not read the export"
+    cmp "$dir/via-vhost-user.bin" "$dir/via-nbd.bin" || fail "the driver and nbdkit see different data"
+    echo "vu-ranges: 16 MiB read through vhost-user equal what nbdkit holds"
     ;;
   ops)
     start_nbdkit --filter=blocksize-policy memory 64M \
