@@ -337,9 +337,8 @@ static void conn_break(struct nbdbe_conn *c, const char *why, bool timeout)
     nbdbe_count(be, &be->st.disconnects, 1);
     if (timeout)
         nbdbe_count(be, &be->st.timeouts, 1);
-    nbdbe_log(be, VBLK_LOG_ERR,
-              "%s: connection lost (%s); requests in flight failed; reconnecting", be->uri_str,
-              why);
+    nbdbe_log(be, VBLK_LOG_ERR, "%s: connection lost (%s); requests in flight failed; reconnecting",
+              be->uri_str, why);
 }
 
 /* A connection attempt failed. */
