@@ -39,36 +39,6 @@
 #define NEXT  VBLK_DESC_F_NEXT
 #define INDIR VBLK_DESC_F_INDIRECT
 
-/* An indirect table in guest memory: split entries linked in order
- * (NEXT between them), packed entries with only WRITE. Returns its
- * address; its length is 16 * n. */
-static uint64_t table(struct atk *a, const struct atk_seg *s, unsigned n)
-{
-    uint64_t g = atk_galloc(a, 16u * n, 0);
-    for (unsigned i = 0; i < n; i++) {
-        if (a->ring.packed) {
-            struct vblk_packed_desc *t = atk_host(a, g);
-            t[i] = (struct vblk_packed_desc){s[i].addr, s[i].len, 0, s[i].flags};
-        } else {
-            struct vblk_split_desc *t = atk_host(a, g);
-            uint16_t more = i + 1 < n ? NEXT : 0;
-            t[i] = (struct vblk_split_desc){s[i].addr, s[i].len, (uint16_t)(s[i].flags | more),
-                                            (uint16_t)(i + 1)};
-        }
-    }
-    return g;
-}
-
-/* A well-formed IN request as an indirect table: header, 512 data bytes,
- * status. */
-static uint64_t good_table(struct atk *a, uint64_t *st)
-{
-    *st = atk_status(a);
-    struct atk_seg s[3] = {
-        {atk_hdr(a, IN, 0), 16, 0}, {atk_galloc(a, 512, 0), 512, ATK_W}, {*st, 1, ATK_W}};
-    return table(a, s, 3);
-}
-
 /* ======================================================================
  * Ring structure: every one of these breaks the queue.
  * ==================================================================== */
@@ -156,9 +126,9 @@ static void indirect_inside_indirect(void **state)
     /* Split: an entry of the table is itself INDIRECT (2.7.5.3.1). */
     struct atk *a = atk_up(false);
     uint64_t st;
-    uint64_t inner = good_table(a, &st);
+    uint64_t inner = atk_good_table(a, &st);
     struct atk_seg s[2] = {{atk_hdr(a, IN, 0), 16, 0}, {inner, 48, INDIR}};
-    atk_post_indirect(&a->ring, table(a, s, 2), 32, 0);
+    atk_post_indirect(&a->ring, atk_table(a, s, 2), 32, 0);
     atk_expect_broken(a);
     atk_free(a);
 }
@@ -173,7 +143,7 @@ static void packed_indirect_inside_indirect_is_a_plain_buffer(void **state)
     uint64_t st = atk_status(a), buf = atk_galloc(a, 512, 0);
     struct atk_seg s[3] = {
         {atk_hdr(a, IN, 0), 16, 0}, {buf, 512, ATK_W | INDIR | NEXT}, {st, 1, ATK_W}};
-    atk_post_indirect(&a->ring, table(a, s, 3), 48, 0);
+    atk_post_indirect(&a->ring, atk_table(a, s, 3), 48, 0);
     atk_expect_status(a, st, VBLK_S_OK);
     assert_memory_equal(atk_host(a, buf), a->bd.disk, 512);
     atk_free(a);
@@ -185,7 +155,7 @@ static void indirect_with_next_set(void **state)
     for (int pk = 0; pk < 2; pk++) {
         struct atk *a = atk_up(pk);
         uint64_t st;
-        atk_post_indirect(&a->ring, good_table(a, &st), 48, NEXT);
+        atk_post_indirect(&a->ring, atk_good_table(a, &st), 48, NEXT);
         atk_expect_broken(a);
         atk_free(a);
     }
@@ -197,7 +167,7 @@ static void indirect_table_of_length_0(void **state)
     for (int pk = 0; pk < 2; pk++) {
         struct atk *a = atk_up(pk);
         uint64_t st;
-        atk_post_indirect(&a->ring, good_table(a, &st), 0, 0);
+        atk_post_indirect(&a->ring, atk_good_table(a, &st), 0, 0);
         atk_expect_broken(a);
         atk_free(a);
     }
@@ -211,7 +181,7 @@ static void indirect_table_len_not_multiple_of_16(void **state)
         for (unsigned i = 0; i < 5; i++) {
             struct atk *a = atk_up(pk);
             uint64_t st;
-            atk_post_indirect(&a->ring, good_table(a, &st), lens[i], 0);
+            atk_post_indirect(&a->ring, atk_good_table(a, &st), lens[i], 0);
             atk_expect_broken(a);
             atk_free(a);
         }
@@ -265,7 +235,7 @@ static void indirect_without_the_feature(void **state)
         a->drop |= VBLK_BIT(VBLK_F_INDIRECT_DESC);
         atk_start(a);
         uint64_t st;
-        atk_post_indirect(&a->ring, good_table(a, &st), 48, 0);
+        atk_post_indirect(&a->ring, atk_good_table(a, &st), 48, 0);
         atk_expect_broken(a);
         atk_free(a);
     }
@@ -276,7 +246,7 @@ static void packed_indirect_not_alone_in_its_chain(void **state)
     (void)state;
     struct atk *a = atk_up(true);
     uint64_t st;
-    uint64_t t = good_table(a, &st);
+    uint64_t t = atk_good_table(a, &st);
     uint16_t bits = vblk_packed_avail_bits(1);
     atk_packed_set(&a->ring, 1, t, 48, 0, (uint16_t)(INDIR | bits));
     atk_packed_set(&a->ring, 0, atk_hdr(a, IN, 0), 16, 0, (uint16_t)(NEXT | bits));
@@ -527,7 +497,7 @@ static void more_data_descriptors_than_seg_max(void **state)
         for (unsigned i = 1; i <= 9; i++)
             s[i] = (struct atk_seg){atk_galloc(a, 512, 0), 512, ATK_W};
         s[10] = (struct atk_seg){st, 1, ATK_W};
-        atk_post_indirect(&a->ring, table(a, s, 11), 16 * 11, 0);
+        atk_post_indirect(&a->ring, atk_table(a, s, 11), 16 * 11, 0);
         atk_expect_status(a, st, VBLK_S_IOERR);
         assert_int_equal(a->bd.nsubmit, 0);
         atk_free(a);
@@ -548,7 +518,7 @@ static void chain_with_more_buffers_than_iovec_slots(void **state)
         for (unsigned i = 1; i <= 40; i++)
             s[i] = (struct atk_seg){atk_galloc(a, 512, 0), 512, ATK_W};
         s[41] = (struct atk_seg){st, 1, ATK_W};
-        atk_post_indirect(&a->ring, table(a, s, 42), 16 * 42, 0);
+        atk_post_indirect(&a->ring, atk_table(a, s, 42), 16 * 42, 0);
         atk_expect_broken(a);
         assert_int_equal(atk_status_of(a, st), 0xee);
         atk_free(a);
@@ -1526,28 +1496,6 @@ static void vu_inflight_region_rewritten_by_front_end(void **state)
  * transport must wait for them before it releases the queue.
  * ==================================================================== */
 
-struct late {
-    struct vblk_req *req;
-    atomic_int released; /* the transport has let go of the queue */
-    atomic_int too_early;
-    int delay_ms;
-};
-
-static void *late_completion(void *arg)
-{
-    struct late *l = arg;
-    struct timespec ts = {0, (long)l->delay_ms * 1000000L};
-    nanosleep(&ts, NULL);
-    if (atomic_load(&l->released)) {
-        /* The request's memory is gone: touching it would be a
-         * use-after-free, so only record the fact. */
-        atomic_store(&l->too_early, 1);
-        return NULL;
-    }
-    vblk_req_complete_async(l->req, VBLK_S_OK);
-    return NULL;
-}
-
 static void loopback_destroy_waits_for_requests_of_broken_ring(void **state)
 {
     (void)state;
@@ -1579,171 +1527,14 @@ static void loopback_destroy_waits_for_requests_of_broken_ring(void **state)
     __atomic_store_n(&avail->idx, (uint16_t)(idx + 1), __ATOMIC_RELEASE);
     assert_int_equal(vblk_loopback_process(lb, 0), -EIO);
 
-    struct late l = {.req = bd.held[0], .delay_ms = 100};
+    struct atk_late l = {.req = bd.held[0], .delay_ms = 100};
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, late_completion, &l), 0);
+    assert_int_equal(pthread_create(&th, NULL, atk_late_completion, &l), 0);
     vblk_loopback_destroy(lb);
     atomic_store(&l.released, 1);
     pthread_join(th, NULL);
     free(bd.disk);
     assert_int_equal(atomic_load(&l.too_early), 0);
-}
-
-/* ---- VDUSE: a kernel stand-in that maps one IOVA range ---- */
-
-#define VD_IOVA  0x80000000ull
-#define VD_ARENA (256u << 10)
-
-struct vd_kernel {
-    uint64_t features;
-    uint8_t *arena;
-    struct atk_ring *ring;
-    int kickfd;
-};
-
-static int vd_get_features(void *k, uint64_t *f)
-{
-    *f = ((struct vd_kernel *)k)->features;
-    return 0;
-}
-
-static int vd_vq_info(void *k, struct vduse_abi_vq_info *info)
-{
-    struct vd_kernel *vk = k;
-    uint32_t index = info->index;
-    memset(info, 0, sizeof(*info));
-    info->index = index;
-    if (index != 0 || !vk->ring)
-        return 0; /* not ready */
-    struct vblk_vq_addrs a = atk_ring_addrs(vk->ring);
-    info->num = vk->ring->size;
-    info->desc_addr = a.desc;
-    info->driver_addr = a.driver;
-    info->device_addr = a.device;
-    info->ready = 1;
-    return 0;
-}
-
-static int vd_set_kickfd(void *k, uint32_t index, int fd)
-{
-    (void)index;
-    ((struct vd_kernel *)k)->kickfd = fd;
-    return 0;
-}
-
-static int vd_inject_irq(void *k, uint32_t index)
-{
-    (void)k;
-    (void)index;
-    return 0;
-}
-
-static int vd_map(void *k, uint64_t iova, struct vduse_mapping *m)
-{
-    struct vd_kernel *vk = k;
-    if (iova < VD_IOVA || iova - VD_IOVA >= VD_ARENA)
-        return -EFAULT;
-    m->start = VD_IOVA;
-    m->last = VD_IOVA + VD_ARENA - 1;
-    m->perm = VDUSE_ABI_ACCESS_RW;
-    m->host = vk->arena;
-    m->base = vk->arena;
-    return 0;
-}
-
-static void vd_unmap(void *k, const struct vblk_mem_region *r)
-{
-    (void)k;
-    (void)r;
-}
-
-static int vd_set_config(void *k, uint32_t off, const void *buf, uint32_t len)
-{
-    (void)k;
-    (void)off;
-    (void)buf;
-    (void)len;
-    return 0;
-}
-
-static int vd_config_irq(void *k)
-{
-    (void)k;
-    return 0;
-}
-
-static const struct vduse_kops vd_kops = {
-    .get_features = vd_get_features,
-    .vq_info = vd_vq_info,
-    .set_kickfd = vd_set_kickfd,
-    .inject_irq = vd_inject_irq,
-    .map = vd_map,
-    .unmap = vd_unmap,
-    .set_config = vd_set_config,
-    .config_irq = vd_config_irq,
-};
-
-struct vd {
-    struct vd_kernel k;
-    struct atk_disk bd;
-    struct vblk_backend be;
-    struct vblk_vduse *v;
-    struct atk_ring ring;
-    uint32_t next_id;
-};
-
-static struct vd *vd_new(void)
-{
-    struct vd *x = calloc(1, sizeof(*x));
-    assert_non_null(x);
-    x->k.arena = aligned_alloc(4096, VD_ARENA);
-    assert_non_null(x->k.arena);
-    memset(x->k.arena, 0, VD_ARENA);
-    x->k.kickfd = -1;
-    atk_disk_init(&x->bd, &x->be);
-    struct vblk_dev_params p;
-    vblk_dev_params_default(&p, ATK_DISK);
-    p.num_queues = 2;
-    p.queue_size = ATK_QSIZE;
-    assert_int_equal(vduse_alloc(&p, &x->be, &vd_kops, &x->k, &x->v), 0);
-    uint64_t f = vblk_dev_features(vblk_vduse_blk(x->v)) | VBLK_BIT(VBLK_F_ACCESS_PLATFORM);
-    x->k.features = f & ~(VBLK_BIT(VBLK_F_RING_PACKED) | VBLK_BIT(VBLK_F_IN_ORDER));
-    return x;
-}
-
-static void vd_free(struct vd *x)
-{
-    vduse_free(x->v);
-    free(x->bd.disk);
-    free(x->k.arena);
-    free(x);
-}
-
-/* Sends one kernel request; returns the handler's return value and the
- * response's result in *result. */
-static int vd_send(struct vd *x, const struct vduse_abi_request *body, size_t len, uint32_t *result)
-{
-    struct vduse_abi_request req = *body;
-    req.request_id = ++x->next_id;
-    struct vduse_abi_response resp;
-    memset(&resp, 0xee, sizeof(resp));
-    int n = vblk_vduse_handle_request(x->v, &req, len, &resp, sizeof(resp));
-    if (n == VBLK_VDUSE_MSG_SIZE) {
-        assert_int_equal(resp.request_id, x->next_id);
-        *result = resp.result;
-    }
-    return n;
-}
-
-static uint32_t vd_status(struct vd *x, uint8_t status)
-{
-    struct vduse_abi_request req;
-    memset(&req, 0, sizeof(req));
-    req.type = VDUSE_MSG_SET_STATUS;
-    req.status = status;
-    uint32_t result = 99;
-    assert_int_equal(vd_send(x, &req, sizeof(req), &result), VBLK_VDUSE_MSG_SIZE);
-    return result;
 }
 
 static void vduse_vq_state_index_out_of_range_cve_2011_2512_class(void **state)
@@ -1826,9 +1617,9 @@ static void vduse_reset_waits_for_requests_of_broken_ring(void **state)
     vblk_vduse_stats(x->v, &st);
     assert_int_equal(st.broken_queues, 1);
     /* The driver resets the device; the backend finishes 100 ms later. */
-    struct late l = {.req = x->bd.held[0], .delay_ms = 100};
+    struct atk_late l = {.req = x->bd.held[0], .delay_ms = 100};
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, late_completion, &l), 0);
+    assert_int_equal(pthread_create(&th, NULL, atk_late_completion, &l), 0);
     assert_int_equal(vd_status(x, 0), VDUSE_ABI_RESULT_OK);
     atomic_store(&l.released, 1);
     pthread_join(th, NULL);
