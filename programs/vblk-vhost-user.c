@@ -5,7 +5,7 @@
  *
  *   vblk-vhost-user --socket /run/vblk0.sock --image disk.img &
  *   qemu-system-x86_64 ... -object memory-backend-memfd,id=mem,size=2G,share=on \
- *       -numa node,memdev=mem -chardev socket,id=vblk0,path=/run/vblk0.sock,reconnect=1 \
+ *       -numa node,memdev=mem -chardev socket,id=vblk0,path=/run/vblk0.sock,reconnect-ms=1000 \
  *       -device vhost-user-blk-pci,chardev=vblk0
  */
 #include <errno.h>
@@ -34,7 +34,8 @@ static void usage(FILE *f)
             "Serves a virtio-blk disk to a vhost-user front-end (QEMU's vhost-user-blk-pci,\n"
             "libvirt, other VMMs) over the Unix socket PATH. One front-end is served at a\n"
             "time; when it disconnects the server waits for the next one, so a front-end\n"
-            "with reconnect=1 survives a restart of this program. SIGINT or SIGTERM stops\n"
+            "with reconnect-ms=1000 (reconnect=1 before QEMU 9.2) survives a restart of this\n"
+            "program. SIGINT or SIGTERM stops\n"
             "it cleanly: requests in flight complete, the image is flushed and the socket\n"
             "removed. Per-queue counters are printed at exit.\n"
             "\n"
@@ -96,10 +97,10 @@ static void print_attach_hint(const char *path, uint16_t nq, uint16_t qsize)
             pow2 *= 2;
         snprintf(qs, sizeof(qs), ",queue-size=%u", pow2);
     }
-    printf(PROG ": attach QEMU with (size= must equal -m; reconnect=1 lets this server "
-                "restart):\n"
+    printf(PROG ": attach QEMU with (size= must equal -m; reconnect-ms=1000 lets this server "
+                "restart; QEMU before 9.2 spells it reconnect=1):\n"
                 "  -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem "
-                "-chardev socket,id=vblk0,path=%s,reconnect=1 "
+                "-chardev socket,id=vblk0,path=%s,reconnect-ms=1000 "
                 "-device vhost-user-blk-pci,chardev=vblk0,num-queues=%u%s\n",
            p, nq, qs);
     fflush(stdout);
