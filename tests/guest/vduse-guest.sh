@@ -11,6 +11,10 @@ start_vduse() {
     _name=$1
     shift
     echo "+ vblk-vduse --name $_name $*"
+    # Empty the log first: the background shell opens it only later, and
+    # the last run's "attach with" next to a stale device node of the same
+    # name (the reclaim steps) would end the wait before this one started.
+    : >"/tmp/$_name.log"
     vblk-vduse --name "$_name" "$@" >"/tmp/$_name.log" 2>&1 &
     PID=$!
     _w=0
