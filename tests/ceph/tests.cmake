@@ -9,8 +9,9 @@ if(VBLK_HAVE_RBD AND TARGET vblk-vhost-user AND TARGET vblk-vduse AND TARGET vbl
   add_test(NAME ceph_cluster_up
     COMMAND env AUTH=cephx IMAGE_SIZE=0 ${CMAKE_CURRENT_LIST_DIR}/ceph-up.sh ${vblk_ceph_dir})
   add_test(NAME ceph_cluster_down COMMAND ${CMAKE_CURRENT_LIST_DIR}/ceph-down.sh ${vblk_ceph_dir})
+  # Two clusters starting at once could pick the same free ports.
   set_tests_properties(ceph_cluster_up PROPERTIES
-    LABELS integration TIMEOUT 120 FIXTURES_SETUP ceph_cluster)
+    LABELS integration TIMEOUT 120 FIXTURES_SETUP ceph_cluster RESOURCE_LOCK ceph_ports)
   set_tests_properties(ceph_cluster_down PROPERTIES
     LABELS integration TIMEOUT 60 FIXTURES_CLEANUP ceph_cluster)
 
@@ -37,5 +38,6 @@ if(VBLK_HAVE_RBD AND TARGET vblk-vhost-user AND TARGET vblk-vduse AND TARGET vbl
     COMMAND ${CMAKE_CURRENT_LIST_DIR}/rbd-test.sh --case faults
             --server $<TARGET_FILE:vblk-vhost-user> --bench $<TARGET_FILE:vblk-bench>
             --ranges $<TARGET_FILE:vu-ranges>)
-  set_tests_properties(ceph_rbd_faults PROPERTIES LABELS integration TIMEOUT 300)
+  set_tests_properties(ceph_rbd_faults PROPERTIES LABELS integration TIMEOUT 300
+    RESOURCE_LOCK ceph_ports)
 endif()

@@ -47,15 +47,10 @@ ALL_CASES="split-1q packed-1q split-2q packed-2q readonly poll reconnect reconne
 OPTIONAL_CASES="rbd"
 . "$HERE/common.sh"
 while (($#)); do
+    common_opt "$@"
+    ((NOPT)) && { shift "$NOPT"; continue; }
     case $1 in
-    --program) PROGRAM=${2:?--program needs a value}; shift 2 ;;
     --only) ONLY=${2:?--only needs a value}; shift 2 ;;
-    --cache) CACHE=${2:?--cache needs a value}; shift 2 ;;
-    --count) COUNT=${2:?--count needs a value}; shift 2 ;;
-    --timeout) TIMEOUT=${2:?--timeout needs a value}; shift 2 ;;
-    --keep) KEEP=1; shift ;;
-    --no-prepare) PREPARE=0; shift ;;
-    -h|--help) usage; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
     esac
 done
