@@ -20,6 +20,9 @@
 
 #include "virtioblk/virtioblk.h"
 
+#include "nbd_cli.h"
+#include "rbd_cli.h"
+
 /* Parses a size (see above). Returns 0, or -1 if @s is not one. */
 int cli_size(const char *s, uint64_t *out);
 
@@ -70,9 +73,7 @@ enum {
         {"read-only", no_argument, NULL, CLI_OPT_READ_ONLY},                                       \
         {"serial", required_argument, NULL, CLI_OPT_SERIAL},                                       \
         {"backend", required_argument, NULL, CLI_OPT_ENGINE},                                      \
-    {                                                                                              \
-        "no-packed", no_argument, NULL, CLI_OPT_NO_PACKED                                          \
-    }
+        {"no-packed", no_argument, NULL, CLI_OPT_NO_PACKED}, RBD_CLI_LONGOPTS, NBD_CLI_LONGOPTS
 
 /* The disk a program serves, as its options describe it. */
 struct cli_disk {
@@ -87,6 +88,8 @@ struct cli_disk {
     const char *serial;       /* --serial STRING */
     int engine;               /* --backend ENGINE (VBLK_FILE_ENGINE_*) */
     bool no_packed;           /* --no-packed */
+    struct rbd_cli rbd;       /* --rbd SPEC and its options */
+    struct nbd_cli nbd;       /* --nbd URI and its options; the program sets nbd.log_level */
 };
 
 /* Defaults: 1 queue of 256 entries, read-write, no disk chosen yet. */
@@ -100,7 +103,7 @@ int cli_disk_option(struct cli_disk *d, const char *prog, int code, const char *
 /* Prints the help text of the disk options. */
 void cli_disk_usage(FILE *f);
 
-/* Checks the combination (one of --image, --memory, --null at most; none
+/* Checks the combination (one of --image, --rbd, --memory, --null at most; none
  * means a RAM disk of @default_size, or is an error when it is 0). Returns
  * 0, or 2 after printing a message. */
 int cli_disk_check(struct cli_disk *d, const char *prog, uint64_t default_size);
