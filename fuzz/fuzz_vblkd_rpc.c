@@ -66,7 +66,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         snprintf(dir, sizeof(dir), "/tmp/vblkd-fuzz.XXXXXX");
         if (!mkdtemp(dir))
             abort();
-        struct vblkd_opts o = {.threads = 1, .path_prefix = dir, .log_level = -1, .no_vduse = true};
+        struct vblkd_opts o = {.threads = 1,
+                               .path_prefix = dir,
+                               .log_level = -1,
+                               .no_vduse = true,
+                               .no_network_backends = true};
         if (vblkd_create(&o, &d) < 0)
             abort();
     }

@@ -19,7 +19,8 @@ if(JSONC_FOUND)
   endif()
   # The daemon without main(): also linked by its unit tests.
   add_library(vblkd_core STATIC ${VBLKD_SRC})
-  target_compile_definitions(vblkd_core PRIVATE VBLKD_HAVE_METRICS=${VBLKD_HAVE_METRICS})
+  target_compile_definitions(vblkd_core PRIVATE VBLKD_HAVE_METRICS=${VBLKD_HAVE_METRICS}
+                             VBLK_HAVE_NBD=${VBLK_HAVE_NBD} VBLK_HAVE_RBD=${VBLK_HAVE_RBD})
   if(MHD_FOUND)
     target_link_libraries(vblkd_core PUBLIC PkgConfig::MHD)
   endif()

@@ -9,6 +9,12 @@
 #include <sys/stat.h>
 
 #include "vblkd.h"
+#if VBLK_HAVE_NBD
+#include "virtioblk/nbd.h"
+#endif
+#if VBLK_HAVE_RBD
+#include "virtioblk/rbd.h"
+#endif
 
 int vblkd_parse_size(json_object *v, uint64_t *out)
 {
@@ -220,10 +226,165 @@ static int file_open(struct vblkd *d, json_object *spec, bool ro, struct vblk_ba
     return 0;
 }
 
+/* Optional keys of the network kinds. */
+static int opt_string(json_object *spec, const char *key, const char **out, struct vblkd_error *e)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(spec, key, &v))
+        return 1;
+    if (!json_object_is_type(v, json_type_string) || json_object_get_string_len(v) == 0 ||
+        strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v)) {
+        vblkd_errorf(e, RPC_INVALID_PARAMS, "backend: \"%s\" must be a non-empty string", key);
+        return -1;
+    }
+    *out = json_object_get_string(v);
+    return 0;
+}
+
+static int opt_seconds(json_object *spec, const char *key, unsigned max, unsigned *out,
+                       struct vblkd_error *e)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(spec, key, &v))
+        return 1;
+    if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 1 ||
+        json_object_get_int64(v) > max) {
+        vblkd_errorf(e, RPC_INVALID_PARAMS, "backend: \"%s\" must be 1..%u seconds", key, max);
+        return -1;
+    }
+    *out = (unsigned)json_object_get_int64(v);
+    return 0;
+}
+
+static void network_log(void *opaque, int level, const char *msg)
+{
+    vblkd_log(opaque, level, "%s", msg);
+}
+
+#if VBLK_HAVE_NBD
+/* ---- nbd ---- */
+
+static const char *const nbd_keys[] = {"uri", "timeout", "connect_timeout", "one_connection", NULL};
+
+static int nbd_open(struct vblkd *d, json_object *spec, bool ro, struct vblk_backend *be,
+                    struct vblkd_error *e)
+{
+    struct vblk_nbd_opts o = {.read_only = ro, .log = network_log, .log_opaque = d};
+    const char *uri;
+    unsigned t;
+    json_object *v;
+    int rc = opt_string(spec, "uri", &uri, e);
+    if (rc) {
+        if (rc > 0)
+            vblkd_errorf(e, RPC_INVALID_PARAMS,
+                         "backend: \"uri\" is required: nbd://HOST[:PORT]/EXPORT or "
+                         "nbd+unix:///EXPORT?socket=PATH");
+        return -1;
+    }
+    if ((rc = opt_seconds(spec, "timeout", 3600, &t, e)) < 0)
+        return -1;
+    if (rc == 0)
+        o.request_timeout_ms = t * 1000;
+    if ((rc = opt_seconds(spec, "connect_timeout", 600, &t, e)) < 0)
+        return -1;
+    if (rc == 0)
+        o.connect_timeout_ms = t * 1000;
+    if (json_object_object_get_ex(spec, "one_connection", &v)) {
+        if (!json_object_is_type(v, json_type_boolean)) {
+            vblkd_errorf(e, RPC_INVALID_PARAMS,
+                         "backend: \"one_connection\" must be true or false");
+            return -1;
+        }
+        o.one_connection = json_object_get_boolean(v);
+    }
+    rc = vblk_backend_nbd_open(uri, &o, be);
+    if (rc < 0) {
+        vblkd_errorf(e, rc == -EINVAL ? RPC_INVALID_PARAMS : RPC_RESOURCE_ERROR,
+                     "cannot open NBD export %.200s: %s (the daemon's log has the details)", uri,
+                     strerror(-rc));
+        return -1;
+    }
+    return 0;
+}
+#endif
+
+#if VBLK_HAVE_RBD
+/* ---- rbd ---- */
+
+static const char *const rbd_keys[] = {"image",  "pool",    "namespace", "snapshot",        "conf",
+                                       "client", "keyring", "timeout",   "connect_timeout", "cache",
+                                       NULL};
+
+static int rbd_open(struct vblkd *d, json_object *spec, bool ro, struct vblk_backend *be,
+                    struct vblkd_error *e)
+{
+    struct vblk_rbd_opts o = {.read_only = ro, .pool = "rbd"};
+    const char *s;
+    int rc;
+    if ((rc = opt_string(spec, "image", &o.image, e))) {
+        if (rc > 0)
+            vblkd_errorf(e, RPC_INVALID_PARAMS,
+                         "backend: \"image\" (the RBD image name) is required");
+        return -1;
+    }
+    if (opt_string(spec, "pool", &o.pool, e) < 0 ||
+        opt_string(spec, "namespace", &o.pool_namespace, e) < 0 ||
+        opt_string(spec, "snapshot", &o.snapshot, e) < 0 ||
+        opt_string(spec, "client", &o.client_id, e) < 0)
+        return -1;
+    if ((rc = opt_string(spec, "conf", &s, e)) < 0)
+        return -1;
+    if (rc == 0) {
+        if (vblkd_check_path(d, "backend conf", s, VBLKD_PATH_MAX, e) < 0)
+            return -1;
+        o.conf_path = s;
+    }
+    if ((rc = opt_string(spec, "keyring", &s, e)) < 0)
+        return -1;
+    if (rc == 0) {
+        if (vblkd_check_path(d, "backend keyring", s, VBLKD_PATH_MAX, e) < 0)
+            return -1;
+        o.keyring = s;
+    }
+    if (opt_seconds(spec, "timeout", 3600, &o.io_timeout_s, e) < 0 ||
+        opt_seconds(spec, "connect_timeout", 600, &o.connect_timeout_s, e) < 0)
+        return -1;
+    if ((rc = opt_string(spec, "cache", &s, e)) < 0)
+        return -1;
+    if (rc == 0) {
+        if (strcmp(s, "writeback") == 0)
+            o.cache = VBLK_RBD_CACHE_WRITEBACK;
+        else if (strcmp(s, "writethrough") == 0)
+            o.cache = VBLK_RBD_CACHE_WRITETHROUGH;
+        else if (strcmp(s, "none") == 0)
+            o.cache = VBLK_RBD_CACHE_NONE;
+        else {
+            vblkd_errorf(e, RPC_INVALID_PARAMS,
+                         "backend: \"cache\" must be \"writeback\", \"writethrough\" or \"none\"");
+            return -1;
+        }
+    }
+    char err[256] = "";
+    rc = vblk_backend_rbd_open(&o, be, err, sizeof(err));
+    if (rc < 0) {
+        vblkd_errorf(e, rc == -EINVAL ? RPC_INVALID_PARAMS : RPC_RESOURCE_ERROR,
+                     "cannot open RBD image %s/%s: %s", o.pool, o.image,
+                     err[0] ? err : strerror(-rc));
+        return -1;
+    }
+    return 0;
+}
+#endif
+
 static const struct backend_kind kinds[] = {
-    {"null", null_keys, null_open},
-    {"memory", memory_keys, memory_open},
-    {"file", file_keys, file_open},
+    {"null", null_keys, null_open, false}, {"memory", memory_keys, memory_open, false},
+    {"file", file_keys, file_open, false},
+#if VBLK_HAVE_NBD
+    {"nbd", nbd_keys, nbd_open, true},
+#endif
+#if VBLK_HAVE_RBD
+    {"rbd", rbd_keys, rbd_open, true},
+#endif
 };
 
 const struct backend_kind *backend_kind_find(const char *type)
@@ -232,6 +393,11 @@ const struct backend_kind *backend_kind_find(const char *type)
         if (strcmp(kinds[i].type, type) == 0)
             return &kinds[i];
     return NULL;
+}
+
+const struct backend_kind *backend_kind_at(size_t i)
+{
+    return i < sizeof(kinds) / sizeof(kinds[0]) ? &kinds[i] : NULL;
 }
 
 const char *backend_kind_names(void)
@@ -265,6 +431,10 @@ int backend_open(struct vblkd *d, json_object *spec, bool read_only, struct vblk
     if (!k) {
         vblkd_errorf(e, RPC_INVALID_PARAMS, "backend: unknown type \"%.64s\"; known types: %s",
                      json_object_get_string(t), backend_kind_names());
+        return -1;
+    }
+    if (k->network && vblkd_options(d)->no_network_backends) {
+        vblkd_errorf(e, RPC_NOT_SUPPORTED, "backend: %s is disabled in this daemon", k->type);
         return -1;
     }
     json_object_object_foreach(spec, key, val)

@@ -767,8 +767,8 @@ int export_resize(struct vblkd *d, struct export *x, uint64_t size, bool *notifi
     }
     if (rc == -ENOTSUP) {
         vblkd_errorf(e, RPC_NOT_SUPPORTED,
-                     "export '%s': the %s backend cannot change its size (a block device's size "
-                     "is set outside vblkd)",
+                     "export '%s': the %s backend cannot change its size (block devices and "
+                     "network images are resized outside vblkd)",
                      x->spec.name, x->be.ops->name);
         return -1;
     }

@@ -536,9 +536,8 @@ static json_object *m_server_info(struct vblkd *d, json_object *p, struct vblkd_
     if (vblkd_metrics_port_of(d))
         json_object_object_add(o, "metrics_port", json_object_new_int(vblkd_metrics_port_of(d)));
     json_object *kinds = json_object_new_array();
-    for (const char *const *k = (const char *const[]){"null", "memory", "file", NULL}; *k; k++)
-        if (backend_kind_find(*k))
-            json_object_array_add(kinds, json_object_new_string(*k));
+    for (size_t i = 0; backend_kind_at(i); i++)
+        json_object_array_add(kinds, json_object_new_string(backend_kind_at(i)->type));
     json_object_object_add(o, "backends", kinds);
     return o;
 }

@@ -110,7 +110,11 @@ struct backend_kind {
      * @keys). Returns 0 or fills @e. */
     int (*open)(struct vblkd *d, json_object *spec, bool read_only, struct vblk_backend *be,
                 struct vblkd_error *e);
+    bool network; /* reaches a server: refused with no_network_backends */
 };
+
+/* Every kind, in the order of backend_kind_names() (NULL-terminated). */
+const struct backend_kind *backend_kind_at(size_t i);
 
 /* The kind named @type, or NULL. */
 const struct backend_kind *backend_kind_find(const char *type);
@@ -140,7 +144,9 @@ struct vblkd_opts {
     const char *path_prefix; /* NULL: any absolute path */
     int log_level;           /* VBLK_LOG_* */
     bool no_request_metrics; /* do not time requests (two clock reads each) */
-    bool no_vduse;           /* refuse VDUSE exports (the fuzz target) */
+    bool no_vduse;
+    bool no_network_backends;
+        /* refuse nbd and rbd (the fuzz target) */ /* refuse VDUSE exports (the fuzz target) */
 };
 
 int vblkd_create(const struct vblkd_opts *o, struct vblkd **out);

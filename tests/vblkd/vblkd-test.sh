@@ -10,6 +10,9 @@
 #            the Prometheus metrics page (when built with libmicrohttpd); a
 #            hostile front-end on one export while the other is verified
 #   many     64 exports in one daemon, each verified; RSS per export
+#   nbd      an export on the NBD backend (nbdkit's memory plugin) next to a
+#            RAM disk, both verified at once; a resize is refused clearly
+#            (skipped, 77, without nbdkit or an NBD-enabled build)
 # Exit status: 0 pass, 1 fail.
 set -euo pipefail
 
@@ -244,6 +247,28 @@ many)
   echo "vblkd RSS: $rss0 KiB empty, $rss1 KiB with $n idle exports ($(((rss1 - rss0) / n)) KiB each)," \
        "$rss2 KiB after a verified run on each ($(((rss2 - rss0) / n)) KiB each, RAM disk data included)"
   "$ctl" info
+  stop
+  ;;
+nbd)
+  command -v nbdkit >/dev/null || { echo "SKIP: nbdkit not installed"; exit 77; }
+  start --threads 2
+  "$ctl" info | grep -q '"nbd"' || { "$ctl" shutdown >/dev/null; wait "$pid"; pid=""; echo "SKIP: vblkd built without the NBD backend"; exit 77; }
+  nbdkit --exit-with-parent -U "$dir/nbdkit.s" -f memory 64M >"$dir/nbdkit.log" 2>&1 &
+  for _ in $(seq 50); do [ -S "$dir/nbdkit.s" ] && break; sleep 0.1; done
+  ctl call export_add '{"name":"net0","transport":"vhost-user","socket":"'"$dir/net0.sock"'",
+    "backend":{"type":"nbd","uri":"nbd+unix:///?socket='"$dir/nbdkit.s"'","timeout":10},"queues":2}'
+  ctl add vhost-user ram0 --socket "$dir/ram0.sock" --memory 64M
+  ctl list
+  grep -q "^net0 .*nbd .*64M" "$dir/ctl.out" || fail "list does not show net0 on nbd with 64M"
+  bench "$dir/net0.sock" 64M 2 & b1=$!
+  bench "$dir/ram0.sock" 64M 1 & b2=$!
+  wait $b1 || fail "vblk-bench on the NBD export failed"
+  wait $b2 || fail "vblk-bench on the RAM disk failed"
+  grep -h "verify" "$dir"/*.sock.out
+  ctl_fails "cannot change its size" resize net0 128M
+  ctl_fails "cannot open NBD export" call export_add '{"name":"net1","transport":"vhost-user",
+    "socket":"'"$dir/net1.sock"'","backend":{"type":"nbd","uri":"nbd+unix:///?socket='"$dir/none.sock"'"}}'
+  ctl stats net0
   stop
   ;;
 *)
