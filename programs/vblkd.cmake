@@ -6,7 +6,9 @@ endif()
 if(JSONC_FOUND)
   set(VBLKD_SRC ${PROJECT_SOURCE_DIR}/programs/vblkd/daemon.c
                 ${PROJECT_SOURCE_DIR}/programs/vblkd/rpc.c
-                ${PROJECT_SOURCE_DIR}/programs/vblkd/backends.c)
+                ${PROJECT_SOURCE_DIR}/programs/vblkd/backends.c
+                ${PROJECT_SOURCE_DIR}/programs/vblkd/exports.c
+                ${PROJECT_SOURCE_DIR}/programs/vblkd/clients.c)
   # --metrics needs libmicrohttpd; without it vblkd refuses the option.
   pkg_check_modules(MHD IMPORTED_TARGET libmicrohttpd)
   set(VBLKD_HAVE_METRICS 0)

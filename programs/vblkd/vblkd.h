@@ -146,7 +146,7 @@ struct vblkd_opts {
     bool no_request_metrics; /* do not time requests (two clock reads each) */
     bool no_vduse;
     bool no_network_backends;
-        /* refuse nbd and rbd (the fuzz target) */ /* refuse VDUSE exports (the fuzz target) */
+    /* refuse nbd and rbd (the fuzz target) */ /* refuse VDUSE exports (the fuzz target) */
 };
 
 int vblkd_create(const struct vblkd_opts *o, struct vblkd **out);
