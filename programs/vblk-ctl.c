@@ -35,7 +35,8 @@ static void usage(FILE *f)
             "  add vhost-user NAME --socket PATH BACKEND [OPTIONS]\n"
             "  add vduse NAME [--vduse-name NAME] BACKEND [OPTIONS]\n"
             "      BACKEND: --image FILE [--engine auto|io_uring|psync] [--direct]\n"
-            "               | --memory SIZE | --null SIZE\n"
+            "               | --memory SIZE | --null SIZE | --nbd URI\n"
+            "               | --rbd [POOL/[NAMESPACE/]]IMAGE[@SNAPSHOT]\n"
             "      OPTIONS: --queues N  --queue-size N  --read-only  --serial STRING\n"
             "  del NAME [--force]      delete (--force: even with a front-end attached)\n"
             "  list                    every export\n"
@@ -351,6 +352,31 @@ static int build_add(int argc, char **argv, json_object **out)
                 json_object_object_add(be, "type", json_object_new_string(o + 2));
                 json_object_object_add(be, "size", size_arg(v));
             }
+        } else if (strcmp(o, "--nbd") == 0) {
+            if (!be)
+                be = json_object_new_object();
+            json_object_object_add(be, "type", json_object_new_string("nbd"));
+            json_object_object_add(be, "uri", json_object_new_string(v));
+        } else if (strcmp(o, "--rbd") == 0) {
+            /* The rbd tool's spec: [POOL/[NAMESPACE/]]IMAGE[@SNAPSHOT]. */
+            if (!be)
+                be = json_object_new_object();
+            json_object_object_add(be, "type", json_object_new_string("rbd"));
+            char spec[1024];
+            snprintf(spec, sizeof(spec), "%s", v);
+            char *snap = strchr(spec, '@');
+            if (snap) {
+                *snap++ = '\0';
+                json_object_object_add(be, "snapshot", json_object_new_string(snap));
+            }
+            char *parts[3] = {NULL, NULL, NULL};
+            int n = 0;
+            for (char *t = strtok(spec, "/"); t && n < 3; t = strtok(NULL, "/"))
+                parts[n++] = t;
+            static const char *const keys[3][3] = {
+                {"image", NULL, NULL}, {"pool", "image", NULL}, {"pool", "namespace", "image"}};
+            for (int k = 0; k < n; k++)
+                json_object_object_add(be, keys[n - 1][k], json_object_new_string(parts[k]));
         } else if (strcmp(o, "--engine") == 0) {
             if (!be)
                 be = json_object_new_object();
