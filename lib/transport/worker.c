@@ -35,6 +35,9 @@ struct worker {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     struct call *calls;
+    void (*wait_hook)(void *);
+    void *wait_arg;
+    unsigned wait_ms;
     /* Owned by the worker's thread once it runs. */
     struct worker_item **items;
     unsigned nitems, cap;
@@ -98,9 +101,30 @@ void worker_call(struct worker *w, void (*fn)(void *), void *arg)
     pthread_mutex_unlock(&w->lock);
     (void)eventfd_write(w->evfd, 1);
     pthread_mutex_lock(&w->lock);
-    while (!c.done)
-        pthread_cond_wait(&w->cond, &w->lock);
+    while (!c.done) {
+        if (!w->wait_hook) {
+            pthread_cond_wait(&w->cond, &w->lock);
+            continue;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += (long)w->wait_ms * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        if (pthread_cond_timedwait(&w->cond, &w->lock, &until) == ETIMEDOUT && !c.done) {
+            pthread_mutex_unlock(&w->lock);
+            w->wait_hook(w->wait_arg);
+            pthread_mutex_lock(&w->lock);
+        }
+    }
     pthread_mutex_unlock(&w->lock);
+}
+
+void worker_set_wait_hook(struct worker *w, void (*hook)(void *), void *arg, unsigned period_ms)
+{
+    w->wait_hook = hook;
+    w->wait_arg = arg;
+    w->wait_ms = period_ms ? period_ms : 100;
 }
 
 /* ---- the item set ---- */

@@ -48,8 +48,14 @@ int worker_add(struct worker *w, struct worker_item *it);
 /* Removes @it; when it returns, the worker no longer touches it. */
 void worker_del(struct worker *w, struct worker_item *it);
 /* Runs @fn(@arg) on the worker's thread (or here, when it is not running)
- * and waits for it to return. */
+ * and waits for it to return. While it waits, the wait hook runs every
+ * @period_ms on the waiting thread (see worker_set_wait_hook()). */
 void worker_call(struct worker *w, void (*fn)(void *), void *arg);
+/* Sets what a thread waiting in worker_call() does every @period_ms: the
+ * worker may be held by a front-end's fd that only the caller's watchdog
+ * can release (vblk_vu_dev_watchdog()), and the caller must not wait for
+ * ever on a thread that waits for it. */
+void worker_set_wait_hook(struct worker *w, void (*hook)(void *), void *arg, unsigned period_ms);
 /* Asks the thread to stop and waits up to @timeout_ms for it. Returns 0 (it
  * stopped, or never ran) or -ETIMEDOUT (call again, or worker_abandon()). */
 int worker_stop(struct worker *w, unsigned timeout_ms);

@@ -20,8 +20,6 @@
 
 #include "daemon.h"
 
-/* How often the watchdog looks at attached front-ends' notification fds. */
-#define WATCHDOG_MS 200
 /* How long stopping waits for a worker. */
 #define WORKER_STOP_MS 3000
 

@@ -48,6 +48,9 @@ struct vblkd {
     uint64_t started, last_watch;
 };
 
+/* How often the watchdog looks at attached front-ends' notification fds. */
+#define WATCHDOG_MS 200
+
 /* epoll registration in the control loop. */
 int ep_add(struct vblkd *d, int fd, uint32_t events, struct vblkd_tag *tag);
 void ep_del(struct vblkd *d, int fd);

@@ -31,6 +31,16 @@ void export_spec_clear(struct export_spec *s)
 
 /* ---- workers ---- */
 
+/* While the control thread waits for a worker: the worker may be blocked
+ * writing to a front-end's eventfd that only the watchdog releases. */
+static void watchdog_all(void *arg)
+{
+    struct vblkd *d = arg;
+    for (struct export *x = d->exports; x; x = x->next)
+        if (x->vu && vblk_vu_dev_attached(x->vu))
+            (void)vblk_vu_dev_watchdog(x->vu);
+}
+
 /* The worker for an item that carries @weight queues: a new thread while
  * there are fewer threads than queues (and than --threads), else the least
  * loaded. Returns its index or a negative errno. */
@@ -44,6 +54,8 @@ static int pick_worker(struct vblkd *d, unsigned weight)
             struct worker_opts wo = {.notify = d->o.notify, .poll_max_us = d->o.poll_max_us};
             struct worker *w;
             int rc = worker_create(&wo, &w);
+            if (rc == 0)
+                worker_set_wait_hook(w, watchdog_all, d, WATCHDOG_MS);
             if (rc == 0 && (rc = worker_start(w)) < 0)
                 worker_destroy(w);
             if (rc < 0)

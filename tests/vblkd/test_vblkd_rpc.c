@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -793,6 +794,69 @@ static void test_resize_under_io(void **state)
     vblkd_destroy(l.d);
 }
 
+/* One worker for two exports; the front-end of the first makes its call
+ * eventfd blocking again and saturates it, so the worker blocks when it
+ * signals a completion. Deleting the second export (which waits for that
+ * worker) must still finish: the waiting control thread runs the watchdog,
+ * which releases the write. The first export's queue is broken, the
+ * daemon goes on. */
+static void test_stuck_worker(void **state)
+{
+    (void)state;
+    struct vblkd_opts o = {.threads = 1, .path_prefix = tmpdir, .log_level = VBLK_LOG_ERR};
+    struct loop l;
+    assert_int_equal(vblkd_create(&o, &l.d), 0);
+    char rpc[128], p[1024];
+    snprintf(rpc, sizeof(rpc), "%s/rpc-stuck.sock", tmpdir);
+    assert_int_equal(vblkd_listen_rpc(l.d, rpc, 0600), 0);
+    assert_int_equal(pthread_create(&l.tid, NULL, loop_main, &l), 0);
+    int a = connect_to(rpc);
+    struct timeval tv = {.tv_sec = 20};
+    assert_int_equal(setsockopt(a, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof(p),
+                 "{\"name\":\"s%d\",\"transport\":\"vhost-user\",\"socket\":\"%s/s%d.sock\","
+                 "\"backend\":{\"type\":\"memory\",\"size\":\"1M\"}}",
+                 i, tmpdir, i);
+        json_object *r = sock_call(a, "export_add", p);
+        assert_int_equal(error_code(r), 0);
+        json_object_put(r);
+    }
+    snprintf(p, sizeof(p), "%s/s0.sock", tmpdir);
+    struct vblk_vu_client_opts co = {.queues = 1, .mem_size = 1 << 20};
+    struct vblk_vu_client *vc;
+    assert_int_equal(vblk_vu_client_connect(p, &co, &vc), 0);
+    int call = vblk_vu_client_call_fd(vc, 0);
+    int fl = fcntl(call, F_GETFL);
+    assert_int_equal(fcntl(call, F_SETFL, fl & ~O_NONBLOCK), 0);
+    uint64_t full = 0xfffffffffffffffeull;
+    assert_int_equal(write(call, &full, sizeof(full)), (ssize_t)sizeof(full));
+    struct vblk_drv_blk_frame *fr = vblk_vu_client_alloc(vc, sizeof(*fr));
+    uint8_t *buf = vblk_vu_client_alloc(vc, 4096);
+    struct vblk_iov iov = {buf, 4096};
+    /* Ask for an interrupt: the device will write to the call eventfd. */
+    (void)vblk_drv_vq_enable_cb(vblk_vu_client_queue(vc, 0), true);
+    assert_int_equal(
+        vblk_drv_blk_add(vblk_vu_client_queue(vc, 0), fr, VBLK_T_IN, 0, &iov, 1, fr, false), 0);
+    (void)vblk_vu_client_kick(vc, 0);
+    usleep(100000); /* the worker is now blocked on the call eventfd */
+    json_object *r = sock_call(a, "export_del", "{\"name\":\"s1\"}");
+    assert_int_equal(error_code(r), 0);
+    json_object_put(r);
+    r = sock_call(a, "export_stats", "{\"name\":\"s0\"}");
+    assert_int_equal(error_code(r), 0);
+    json_object_put(r);
+    /* Let the counter go, so that closing the client does not block. */
+    uint64_t v;
+    (void)read(call, &v, sizeof(v));
+    vblk_vu_client_close(vc);
+    r = sock_call(a, "server_shutdown", NULL);
+    json_object_put(r);
+    assert_int_equal(pthread_join(l.tid, NULL), 0);
+    close(a);
+    vblkd_destroy(l.d);
+}
+
 /* ---- configuration ---- */
 
 static void write_file(const char *path, const char *text)
@@ -879,10 +943,15 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_malformed_json),    cmocka_unit_test(test_request_shape),
-        cmocka_unit_test(test_export_add_params), cmocka_unit_test(test_export_methods),
-        cmocka_unit_test(test_file_exports),      cmocka_unit_test(test_socket),
-        cmocka_unit_test(test_resize_under_io),   cmocka_unit_test(test_config),
+        cmocka_unit_test(test_malformed_json),
+        cmocka_unit_test(test_request_shape),
+        cmocka_unit_test(test_export_add_params),
+        cmocka_unit_test(test_export_methods),
+        cmocka_unit_test(test_file_exports),
+        cmocka_unit_test(test_socket),
+        cmocka_unit_test(test_resize_under_io),
+        cmocka_unit_test(test_stuck_worker),
+        cmocka_unit_test(test_config),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
