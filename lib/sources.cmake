@@ -12,7 +12,8 @@ set(VBLK_CORE_SRC
   ${VBLK_LIB_DIR}/core/version.c
   ${VBLK_LIB_DIR}/core/vq.c
   ${VBLK_LIB_DIR}/core/vq_packed.c
-  ${VBLK_LIB_DIR}/core/vq_split.c)
+  ${VBLK_LIB_DIR}/core/vq_split.c
+  ${VBLK_LIB_DIR}/core/zone.c)
 
 # Freestanding: the driver side of a virtqueue.
 set(VBLK_DRIVER_SRC
@@ -70,7 +71,8 @@ set(VBLK_CORE_HEADERS
   ${PROJECT_SOURCE_DIR}/include/virtioblk/ring.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/spec.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/version.h
-  ${PROJECT_SOURCE_DIR}/include/virtioblk/vq.h)
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/vq.h
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/zone.h)
 
 file(GLOB_RECURSE vblk_found CONFIGURE_DEPENDS ${VBLK_LIB_DIR}/*.c)
 set(vblk_unlisted ${vblk_found})

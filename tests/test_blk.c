@@ -59,8 +59,8 @@ static void backend_caps_narrow_the_offer(void **state)
     dev_up(h);
     uint64_t f = vblk_dev_features(&h->dev);
     assert_false(f & (F(FLUSH) | F(CONFIG_WCE) | F(DISCARD) | F(WRITE_ZEROES) | F(SECURE_ERASE)));
-    struct vblk_config c;
-    assert_int_equal(vblk_dev_config_read(&h->dev, 0, &c, sizeof(c)), 0);
+    struct vblk_config c = {0};
+    assert_int_equal(vblk_dev_config_read(&h->dev, 0, &c, VBLK_CONFIG_SIZE_NO_ZONED), 0);
     assert_int_equal(c.max_discard_sectors, 0);
     assert_int_equal(c.max_write_zeroes_sectors, 0);
     assert_int_equal(c.max_secure_erase_sectors, 0);

@@ -85,7 +85,7 @@ static int get_config(struct vblk_vu_client *c, uint32_t len, struct vu_config *
  * back-ends know (up to write_zeroes_may_unmap, up to num_queues). */
 static int read_config(struct vblk_vu_client *c, struct vblk_config *cfg, uint32_t *len_out)
 {
-    static const uint32_t lens[] = {sizeof(struct vblk_config), 60, 36};
+    static const uint32_t lens[] = {sizeof(struct vblk_config), VBLK_CONFIG_SIZE_NO_ZONED, 60, 36};
     struct vu_config rep;
     int rc = -EIO;
     for (unsigned i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
