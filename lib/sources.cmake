@@ -34,7 +34,8 @@ set(VBLK_BACKEND_SRC
   ${VBLK_LIB_DIR}/backend/file_range.c
   ${VBLK_LIB_DIR}/backend/file_uring.c
   ${VBLK_LIB_DIR}/backend/memory.c
-  ${VBLK_LIB_DIR}/backend/null.c)
+  ${VBLK_LIB_DIR}/backend/null.c
+  ${VBLK_LIB_DIR}/backend/zoned_emul.c)
 
 # Hosted: the device-side transports (loopback, vhost-user, VDUSE) and the
 # page-fault guard they share.

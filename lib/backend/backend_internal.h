@@ -17,6 +17,34 @@
 #include "virtioblk/backends.h"
 #include "virtioblk/blk.h"
 #include "virtioblk/spec.h"
+#include "virtioblk/zone.h"
+
+#include <pthread.h>
+
+/*
+ * Emulated zones (zoned_emul.c), shared by the memory and file backends.
+ * A backend instance that may be zoned keeps a `struct zemu *` as its first
+ * member (NULL: not zoned), so zemu_of(ctx) finds it.
+ */
+struct zemu {
+    struct vblk_zone_table t;
+    struct vblk_zone_slot *slots;
+    int meta_fd;          /* metadata file, or -1 (memory) */
+    pthread_mutex_t lock; /* orders the metadata record writes */
+};
+
+int zemu_create(uint64_t size, const struct vblk_zoned_opts *opts, struct zemu **out);
+void zemu_destroy(struct zemu *z);
+/* Loads (or creates, every zone empty) the metadata file at @p path. */
+int zemu_attach_meta(struct zemu *z, const char *path, bool read_only);
+/* Persists the record of the zone holding @p sector / of every zone. */
+int zemu_persist_sector(struct zemu *z, uint64_t sector);
+int zemu_persist_all(struct zemu *z);
+/* fdatasync of the metadata file (FLUSH, write-through writes). */
+int zemu_sync(struct zemu *z);
+struct zemu *zemu_of(void *be);
+int zemu_zone_info(void *be, struct vblk_zone_info *info);
+int zemu_zone_report(void *be, uint64_t sector, struct vblk_zone *zones, uint32_t n);
 
 /*
  * The file backend's instance. Its ops table is a per-instance copy: the
@@ -24,6 +52,7 @@
  * depend on how the file was opened.
  */
 struct file_be {
+    struct zemu *zemu; /* emulated zones (first member: zemu_of) */
     struct vblk_backend_ops ops;
     int fd;
     bool blkdev;               /* block device: fallocate falls back to ioctls */

@@ -71,13 +71,11 @@ static int zoned_init(struct vblk_dev *dev, const struct vblk_backend *be)
         return rc;
     if (!ops->zone_report || (zi->model != VBLK_Z_HM && zi->model != VBLK_Z_HA))
         return -EINVAL;
-    if (!zi->zone_sectors || !zi->write_granularity ||
-        zi->write_granularity % VBLK_SECTOR_SIZE)
+    if (!zi->zone_sectors || !zi->write_granularity || zi->write_granularity % VBLK_SECTOR_SIZE)
         return -EINVAL;
     /* virtio 1.2 5.2.4: max_append_sectors <= seg_max * size_max. */
-    if (dev->p.size_max &&
-        (uint64_t)zi->max_append_sectors * VBLK_SECTOR_SIZE >
-            (uint64_t)dev->p.seg_max * dev->p.size_max)
+    if (dev->p.size_max && (uint64_t)zi->max_append_sectors * VBLK_SECTOR_SIZE >
+                               (uint64_t)dev->p.seg_max * dev->p.size_max)
         return -EINVAL;
     dev->zoned = 1;
     return 1;

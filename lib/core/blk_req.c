@@ -76,7 +76,6 @@ static struct vblk_iov *iov_advance(struct vblk_iov *iov, uint16_t *n, size_t sk
     return iov;
 }
 
-
 /* Sector range, alignment and segment limits for IN / OUT. */
 static bool rw_ok(const struct vblk_queue *q, const struct vblk_req *r)
 {
@@ -107,7 +106,8 @@ static int zone_report(const struct vblk_queue *q, struct vblk_req *r, struct vb
     /* Not even room for the header: nothing meaningful can be returned. */
     if (wr_len < sizeof(struct vblk_zone_report) || r->sector >= dev->config.capacity)
         return VBLK_S_ZONE_INVALID_CMD;
-    uint64_t want = (wr_len - sizeof(struct vblk_zone_report)) / sizeof(struct vblk_zone_descriptor);
+    uint64_t want =
+        (wr_len - sizeof(struct vblk_zone_report)) / sizeof(struct vblk_zone_descriptor);
     uint64_t sector = r->sector, done = 0;
     while (done < want) {
         struct vblk_zone z[8];
@@ -130,8 +130,9 @@ static int zone_report(const struct vblk_queue *q, struct vblk_req *r, struct vb
             d.z_wp = z[i].wp;
             d.z_type = z[i].type;
             d.z_state = z[i].state;
-            iov_scatter_at(win, nwin, sizeof(struct vblk_zone_report) + (done + (uint64_t)i) * sizeof(d),
-                           &d, sizeof(d));
+            iov_scatter_at(win, nwin,
+                           sizeof(struct vblk_zone_report) + (done + (uint64_t)i) * sizeof(d), &d,
+                           sizeof(d));
             sector = z[i].start + z[i].len;
         }
         done += (uint32_t)got;
@@ -262,9 +263,9 @@ static uint8_t ranges_load(const struct vblk_queue *q, struct vblk_req *r, struc
 static bool req_modifies(uint32_t type)
 {
     return type == VBLK_T_OUT || type == VBLK_T_DISCARD || type == VBLK_T_WRITE_ZEROES ||
-           type == VBLK_T_SECURE_ERASE || type == VBLK_T_ZONE_APPEND ||
-           type == VBLK_T_ZONE_OPEN || type == VBLK_T_ZONE_CLOSE || type == VBLK_T_ZONE_FINISH ||
-           type == VBLK_T_ZONE_RESET || type == VBLK_T_ZONE_RESET_ALL;
+           type == VBLK_T_SECURE_ERASE || type == VBLK_T_ZONE_APPEND || type == VBLK_T_ZONE_OPEN ||
+           type == VBLK_T_ZONE_CLOSE || type == VBLK_T_ZONE_FINISH || type == VBLK_T_ZONE_RESET ||
+           type == VBLK_T_ZONE_RESET_ALL;
 }
 
 static uint64_t feature_for(uint32_t type)

@@ -84,8 +84,8 @@ int vblk_zone_table_init(struct vblk_zone_table *t, uint64_t capacity,
 {
     memset(t, 0, sizeof(*t));
     uint32_t n = vblk_zone_count(capacity, o->zone_sectors);
-    if (!is_pow2(o->zone_sectors) || n == 0 || o->nr_conv > n || !mem ||
-        ((uintptr_t)mem & 7) || len < vblk_zone_table_mem_size(n))
+    if (!is_pow2(o->zone_sectors) || n == 0 || o->nr_conv > n || !mem || ((uintptr_t)mem & 7) ||
+        len < vblk_zone_table_mem_size(n))
         return -EINVAL;
     t->info.model = o->model;
     t->info.zone_sectors = o->zone_sectors;
@@ -201,10 +201,10 @@ int vblk_zone_table_restore(struct vblk_zone_table *t, uint32_t idx, uint64_t wp
                (cond && cond != VBLK_ZS_RDONLY && cond != VBLK_ZS_OFFLINE)) {
         rc = -EINVAL;
     } else {
-        uint8_t s = cond ? cond
-                    : wp == start     ? VBLK_ZS_EMPTY
+        uint8_t s = cond                ? cond
+                    : wp == start       ? VBLK_ZS_EMPTY
                     : wp - start == cap ? VBLK_ZS_FULL
-                                      : VBLK_ZS_CLOSED;
+                                        : VBLK_ZS_CLOSED;
         if (s == VBLK_ZS_CLOSED && !st_active(z->state) && t->info.max_active_zones &&
             t->nr_active >= t->info.max_active_zones) {
             rc = -EINVAL;
