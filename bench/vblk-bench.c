@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_zoned.h"
 #include "virtioblk/virtioblk.h"
 
 #define HIST_SUB     64
@@ -57,6 +58,7 @@ struct opts {
     bool spin;
     bool idle;
     bool json;
+    bool zoned;
 };
 
 /* Log-linear latency histogram (ns): 64 sub-buckets per power of two. */
@@ -144,6 +146,9 @@ static void usage(FILE *f)
             "  --idle            set the queues up, then submit nothing for --runtime\n"
             "                    seconds: an attached idle device (--socket only)\n"
             "  --timeout SECONDS fail when a request takes longer (default 10)\n"
+            "  --zoned           check a zoned (host-managed) back-end: zone report,\n"
+            "                    states, write pointer rules, then ZONE_APPENDs from every\n"
+            "                    queue racing into one zone (--socket only)\n"
             "  --json            print one JSON object instead of text\n"
             "\n"
             "Exit status: 0 success, 1 I/O or device error, 2 usage, 3 verify mismatch.\n");
@@ -193,6 +198,7 @@ static int parse(int argc, char **argv, struct opts *o)
         {"spin", no_argument, NULL, 'p'},
         {"json", no_argument, NULL, 'j'},
         {"idle", no_argument, NULL, 'i'},
+        {"zoned", no_argument, NULL, 'Z'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -272,6 +278,9 @@ static int parse(int argc, char **argv, struct opts *o)
         case 'i':
             o->idle = true;
             break;
+        case 'Z':
+            o->zoned = true;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -286,8 +295,9 @@ static int parse(int argc, char **argv, struct opts *o)
     }
     if (!o->loopback == !o->socket)
         return bad("choose one target: --socket PATH or --loopback");
-    if (o->loopback && (o->queues > 1 || o->verify || o->spin || o->idle || o->queue_size))
-        return bad("--queues, --queue-size, --verify, --spin and --idle need --socket");
+    if (o->loopback && (o->queues > 1 || o->verify || o->spin || o->idle || o->queue_size ||
+                        o->zoned))
+        return bad("--queues, --queue-size, --verify, --spin, --idle and --zoned need --socket");
     if (o->idle && o->verify)
         return bad("--idle submits nothing to verify");
     if (o->size && o->size < o->bs * (uint64_t)o->queues)
@@ -868,6 +878,11 @@ int main(int argc, char **argv)
     struct vblk_backend be = {0};
     uint64_t capacity = 0;
     int rc = o.loopback ? open_loopback(&o, &sh, &be, &capacity) : open_socket(&o, &sh, &capacity);
+    if (rc == 0 && o.zoned) {
+        int ex = bench_zoned(sh.client, o.queues, o.iodepth, o.timeout);
+        vblk_vu_client_close(sh.client);
+        return ex;
+    }
     struct worker *w = calloc(o.queues, sizeof(*w));
     struct hist *lat = calloc(1, sizeof(*lat));
     if (rc == 0 && (!w || !lat))

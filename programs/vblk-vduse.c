@@ -18,9 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "virtioblk/virtioblk.h"
+#include "zoned_opt.h"
 
 static volatile sig_atomic_t g_signal;
 
@@ -45,7 +47,7 @@ static void usage(FILE *f)
             "  --queue-size N       largest queue size, a power of two (default 256)\n"
             "  --read-only          refuse writes (offers VIRTIO_BLK_F_RO)\n"
             "  --serial STRING      serial number reported by GET_ID (up to 20 bytes)\n"
-            "  --no-packed          do not offer packed virtqueues\n"
+            "  --no-packed          do not offer packed virtqueues\n" ZONED_OPT_HELP
             "  --reclaim            replace a stale VDUSE device of the same name (one whose\n"
             "                       process died); a device in use is never touched\n"
             "  --quiet              print only errors\n"
@@ -157,7 +159,7 @@ static void print_stats(struct vblk_vduse *v, const char *name)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_NO_PACKED = 256, OPT_QUIET, OPT_RECLAIM };
+    enum { OPT_NO_PACKED = 256, OPT_QUIET, OPT_RECLAIM, OPT_ZONED };
     static const struct option longopts[] = {
         {"name", required_argument, NULL, 'n'},
         {"image", required_argument, NULL, 'i'},
@@ -169,13 +171,16 @@ int main(int argc, char **argv)
         {"no-packed", no_argument, NULL, OPT_NO_PACKED},
         {"quiet", no_argument, NULL, OPT_QUIET},
         {"reclaim", no_argument, NULL, OPT_RECLAIM},
+        {"zoned", required_argument, NULL, OPT_ZONED},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *name = NULL, *image = NULL, *serial = NULL;
     uint64_t memory = 0;
     unsigned long queues = 1, queue_size = 256;
-    bool read_only = false, no_packed = false, quiet = false, reclaim = false;
+    bool read_only = false, no_packed = false, quiet = false, reclaim = false, zoned = false;
+    struct vblk_zoned_opts zo;
+    char *zmeta = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
@@ -224,6 +229,12 @@ int main(int argc, char **argv)
         case OPT_RECLAIM:
             reclaim = true;
             break;
+        case OPT_ZONED:
+            free(zmeta);
+            if (zoned_opt_parse("vblk-vduse", optarg, &zo, &zmeta) < 0)
+                return 2;
+            zoned = true;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -246,14 +257,30 @@ int main(int argc, char **argv)
     struct vblk_backend be;
     int rc;
     if (image) {
-        struct vblk_file_opts fo = {.read_only = read_only};
+        struct vblk_file_opts fo = {
+            .read_only = read_only, .zoned = zoned ? &zo : NULL, .zone_meta = zmeta};
         rc = vblk_backend_file_open(image, &fo, &be);
+        if (rc == -EBADMSG)
+            fprintf(stderr,
+                    "vblk-vduse: the zone metadata of %s is damaged or was made for other "
+                    "--zoned settings\n",
+                    image);
+        if (rc == -EINVAL && zoned) {
+            struct stat st;
+            zoned_opt_explain("vblk-vduse", &zo, stat(image, &st) == 0 ? (uint64_t)st.st_size : 0);
+            return 2;
+        }
         if (rc < 0) {
             fprintf(stderr, "vblk-vduse: cannot open %s: %s\n", image, strerror(-rc));
             return 1;
         }
     } else {
-        rc = vblk_backend_memory_create(memory, &be);
+        rc = zoned ? vblk_backend_memory_create_zoned(memory, &zo, &be)
+                   : vblk_backend_memory_create(memory, &be);
+        if (rc == -EINVAL && zoned) {
+            zoned_opt_explain("vblk-vduse", &zo, memory);
+            return 2;
+        }
         if (rc < 0) {
             fprintf(stderr, "vblk-vduse: cannot create a %" PRIu64 "-byte RAM disk: %s\n", memory,
                     strerror(-rc));

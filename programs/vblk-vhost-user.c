@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "virtioblk/virtioblk.h"
+#include "zoned_opt.h"
 
 #define PROG "vblk-vhost-user"
 
@@ -62,6 +63,7 @@ static void usage(FILE *f)
             "                       completions or US microseconds after the first one held\n"
             "                       (default: no coalescing)\n"
             "  --threads N          worker threads running the queues (default: one per queue)\n"
+            ZONED_OPT_HELP
             "  --verbose, -v        log connections and queue events; twice: every message\n"
             "  --quiet, -q          print only errors\n"
             "  --help, -h           this text\n"
@@ -153,6 +155,10 @@ static const char *human(uint64_t bytes, char *buf, size_t len)
 }
 
 /* One clear line for each way the image can be unusable. */
+/* --zoned: emulated zones over --image or --memory (zoned_opt.h). */
+static const struct vblk_zoned_opts *g_zoned;
+static const char *g_zone_meta;
+
 static int open_image(const char *path, bool ro, int engine, struct vblk_backend *be)
 {
     struct stat st;
@@ -169,8 +175,20 @@ static int open_image(const char *path, bool ro, int engine, struct vblk_backend
                 (long long)st.st_size);
         return -1;
     }
-    struct vblk_file_opts fo = {.read_only = ro, .engine = engine};
+    struct vblk_file_opts fo = {
+        .read_only = ro, .engine = engine, .zoned = g_zoned, .zone_meta = g_zone_meta};
     int rc = vblk_backend_file_open(path, &fo, be);
+    if (rc == -EBADMSG) {
+        fprintf(stderr,
+                PROG ": the zone metadata of '%s' is damaged or was made for other --zoned "
+                     "settings\n",
+                path);
+        return -1;
+    }
+    if (rc == -EINVAL && g_zoned) {
+        zoned_opt_explain(PROG, g_zoned, (uint64_t)st.st_size);
+        return -1;
+    }
     if (rc == -ENOTSUP && engine == VBLK_FILE_ENGINE_IO_URING) {
         fprintf(stderr, PROG ": --backend io_uring: io_uring is not available here\n");
         return -1;
@@ -266,6 +284,7 @@ int main(int argc, char **argv)
         {"coalesce", required_argument, NULL, 'C'},
         {"backend", required_argument, NULL, 'b'},
         {"threads", required_argument, NULL, 't'},
+        {"zoned", required_argument, NULL, 'Z'},
         {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -278,9 +297,18 @@ int main(int argc, char **argv)
     enum vblk_notify_mode notify = VBLK_NOTIFY_ADAPTIVE;
     unsigned long poll_max_us = 0, coal_n = 0, coal_us = 0;
     const char *null_arg = NULL;
+    struct vblk_zoned_opts zo;
+    char *zmeta = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "vqh", longopts, NULL)) != -1) {
         switch (c) {
+        case 'Z':
+            free(zmeta);
+            if (zoned_opt_parse(PROG, optarg, &zo, &zmeta) < 0)
+                return 2;
+            g_zoned = &zo;
+            g_zone_meta = zmeta;
+            break;
         case 's':
             sock = optarg;
             break;
@@ -439,7 +467,12 @@ int main(int argc, char **argv)
             return 1;
     } else {
         int rc = null_disk ? vblk_backend_null_create(mem_size, &be)
+                 : g_zoned ? vblk_backend_memory_create_zoned(mem_size, g_zoned, &be)
                            : vblk_backend_memory_create(mem_size, &be);
+        if (rc == -EINVAL && g_zoned) {
+            zoned_opt_explain(PROG, g_zoned, mem_size);
+            return 2;
+        }
         if (rc < 0) {
             fprintf(stderr, PROG ": cannot create a %" PRIu64 "-byte RAM disk: %s\n", mem_size,
                     strerror(-rc));

@@ -16,3 +16,15 @@ if(TARGET vblk-vhost-user AND TARGET vblk-bench)
       LABELS integration TIMEOUT 180 SKIP_RETURN_CODE 77)
   endforeach()
 endif()
+
+# Zoned exports checked by vblk-bench --zoned (no VM).
+if(TARGET vblk-vhost-user AND TARGET vblk-bench)
+  foreach(case memory image)
+    add_test(NAME integration_zoned_${case}
+      COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/zoned-bench.sh
+              --bench $<TARGET_FILE:vblk-bench> --server $<TARGET_FILE:vblk-vhost-user>
+              --case ${case})
+    set_tests_properties(integration_zoned_${case} PROPERTIES
+      LABELS integration TIMEOUT 120)
+  endforeach()
+endif()

@@ -25,7 +25,7 @@
      VBLK_BIT(VBLK_F_RO) | VBLK_BIT(VBLK_F_BLK_SIZE) | VBLK_BIT(VBLK_F_FLUSH) |                    \
      VBLK_BIT(VBLK_F_TOPOLOGY) | VBLK_BIT(VBLK_F_CONFIG_WCE) | VBLK_BIT(VBLK_F_MQ) |               \
      VBLK_BIT(VBLK_F_DISCARD) | VBLK_BIT(VBLK_F_WRITE_ZEROES) | VBLK_BIT(VBLK_F_LIFETIME) |        \
-     VBLK_BIT(VBLK_F_SECURE_ERASE))
+     VBLK_BIT(VBLK_F_SECURE_ERASE) | VBLK_BIT(VBLK_F_ZONED))
 
 #define WANTED_PROTOCOL                                                                            \
     (VBLK_BIT(VBLK_VU_PROTOCOL_F_MQ) | VBLK_BIT(VBLK_VU_PROTOCOL_F_REPLY_ACK) |                    \
