@@ -1,0 +1,163 @@
+# vduse-zoned-workload.sh - runs inside the test guest (see vduse-zoned-test.sh).
+#
+# vblk-vduse --zoned over a file image, through VDUSE and virtio_vdpa to
+# the kernel's virtio_blk driver:
+#   model    /sys/block/vdX/queue/zoned is host-managed, nr_zones and
+#            chunk_sectors match the options
+#   report   blkzone report lists every zone, the conventional ones first
+#   ops      blkzone open/close/finish/reset move a zone through its states
+#   rules    a write off the write pointer fails with an I/O error; data
+#            written at write pointers reads back; past the write pointer
+#            reads zeros
+#   f2fs     mkfs.f2fs -m, files written, unmounted, remounted, fsck.f2fs;
+#            then vblk-vduse restarts on the same image: the zones (and the
+#            files) are still there
+. /usr/share/vblk-guest/lib.sh
+set -u
+ZS_MB=4
+
+start_dev() {
+    _name=$1
+    shift
+    echo "+ vblk-vduse --name $_name $*"
+    vblk-vduse --name "$_name" "$@" >"/tmp/$_name.log" 2>&1 &
+    PID=$!
+    _w=0
+    while ! grep -q "attach with" "/tmp/$_name.log" || [ ! -c "/dev/vduse/$_name" ]; do
+        kill -0 "$PID" 2>/dev/null || { cat "/tmp/$_name.log"; guest_fail "vblk-vduse $_name exited early"; }
+        _w=$((_w + 1))
+        [ $_w -le 100 ] || guest_fail "/dev/vduse/$_name did not appear"
+        sleep 0.1
+    done
+}
+attach() {
+    run vdpa dev add name "$1" mgmtdev vduse
+    _w=0
+    DISK=
+    while [ -z "$DISK" ]; do
+        for b in /sys/bus/vdpa/devices/"$1"/virtio*/block/*; do
+            [ -e "$b" ] && DISK=/dev/$(basename "$b")
+        done
+        _w=$((_w + 1))
+        [ $_w -le 100 ] || { dmesg | tail -20; guest_fail "no block device appeared for $1"; }
+        [ -n "$DISK" ] || sleep 0.1
+    done
+    wait_dev "$DISK"
+    D=$(basename "$DISK")
+    echo "$1 is $DISK"
+}
+detach() {
+    run vdpa dev del "$1"
+    _w=0
+    while kill -0 "$PID" 2>/dev/null; do
+        _w=$((_w + 1))
+        [ $_w -le 100 ] || guest_fail "vblk-vduse $1 did not exit after 'vdpa dev del'"
+        sleep 0.1
+    done
+    wait "$PID" || guest_fail "vblk-vduse $1 exited with status $?"
+}
+# zcond DISK SECTOR: the condition blkzone prints for the zone at SECTOR ("em", "oi", ...)
+zcond() {
+    blkzone report -o "$2" -c 1 "$1" | sed -n 's/.*zcond: *[0-9]*(\([a-z]*\)).*/\1/p'
+}
+expect_cond() {
+    _c=$(zcond "$DISK" "$1")
+    [ "$_c" = "$2" ] || { blkzone report -o "$1" -c 1 "$DISK"; guest_fail "zone at $1 after $3: '$_c', expected '$2'"; }
+    echo "zone at $1 after $3: $_c"
+}
+
+step "model: 512 MiB image, ${ZS_MB} MiB zones, 8 conventional"
+run truncate -s 512M /tmp/z.img
+ZONED="zone-size=${ZS_MB}M,conv=8,max-open=12,max-active=16,max-append=256K"
+start_dev z --image /tmp/z.img --zoned "$ZONED"
+attach z
+model=$(cat /sys/block/$D/queue/zoned)
+[ "$model" = host-managed ] || guest_fail "queue/zoned is '$model'"
+echo "queue/zoned: $model"
+nz=$(cat /sys/block/$D/queue/nr_zones)
+[ "$nz" -eq 128 ] || guest_fail "nr_zones is $nz, expected 128"
+cs=$(cat /sys/block/$D/queue/chunk_sectors)
+[ "$cs" -eq $((ZS_MB * 2048)) ] || guest_fail "chunk_sectors is $cs"
+echo "nr_zones $nz, zone sectors $cs, max_open $(cat /sys/block/$D/queue/max_open_zones), max_active $(cat /sys/block/$D/queue/max_active_zones)"
+
+step "report"
+blkzone report "$DISK" >/tmp/report || guest_fail "blkzone report failed"
+n=$(wc -l </tmp/report)
+[ "$n" -eq 128 ] || guest_fail "blkzone report lists $n zones"
+nconv=$(grep -c CONVENTIONAL /tmp/report)
+[ "$nconv" -eq 8 ] || guest_fail "$nconv conventional zones"
+nseq=$(grep -c 'SEQ_WRITE_REQUIRED' /tmp/report)
+[ "$nseq" -eq 120 ] || guest_fail "$nseq sequential zones"
+head -n 10 /tmp/report
+
+step "ops: open, close, write, finish, reset"
+Z=$((8 * ZS_MB * 2048))           # first sequential zone
+Z2=$((Z + ZS_MB * 2048))
+run blkzone open -o "$Z" -c 1 "$DISK"
+expect_cond "$Z" oe "open"
+run blkzone close -o "$Z" -c 1 "$DISK"
+expect_cond "$Z" em "close of an unwritten zone"
+run dd if=/dev/urandom of=/tmp/blk bs=64k count=4 2>/dev/null
+run dd if=/tmp/blk of="$DISK" bs=64k count=4 seek=$((Z / 128)) oflag=direct 2>/dev/null
+expect_cond "$Z" oi "a write"
+run blkzone close -o "$Z" -c 1 "$DISK"
+expect_cond "$Z" cl "close"
+run blkzone finish -o "$Z" -c 1 "$DISK"
+expect_cond "$Z" fu "finish"
+run blkzone reset -o "$Z" -c 1 "$DISK"
+expect_cond "$Z" em "reset"
+
+step "rules: write pointer, read-back, read past the write pointer"
+run dd if=/tmp/blk of="$DISK" bs=64k count=4 seek=$((Z2 / 128)) oflag=direct 2>/dev/null
+# 256 KiB in: a write 64 KiB further on is not at the write pointer
+if dd if=/tmp/blk of="$DISK" bs=64k count=1 seek=$((Z2 / 128 + 5)) oflag=direct 2>/tmp/dd.err; then
+    guest_fail "a write off the write pointer succeeded"
+fi
+cat /tmp/dd.err
+grep -qi -e "Input/output error" -e "I/O error" /tmp/dd.err || guest_fail "the unaligned write did not fail with an I/O error"
+wp=$(blkzone report -o "$Z2" -c 1 "$DISK" | sed -n 's/.*wptr 0x\([0-9a-f]*\).*/\1/p')
+w=$((0x$wp))
+[ $w -lt $Z2 ] || w=$((w - Z2)) # blkzone prints it relative to the zone start
+[ $w -eq 512 ] || guest_fail "write pointer 0x$wp after 256 KiB, expected 512 sectors in"
+run dd if=/tmp/blk of="$DISK" bs=64k count=4 seek=$((Z2 / 128 + 4)) oflag=direct 2>/dev/null
+dd if="$DISK" of=/tmp/back bs=64k count=8 skip=$((Z2 / 128)) iflag=direct 2>/dev/null
+cat /tmp/blk /tmp/blk | cmp - /tmp/back || guest_fail "data written at the write pointer reads back wrong"
+[ "$(dd if="$DISK" bs=64k count=4 skip=$((Z2 / 128 + 8)) iflag=direct 2>/dev/null | tr -d '\000' | wc -c)" -eq 0 ] ||
+    guest_fail "past the write pointer is not zeros"
+echo "512 KiB at the write pointer read back; past it: zeros"
+run blkzone reset "$DISK"
+expect_cond "$Z2" em "reset of every zone"
+
+step "f2fs: mkfs.f2fs -m, files, remount"
+run mkfs.f2fs -q -f -m "$DISK"
+mkdir -p /mnt
+run mount -t f2fs "$DISK" /mnt
+i=1
+while [ $i -le 6 ]; do
+    run dd if=/dev/urandom of=/mnt/file$i bs=256k count=$((i * 4)) 2>/dev/null
+    i=$((i + 1))
+done
+(cd /mnt && sha256sum file* >/tmp/sums)
+run umount /mnt
+run fsck.f2fs "$DISK"
+run mount -t f2fs "$DISK" /mnt
+(cd /mnt && sha256sum -c /tmp/sums >/dev/null) || guest_fail "files changed across umount/mount"
+run umount /mnt
+blkzone report "$DISK" | grep -v CONVENTIONAL | grep -v '(em)' | head -5
+blkzone report "$DISK" >/tmp/report.before
+detach z
+
+step "restart: the same image and zone metadata"
+start_dev z --image /tmp/z.img --zoned "$ZONED"
+attach z
+blkzone report "$DISK" >/tmp/report.after
+# open zones come back closed: compare write pointers only
+sed 's/zcond.*//' /tmp/report.before >/tmp/a
+sed 's/zcond.*//' /tmp/report.after >/tmp/b
+cmp /tmp/a /tmp/b || { diff /tmp/a /tmp/b | head; guest_fail "write pointers changed across a restart"; }
+run mount -t f2fs "$DISK" /mnt
+(cd /mnt && sha256sum -c /tmp/sums >/dev/null) || guest_fail "files differ after the restart"
+run umount /mnt
+run fsck.f2fs "$DISK"
+detach z
+step "done"
