@@ -31,7 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench_zoned.h"
+#include "bench_requests.h"
 #include "virtioblk/virtioblk.h"
 
 #define HIST_SUB     64
@@ -59,6 +59,7 @@ struct opts {
     bool idle;
     bool json;
     bool zoned;
+    bool lifetime;
 };
 
 /* Log-linear latency histogram (ns): 64 sub-buckets per power of two. */
@@ -149,6 +150,7 @@ static void usage(FILE *f)
             "  --zoned           check a zoned (host-managed) back-end: zone report,\n"
             "                    states, write pointer rules, then ZONE_APPENDs from every\n"
             "                    queue racing into one zone (--socket only)\n"
+            "  --get-lifetime    send GET_LIFETIME and print the answer (--socket only)\n"
             "  --json            print one JSON object instead of text\n"
             "\n"
             "Exit status: 0 success, 1 I/O or device error, 2 usage, 3 verify mismatch.\n");
@@ -199,6 +201,7 @@ static int parse(int argc, char **argv, struct opts *o)
         {"json", no_argument, NULL, 'j'},
         {"idle", no_argument, NULL, 'i'},
         {"zoned", no_argument, NULL, 'Z'},
+        {"get-lifetime", no_argument, NULL, 'G'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -281,6 +284,9 @@ static int parse(int argc, char **argv, struct opts *o)
         case 'Z':
             o->zoned = true;
             break;
+        case 'G':
+            o->lifetime = true;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -296,8 +302,9 @@ static int parse(int argc, char **argv, struct opts *o)
     if (!o->loopback == !o->socket)
         return bad("choose one target: --socket PATH or --loopback");
     if (o->loopback && (o->queues > 1 || o->verify || o->spin || o->idle || o->queue_size ||
-                        o->zoned))
-        return bad("--queues, --queue-size, --verify, --spin, --idle and --zoned need --socket");
+                        o->zoned || o->lifetime))
+        return bad("--queues, --queue-size, --verify, --spin, --idle, --zoned and --get-lifetime "
+                   "need --socket");
     if (o->idle && o->verify)
         return bad("--idle submits nothing to verify");
     if (o->size && o->size < o->bs * (uint64_t)o->queues)
@@ -878,8 +885,9 @@ int main(int argc, char **argv)
     struct vblk_backend be = {0};
     uint64_t capacity = 0;
     int rc = o.loopback ? open_loopback(&o, &sh, &be, &capacity) : open_socket(&o, &sh, &capacity);
-    if (rc == 0 && o.zoned) {
-        int ex = bench_zoned(sh.client, o.queues, o.iodepth, o.timeout);
+    if (rc == 0 && (o.zoned || o.lifetime)) {
+        int ex = o.zoned ? bench_zoned(sh.client, o.queues, o.iodepth, o.timeout)
+                         : bench_lifetime(sh.client, o.timeout);
         vblk_vu_client_close(sh.client);
         return ex;
     }

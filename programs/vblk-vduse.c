@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "virtioblk/virtioblk.h"
+#include "blk_opt.h"
 #include "zoned_opt.h"
 
 static volatile sig_atomic_t g_signal;
@@ -47,7 +48,7 @@ static void usage(FILE *f)
             "  --queue-size N       largest queue size, a power of two (default 256)\n"
             "  --read-only          refuse writes (offers VIRTIO_BLK_F_RO)\n"
             "  --serial STRING      serial number reported by GET_ID (up to 20 bytes)\n"
-            "  --no-packed          do not offer packed virtqueues\n" ZONED_OPT_HELP
+            "  --no-packed          do not offer packed virtqueues\n" ZONED_OPT_HELP BLK_OPT_HELP
             "  --reclaim            replace a stale VDUSE device of the same name (one whose\n"
             "                       process died); a device in use is never touched\n"
             "  --quiet              print only errors\n"
@@ -159,7 +160,15 @@ static void print_stats(struct vblk_vduse *v, const char *name)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_NO_PACKED = 256, OPT_QUIET, OPT_RECLAIM, OPT_ZONED };
+    enum {
+        OPT_NO_PACKED = 256,
+        OPT_QUIET,
+        OPT_RECLAIM,
+        OPT_ZONED,
+        OPT_LIFETIME,
+        OPT_SEGMENTS,
+        OPT_SECURE_ERASE
+    };
     static const struct option longopts[] = {
         {"name", required_argument, NULL, 'n'},
         {"image", required_argument, NULL, 'i'},
@@ -172,6 +181,9 @@ int main(int argc, char **argv)
         {"quiet", no_argument, NULL, OPT_QUIET},
         {"reclaim", no_argument, NULL, OPT_RECLAIM},
         {"zoned", required_argument, NULL, OPT_ZONED},
+        {"lifetime", required_argument, NULL, OPT_LIFETIME},
+        {"discard-segments", required_argument, NULL, OPT_SEGMENTS},
+        {"secure-erase", no_argument, NULL, OPT_SECURE_ERASE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -181,6 +193,9 @@ int main(int argc, char **argv)
     bool read_only = false, no_packed = false, quiet = false, reclaim = false, zoned = false;
     struct vblk_zoned_opts zo;
     char *zmeta = NULL;
+    struct vblk_dev_params lt = {0}; /* --lifetime */
+    uint32_t segs = 0;
+    bool secure_erase = false;
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
@@ -229,6 +244,17 @@ int main(int argc, char **argv)
         case OPT_RECLAIM:
             reclaim = true;
             break;
+        case OPT_LIFETIME:
+            if (blk_opt_lifetime("vblk-vduse", optarg, &lt) < 0)
+                return 2;
+            break;
+        case OPT_SEGMENTS:
+            if (blk_opt_segments("vblk-vduse", optarg, &segs) < 0)
+                return 2;
+            break;
+        case OPT_SECURE_ERASE:
+            secure_erase = true;
+            break;
         case OPT_ZONED:
             free(zmeta);
             if (zoned_opt_parse("vblk-vduse", optarg, &zo, &zmeta) < 0)
@@ -257,8 +283,10 @@ int main(int argc, char **argv)
     struct vblk_backend be;
     int rc;
     if (image) {
-        struct vblk_file_opts fo = {
-            .read_only = read_only, .zoned = zoned ? &zo : NULL, .zone_meta = zmeta};
+        struct vblk_file_opts fo = {.read_only = read_only,
+                                    .zoned = zoned ? &zo : NULL,
+                                    .zone_meta = zmeta,
+                                    .secure_erase = secure_erase};
         rc = vblk_backend_file_open(image, &fo, &be);
         if (rc == -EBADMSG)
             fprintf(stderr,
@@ -297,6 +325,9 @@ int main(int argc, char **argv)
         memcpy(p.serial, serial, strlen(serial));
     if (no_packed)
         p.features_off |= VBLK_BIT(VBLK_F_RING_PACKED);
+    p.lifetime = lt.lifetime;
+    p.lifetime_info = lt.lifetime_info;
+    blk_opt_apply(&p, segs, secure_erase);
 
     /* Signals are blocked except while the loop waits, so none is lost
      * between checking the flag and going to sleep. */

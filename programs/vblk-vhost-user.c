@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "virtioblk/virtioblk.h"
+#include "blk_opt.h"
 #include "zoned_opt.h"
 
 #define PROG "vblk-vhost-user"
@@ -63,7 +64,7 @@ static void usage(FILE *f)
             "                       completions or US microseconds after the first one held\n"
             "                       (default: no coalescing)\n"
             "  --threads N          worker threads running the queues (default: one per queue)\n"
-            ZONED_OPT_HELP
+            ZONED_OPT_HELP BLK_OPT_HELP
             "  --verbose, -v        log connections and queue events; twice: every message\n"
             "  --quiet, -q          print only errors\n"
             "  --help, -h           this text\n"
@@ -158,6 +159,7 @@ static const char *human(uint64_t bytes, char *buf, size_t len)
 /* --zoned: emulated zones over --image or --memory (zoned_opt.h). */
 static const struct vblk_zoned_opts *g_zoned;
 static const char *g_zone_meta;
+static bool g_secure_erase; /* --secure-erase */
 
 static int open_image(const char *path, bool ro, int engine, struct vblk_backend *be)
 {
@@ -176,7 +178,11 @@ static int open_image(const char *path, bool ro, int engine, struct vblk_backend
         return -1;
     }
     struct vblk_file_opts fo = {
-        .read_only = ro, .engine = engine, .zoned = g_zoned, .zone_meta = g_zone_meta};
+        .read_only = ro,
+        .engine = engine,
+        .zoned = g_zoned,
+        .zone_meta = g_zone_meta,
+        .secure_erase = g_secure_erase};
     int rc = vblk_backend_file_open(path, &fo, be);
     if (rc == -EBADMSG) {
         fprintf(stderr,
@@ -285,6 +291,9 @@ int main(int argc, char **argv)
         {"backend", required_argument, NULL, 'b'},
         {"threads", required_argument, NULL, 't'},
         {"zoned", required_argument, NULL, 'Z'},
+        {"lifetime", required_argument, NULL, 'L'},
+        {"discard-segments", required_argument, NULL, 'D'},
+        {"secure-erase", no_argument, NULL, 'E'},
         {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -299,9 +308,22 @@ int main(int argc, char **argv)
     const char *null_arg = NULL;
     struct vblk_zoned_opts zo;
     char *zmeta = NULL;
+    struct vblk_dev_params lt = {0}; /* --lifetime */
+    uint32_t segs = 0;
     int c;
     while ((c = getopt_long(argc, argv, "vqh", longopts, NULL)) != -1) {
         switch (c) {
+        case 'L':
+            if (blk_opt_lifetime(PROG, optarg, &lt) < 0)
+                return 2;
+            break;
+        case 'D':
+            if (blk_opt_segments(PROG, optarg, &segs) < 0)
+                return 2;
+            break;
+        case 'E':
+            g_secure_erase = true;
+            break;
         case 'Z':
             free(zmeta);
             if (zoned_opt_parse(PROG, optarg, &zo, &zmeta) < 0)
@@ -489,6 +511,9 @@ int main(int argc, char **argv)
         memcpy(p.serial, serial, strlen(serial));
     else
         memcpy(p.serial, "vblk-vhost-user", 15);
+    p.lifetime = lt.lifetime;
+    p.lifetime_info = lt.lifetime_info;
+    blk_opt_apply(&p, segs, g_secure_erase);
 
     struct vblk_vu_server_opts so = {
         .socket_path = sock,

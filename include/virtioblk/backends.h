@@ -36,6 +36,13 @@ struct vblk_file_opts {
     const struct vblk_zoned_opts *zoned;
     /** Zone metadata file (NULL: the image's path with ".zones" appended). */
     const char *zone_meta;
+    /**
+     * Offer SECURE_ERASE: BLKSECDISCARD on a block device that has it,
+     * otherwise the ranges are overwritten with zeros and synced. On a file
+     * system that copies on write or journals data the old blocks may
+     * survive elsewhere, so it is opt-in.
+     */
+    bool secure_erase;
 };
 
 /** @name File backend I/O engines */

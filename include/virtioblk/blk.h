@@ -225,6 +225,7 @@ struct vblk_queue_stats {
     uint64_t ioerr;     /**< Completed with VBLK_S_IOERR. */
     uint64_t unsupp;    /**< Completed with VBLK_S_UNSUPP. */
     uint64_t pool_full; /**< Times processing paused because every slot was in flight. */
+    uint64_t multi_range; /**< DISCARD / WRITE_ZEROES / SECURE_ERASE requests with more than one range. */
 };
 
 /** A device queue: a virtqueue plus its request pool. Fields are private. */

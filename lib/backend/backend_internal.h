@@ -113,6 +113,13 @@ uint8_t file_range_falloc(int fd, int mode, uint64_t off, uint64_t len);
 uint8_t file_range_fallback(struct file_be *fb, uint32_t type, const struct vblk_discard_wz_seg *r,
                             int mode);
 
+/*
+ * SECURE_ERASE of every range of @p req, synchronously: BLKSECDISCARD on a
+ * block device that supports it, else zeros written over the range, then
+ * fdatasync. Returns a VBLK_S_* status.
+ */
+uint8_t file_secure_erase(struct file_be *fb, const struct vblk_req *req);
+
 /* Maps a negative errno from an I/O call to a VBLK_S_* status. */
 static inline uint8_t be_errno_status(int err)
 {

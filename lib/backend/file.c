@@ -17,7 +17,9 @@
  *    spec asks of WRITE_ZEROES.
  *  - EOPNOTSUPP from fallocate on a block device falls back to the
  *    BLKDISCARD / BLKZEROOUT ioctls (synchronous); otherwise VBLK_S_UNSUPP.
- *  - SECURE_ERASE is not offered (no way to guarantee it on a file).
+ *  - SECURE_ERASE only with opts->secure_erase (no way to guarantee it on
+ *    a file system): BLKSECDISCARD, or zeros written over the ranges and
+ *    fdatasync (file_secure_erase()), synchronously in either engine.
  *
  * With emulated zones (opts->zoned) the zone table (zone.h) decides every
  * write and zone operation, and its state is persisted in a metadata file
@@ -215,6 +217,9 @@ static void psync_submit(void *be, void *qctx, struct vblk_req *req)
     case VBLK_T_WRITE_ZEROES:
         st = psync_ranges(fb, req);
         break;
+    case VBLK_T_SECURE_ERASE:
+        st = file_secure_erase(fb, req);
+        break;
     default:
         st = VBLK_S_UNSUPP;
         break;
@@ -408,6 +413,8 @@ int vblk_backend_file_open(const char *path, const struct vblk_file_opts *opts,
         fb->ops.caps = VBLK_BACKEND_CAP_FLUSH | VBLK_BACKEND_CAP_WRITE_ZEROES;
         if (discard)
             fb->ops.caps |= VBLK_BACKEND_CAP_DISCARD;
+        if (opts->secure_erase)
+            fb->ops.caps |= VBLK_BACKEND_CAP_SECURE_ERASE;
         else if (!fb->blkdev)
             fb->ops.caps &= ~VBLK_BACKEND_CAP_WRITE_ZEROES; /* no way to zero cheaply */
     }

@@ -201,6 +201,8 @@ int req_decode_zoned(const struct vblk_queue *q, struct vblk_req *r, struct vblk
 
 void vblk_req_set_append_sector(struct vblk_req *r, uint64_t sector)
 {
+    /* zin is set by every ZONE_APPEND that reaches a backend (and only
+     * read for one), so the common path never clears it. */
     if (r->type != VBLK_T_ZONE_APPEND || !r->zin)
         return;
     iov_scatter(r->zin, r->nzin, &sector, sizeof(sector));
@@ -311,8 +313,6 @@ int req_decode(const struct vblk_queue *q, struct vblk_req *r)
     r->flags = 0;
     r->used_len = 1;
     r->done = 0;
-    r->zin = NULL;
-    r->nzin = 0;
 
     /* virtio 1.2 5.2.6: the status is the last writable byte. Without one
      * nothing can be reported, so the driver is broken beyond recovery. */

@@ -189,9 +189,9 @@ void vduse_vq_stop(struct vblk_vduse *v, uint16_t index)
     vblk_queue_get_state(&vq->q, &vq->state);
     vq->have_state = true;
     const struct vblk_queue_stats *qs = vblk_queue_stats(&vq->q);
-    vduse_log(v, "queue %u stopped: %llu requests, %llu kicks, %llu interrupts", index,
-              (unsigned long long)qs->completed, (unsigned long long)vq->kicks,
-              (unsigned long long)vq->irqs);
+    vduse_log(v, "queue %u stopped: %llu requests, %llu kicks, %llu interrupts, %llu multi-range",
+              index, (unsigned long long)qs->completed, (unsigned long long)vq->kicks,
+              (unsigned long long)vq->irqs, (unsigned long long)qs->multi_range);
     unwatch_all(vq);
     (void)v->kops->set_kickfd(v->k, index, -1);
     close_fd(&vq->kickfd);

@@ -17,14 +17,15 @@ if(TARGET vblk-vhost-user AND TARGET vblk-bench)
   endforeach()
 endif()
 
-# Zoned exports checked by vblk-bench --zoned (no VM).
+# Request types through vhost-user without a VM: GET_LIFETIME, and zoned
+# exports checked by vblk-bench --zoned.
 if(TARGET vblk-vhost-user AND TARGET vblk-bench)
-  foreach(case memory image)
-    add_test(NAME integration_zoned_${case}
-      COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/zoned-bench.sh
+  foreach(case lifetime zoned-memory zoned-image)
+    add_test(NAME integration_${case}
+      COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/requests-bench.sh
               --bench $<TARGET_FILE:vblk-bench> --server $<TARGET_FILE:vblk-vhost-user>
               --case ${case})
-    set_tests_properties(integration_zoned_${case} PROPERTIES
+    set_tests_properties(integration_${case} PROPERTIES
       LABELS integration TIMEOUT 120)
   endforeach()
 endif()

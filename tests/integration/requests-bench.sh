@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Zoned vhost-user export without a VM: vblk-vhost-user --zoned serves a RAM
+# Request types checked through vhost-user without a VM.
+#
+# lifetime: vblk-vhost-user --lifetime answers GET_LIFETIME (the Linux 6.12
+# guest driver never sends one), read by vblk-bench --get-lifetime.
+#
+# zoned-memory, zoned-image: a zoned vhost-user export: vblk-vhost-user --zoned serves a RAM
 # disk or a file image with emulated zones, vblk-bench --zoned checks the
 # zone report, the states, the write pointer rules and appends racing from
-# two queues (bench/bench_zoned.c). For the image, the server is then
+# two queues (bench/bench_requests.c). For the image, the server is then
 # restarted on the same image and metadata file, and a damaged metadata
 # record is refused.
 #
-# Usage: zoned-bench.sh --bench PATH --server PATH --case memory|image
+# Usage: requests-bench.sh --bench PATH --server PATH --case lifetime|zoned-memory|zoned-image
 set -euo pipefail
 
 bench="" server="" case=""
@@ -18,7 +23,7 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 --bench PATH --server PATH --case memory|image" >&2; exit 2 ;;
   esac
 done
-dir=$(mktemp -d "${TMPDIR:-/tmp}/vblk-zoned-it.XXXXXX")
+dir=$(mktemp -d "${TMPDIR:-/tmp}/vblk-requests-it.XXXXXX")
 sock=$dir/sock
 pid=""
 cleanup() {
@@ -33,7 +38,7 @@ trap cleanup EXIT
 ZONED=zone-size=1M,conv=2,max-open=4,max-active=6,max-append=64K
 start() {
   rm -f "$sock"
-  "$server" --socket "$sock" --queues 2 --zoned "$ZONED" --quiet "$@" &
+  "$server" --socket "$sock" --queues 2 --quiet "$@" &
   pid=$!
   for _ in $(seq 100); do [ -S "$sock" ] && return 0; sleep 0.05; done
   echo "server did not start" >&2
@@ -42,14 +47,28 @@ start() {
 stop() { kill "$pid"; wait "$pid" || true; pid=""; }
 
 case $case in
-memory)
-  start --memory 64M
+lifetime)
+  start --memory 16M --lifetime 2,3,11
+  out=$("$bench" --socket "$sock" --get-lifetime --timeout 20)
+  echo "$out"
+  [ "$out" = "lifetime: pre_eol_info 2, device_lifetime_est_typ_a 3, device_lifetime_est_typ_b 11" ] ||
+    { echo "wrong GET_LIFETIME answer" >&2; exit 1; }
+  stop
+  # Not offered: the bench says so and fails.
+  start --memory 16M
+  if "$bench" --socket "$sock" --get-lifetime --timeout 20 2>"$dir/err"; then
+    echo "GET_LIFETIME worked on a device that does not offer it" >&2; exit 1
+  fi
+  grep -q "does not offer VIRTIO_BLK_F_LIFETIME" "$dir/err" || { cat "$dir/err" >&2; exit 1; }
+  ;;
+zoned-memory)
+  start --memory 64M --zoned "$ZONED"
   "$bench" --socket "$sock" --zoned --queues 2 --iodepth 16 --timeout 20
   stop
   ;;
-image)
+zoned-image)
   truncate -s 64M "$dir/disk.img"
-  start --image "$dir/disk.img"
+  start --image "$dir/disk.img" --zoned "$ZONED"
   "$bench" --socket "$sock" --zoned --queues 2 --iodepth 16 --timeout 20
   stop
   # The bench leaves every zone empty (ZONE_RESET_ALL): the records say so.
@@ -59,7 +78,7 @@ image)
   # after its ZONE_RESET_ALL) passes, and record 5 holds zone 5's start as
   # its write pointer (u64 at offset 64 + 16 * 5). Write pointers other
   # than the start surviving a restart: tests/test_zoned.c.
-  start --image "$dir/disk.img"
+  start --image "$dir/disk.img" --zoned "$ZONED"
   "$bench" --socket "$sock" --zoned --queues 1 --iodepth 4 --timeout 20 >/dev/null
   stop
   wp=$(od -An -t u8 -j $((64 + 16 * 5)) -N 8 "$dir/disk.img.zones" | tr -d ' ')
@@ -73,4 +92,4 @@ image)
   ;;
 *) echo "unknown case $case" >&2; exit 2 ;;
 esac
-echo "zoned-bench $case: PASS"
+echo "requests-bench $case: PASS"

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
+ * vblk-bench --get-lifetime: one GET_LIFETIME request, its answer printed.
+ *
  * vblk-bench --zoned: checks a zoned vhost-user-blk back-end through its
  * rings, then races ZONE_APPENDs from every queue into one zone.
  *
@@ -24,9 +26,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "bench_zoned.h"
+#include "bench_requests.h"
 
-#define PROG "vblk-bench --zoned"
+#define PROG "vblk-bench"
 
 struct zq {
     struct vblk_vu_client *c;
@@ -440,4 +442,25 @@ out_owner:
 out:
     free(z);
     return rc;
+}
+
+int bench_lifetime(struct vblk_vu_client *c, double timeout)
+{
+    if (!(vblk_vu_client_features(c) & VBLK_BIT(VBLK_F_LIFETIME)))
+        return fail("the back-end does not offer VIRTIO_BLK_F_LIFETIME"), 1;
+    struct zq z = {.c = c, .q = 0, .vq = vblk_vu_client_queue(c, 0),
+                   .timeout_ms = (int)(timeout * 1000)};
+    z.fr = vblk_vu_client_alloc(c, sizeof(*z.fr));
+    uint8_t *b = vblk_vu_client_alloc(c, 64);
+    if (!z.fr || !b)
+        return fail("out of shared memory"), 1;
+    memset(b, 0xee, 64);
+    int st = zsync(&z, VBLK_T_GET_LIFETIME, 0, b, sizeof(struct vblk_lifetime));
+    if (st != VBLK_S_OK)
+        return fail("GET_LIFETIME: status %d", st), 1;
+    struct vblk_lifetime lt;
+    memcpy(&lt, b, sizeof(lt));
+    printf("lifetime: pre_eol_info %u, device_lifetime_est_typ_a %u, device_lifetime_est_typ_b %u\n",
+           lt.pre_eol_info, lt.device_lifetime_est_typ_a, lt.device_lifetime_est_typ_b);
+    return 0;
 }
