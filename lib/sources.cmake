@@ -33,6 +33,7 @@ set(VBLK_BACKEND_SRC
   ${VBLK_LIB_DIR}/backend/file.c
   ${VBLK_LIB_DIR}/backend/file_range.c
   ${VBLK_LIB_DIR}/backend/file_uring.c
+  ${VBLK_LIB_DIR}/backend/file_zoned_dev.c
   ${VBLK_LIB_DIR}/backend/memory.c
   ${VBLK_LIB_DIR}/backend/null.c
   ${VBLK_LIB_DIR}/backend/zoned_emul.c)

@@ -167,7 +167,8 @@ int main(int argc, char **argv)
         OPT_ZONED,
         OPT_LIFETIME,
         OPT_SEGMENTS,
-        OPT_SECURE_ERASE
+        OPT_SECURE_ERASE,
+        OPT_DISCARD_MAX
     };
     static const struct option longopts[] = {
         {"name", required_argument, NULL, 'n'},
@@ -184,6 +185,7 @@ int main(int argc, char **argv)
         {"lifetime", required_argument, NULL, OPT_LIFETIME},
         {"discard-segments", required_argument, NULL, OPT_SEGMENTS},
         {"secure-erase", no_argument, NULL, OPT_SECURE_ERASE},
+        {"discard-max", required_argument, NULL, OPT_DISCARD_MAX},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -194,7 +196,7 @@ int main(int argc, char **argv)
     struct vblk_zoned_opts zo;
     char *zmeta = NULL;
     struct vblk_dev_params lt = {0}; /* --lifetime */
-    uint32_t segs = 0;
+    uint32_t segs = 0, discard_max = 0;
     bool secure_erase = false;
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -250,6 +252,10 @@ int main(int argc, char **argv)
             break;
         case OPT_SEGMENTS:
             if (blk_opt_segments("vblk-vduse", optarg, &segs) < 0)
+                return 2;
+            break;
+        case OPT_DISCARD_MAX:
+            if (blk_opt_discard_max("vblk-vduse", optarg, &discard_max) < 0)
                 return 2;
             break;
         case OPT_SECURE_ERASE:
@@ -327,7 +333,7 @@ int main(int argc, char **argv)
         p.features_off |= VBLK_BIT(VBLK_F_RING_PACKED);
     p.lifetime = lt.lifetime;
     p.lifetime_info = lt.lifetime_info;
-    blk_opt_apply(&p, segs, secure_erase);
+    blk_opt_apply(&p, segs, discard_max, secure_erase);
 
     /* Signals are blocked except while the loop waits, so none is lost
      * between checking the flag and going to sleep. */

@@ -294,6 +294,7 @@ int main(int argc, char **argv)
         {"lifetime", required_argument, NULL, 'L'},
         {"discard-segments", required_argument, NULL, 'D'},
         {"secure-erase", no_argument, NULL, 'E'},
+        {"discard-max", required_argument, NULL, 'X'},
         {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -309,7 +310,7 @@ int main(int argc, char **argv)
     struct vblk_zoned_opts zo;
     char *zmeta = NULL;
     struct vblk_dev_params lt = {0}; /* --lifetime */
-    uint32_t segs = 0;
+    uint32_t segs = 0, discard_max = 0;
     int c;
     while ((c = getopt_long(argc, argv, "vqh", longopts, NULL)) != -1) {
         switch (c) {
@@ -323,6 +324,10 @@ int main(int argc, char **argv)
             break;
         case 'E':
             g_secure_erase = true;
+            break;
+        case 'X':
+            if (blk_opt_discard_max(PROG, optarg, &discard_max) < 0)
+                return 2;
             break;
         case 'Z':
             free(zmeta);
@@ -513,7 +518,7 @@ int main(int argc, char **argv)
         memcpy(p.serial, "vblk-vhost-user", 15);
     p.lifetime = lt.lifetime;
     p.lifetime_info = lt.lifetime_info;
-    blk_opt_apply(&p, segs, g_secure_erase);
+    blk_opt_apply(&p, segs, discard_max, g_secure_erase);
 
     struct vblk_vu_server_opts so = {
         .socket_path = sock,

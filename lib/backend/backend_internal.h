@@ -51,8 +51,11 @@ int zemu_zone_report(void *be, uint64_t sector, struct vblk_zone *zones, uint32_
  * capabilities (READ_ONLY, DISCARD, ...) and the methods (psync or io_uring)
  * depend on how the file was opened.
  */
+struct zdev;
+
 struct file_be {
     struct zemu *zemu; /* emulated zones (first member: zemu_of) */
+    struct zdev *zdev; /* a host zoned block device passed through */
     struct vblk_backend_ops ops;
     int fd;
     bool blkdev;               /* block device: fallocate falls back to ioctls */
@@ -119,6 +122,14 @@ uint8_t file_range_fallback(struct file_be *fb, uint32_t type, const struct vblk
  * fdatasync. Returns a VBLK_S_* status.
  */
 uint8_t file_secure_erase(struct file_be *fb, const struct vblk_req *req);
+
+/* Zoned block device passthrough (file_zoned_dev.c). */
+struct stat;
+bool file_is_zoned_dev(int fd);
+/* Reopens with O_DIRECT, reads the zones and installs the methods. */
+int file_zoned_dev_setup(struct file_be *fb, const char *path, const struct stat *st,
+                         bool read_only);
+void file_zoned_dev_free(struct file_be *fb);
 
 /* Maps a negative errno from an I/O call to a VBLK_S_* status. */
 static inline uint8_t be_errno_status(int err)

@@ -236,6 +236,7 @@ static void file_destroy(void *be)
         return;
     close(fb->fd);
     zemu_destroy(fb->zemu);
+    file_zoned_dev_free(fb);
     free(fb);
 }
 
@@ -372,12 +373,18 @@ int vblk_backend_file_open(const char *path, const struct vblk_file_opts *opts,
         r = -EINVAL;
         goto fail_fd;
     }
-    /* Emulated zones run on the psync engine. */
-    if (opts->zoned && opts->engine == VBLK_FILE_ENGINE_IO_URING) {
+    /* Zones, emulated or passed through, run on the psync engine; zones
+     * cannot be emulated over a zoned device. */
+    bool zdev = S_ISBLK(st.st_mode) && file_is_zoned_dev(fd);
+    if ((opts->zoned || zdev) && opts->engine == VBLK_FILE_ENGINE_IO_URING) {
         r = -EINVAL;
         goto fail_fd;
     }
-    uring = opts->zoned ? 0 : file_pick_engine(opts->engine, depth);
+    if (opts->zoned && zdev) {
+        r = -EINVAL;
+        goto fail_fd;
+    }
+    uring = opts->zoned || zdev ? 0 : file_pick_engine(opts->engine, depth);
     if (uring < 0) {
         r = uring;
         goto fail_fd;
@@ -413,10 +420,18 @@ int vblk_backend_file_open(const char *path, const struct vblk_file_opts *opts,
         fb->ops.caps = VBLK_BACKEND_CAP_FLUSH | VBLK_BACKEND_CAP_WRITE_ZEROES;
         if (discard)
             fb->ops.caps |= VBLK_BACKEND_CAP_DISCARD;
-        if (opts->secure_erase)
-            fb->ops.caps |= VBLK_BACKEND_CAP_SECURE_ERASE;
         else if (!fb->blkdev)
             fb->ops.caps &= ~VBLK_BACKEND_CAP_WRITE_ZEROES; /* no way to zero cheaply */
+        if (opts->secure_erase)
+            fb->ops.caps |= VBLK_BACKEND_CAP_SECURE_ERASE;
+    }
+    if (zdev) {
+        r = file_zoned_dev_setup(fb, path, &st, opts->read_only);
+        if (r < 0) {
+            fd = fb->fd; /* setup may have replaced it */
+            free(fb);
+            goto fail_fd;
+        }
     }
 #if VBLK_HAVE_URING
     if (uring)

@@ -12,6 +12,19 @@
 #   f2fs     mkfs.f2fs -m, files written, unmounted, remounted, fsck.f2fs;
 #            then vblk-vduse restarts on the same image: the zones (and the
 #            files) are still there
+# and the request types of a regular disk that only unit tests reach
+# otherwise, on an image that lives on ext4 (itself on a vblk-vduse RAM
+# disk), so that punched holes and zeroed ranges can be told apart:
+#   types    blkdiscard --secure (SECURE_ERASE), a blkdiscard split into
+#            several ranges merged into one multi-range DISCARD,
+#            fallocate --punch-hole (WRITE_ZEROES with UNMAP: the image's
+#            blocks are freed) and --zero-range (WRITE_ZEROES without UNMAP:
+#            they stay allocated); after vblk-vduse exits, the image equals
+#            the original with exactly those ranges zeroed. GET_LIFETIME:
+#            Linux 6.12's virtio_blk never sends it (tests/integration).
+# and passthrough of a host zoned device: null_blk zoned=1 in this guest as
+# vblk-vduse's --image (blkzone, f2fs), and through vblk-vhost-user to
+# vblk-bench --zoned (appends racing on two queues).
 . /usr/share/vblk-guest/lib.sh
 set -u
 ZS_MB=4
@@ -160,4 +173,96 @@ run mount -t f2fs "$DISK" /mnt
 run umount /mnt
 run fsck.f2fs "$DISK"
 detach z
+
+step "types: an image on ext4 on a RAM disk"
+start_dev st --memory 200M
+attach st
+ST=$DISK
+run mkfs.ext4 -F -q "$ST"
+mkdir -p /img
+run mount -t ext4 "$ST" /img
+run dd if=/dev/urandom of=/img/t.img bs=1M count=64 2>/dev/null
+run cp /img/t.img /tmp/orig.img
+PIDST=$PID
+start_dev t --image /img/t.img --discard-segments 8 --discard-max 1M --secure-erase
+attach t
+[ "$(cat /sys/block/$D/queue/max_discard_segments)" -eq 8 ] || guest_fail "max_discard_segments"
+[ "$(cat /sys/block/$D/queue/discard_max_hw_bytes)" -eq 1048576 ] || guest_fail "discard_max_hw_bytes"
+blocks() { stat -c %b /img/t.img; }
+b0=$(blocks)
+run blkdiscard -o 8M -l 6M "$DISK"
+run blkdiscard --secure -o 16M -l 2M "$DISK"
+b1=$(blocks)
+run fallocate --punch-hole -o 24M -l 4M "$DISK"
+b2=$(blocks)
+run fallocate --zero-range -o 32M -l 4M "$DISK"
+b3=$(blocks)
+echo "image blocks: $b0 at start, $b1 after DISCARD + SECURE_ERASE, $b2 after WRITE_ZEROES+UNMAP, $b3 after WRITE_ZEROES"
+# the 6 MiB discard is punched; the 4 MiB UNMAP write-zeroes frees its
+# blocks; the one without UNMAP keeps them (ZERO_RANGE)
+[ $((b0 - b1)) -ge $((6 * 2048)) ] || guest_fail "DISCARD freed $((b0 - b1)) blocks"
+[ $((b1 - b2)) -ge $((4 * 2048)) ] || guest_fail "WRITE_ZEROES with UNMAP freed $((b1 - b2)) blocks"
+[ $((b2 - b3)) -lt 64 ] || guest_fail "WRITE_ZEROES without UNMAP freed $((b2 - b3)) blocks"
+PID_T=$PID
+detach t
+grep "queue 0 stopped" /tmp/t.log
+mr=$(sed -n 's/.*queue 0 stopped: .*, \([0-9]*\) multi-range.*/\1/p' /tmp/t.log)
+[ "${mr:-0}" -gt 0 ] || guest_fail "no multi-range DISCARD reached the device"
+echo "multi-range requests: $mr"
+step "types: the image after vblk-vduse exited"
+for r in 8:6 16:2 24:4 32:4; do
+    run dd if=/dev/zero of=/tmp/orig.img bs=1M seek=${r%:*} count=${r#*:} conv=notrunc 2>/dev/null
+done
+cmp /tmp/orig.img /img/t.img || guest_fail "the image is not the original with the four ranges zeroed"
+echo "image = original with [8M,14M) [16M,18M) [24M,28M) [32M,36M) zeroed"
+run umount /img
+PID=$PIDST
+detach st
+
+step "passthrough: null_blk zoned=1 as the image"
+rmmod null_blk 2>/dev/null
+run insmod /modules/null_blk.ko nr_devices=1 zoned=1 zone_size=4 zone_nr_conv=8 gb=1 memory_backed=1 zone_max_open=12 zone_max_active=16
+wait_dev /dev/nullb0
+[ "$(cat /sys/block/nullb0/queue/zoned)" = host-managed ] || guest_fail "null_blk is not zoned"
+start_dev p --image /dev/nullb0
+attach p
+[ "$(cat /sys/block/$D/queue/zoned)" = host-managed ] || guest_fail "passthrough disk is not zoned"
+[ "$(cat /sys/block/$D/queue/nr_zones)" -eq 256 ] || guest_fail "passthrough nr_zones"
+[ "$(cat /sys/block/$D/queue/max_open_zones)" -eq 12 ] || guest_fail "passthrough max_open_zones"
+blkzone report "$DISK" | sed 's/zcond.*//' >/tmp/pr.vd
+blkzone report /dev/nullb0 | sed 's/zcond.*//' >/tmp/pr.nb
+cmp /tmp/pr.vd /tmp/pr.nb || guest_fail "the guest's report differs from null_blk's"
+echo "passthrough: blkzone report of $DISK = that of /dev/nullb0 (256 zones, 8 conventional)"
+P=$((8 * 8192))
+run blkzone open -o "$P" -c 1 "$DISK"
+[ "$(zcond /dev/nullb0 $P)" = oe ] || guest_fail "ZONE_OPEN did not reach null_blk"
+run dd if=/tmp/blk of="$DISK" bs=64k count=4 seek=$((P / 128)) oflag=direct 2>/dev/null
+if dd if=/tmp/blk of="$DISK" bs=64k count=1 seek=$((P / 128 + 6)) oflag=direct 2>/dev/null; then
+    guest_fail "passthrough: a write off the write pointer succeeded"
+fi
+dd if=/dev/nullb0 of=/tmp/back bs=64k count=4 skip=$((P / 128)) iflag=direct 2>/dev/null
+cmp /tmp/blk /tmp/back || guest_fail "null_blk does not hold the data written through the guest"
+run blkzone finish -o "$P" -c 1 "$DISK"
+[ "$(zcond /dev/nullb0 $P)" = fu ] || guest_fail "ZONE_FINISH did not reach null_blk"
+run blkzone reset "$DISK"
+[ "$(zcond /dev/nullb0 $P)" = em ] || guest_fail "ZONE_RESET_ALL did not reach null_blk"
+echo "passthrough: open, write, unaligned write, finish, reset seen on /dev/nullb0"
+run mkfs.f2fs -q -f -m "$DISK"
+run mount -t f2fs "$DISK" /mnt
+run dd if=/dev/urandom of=/mnt/p1 bs=256k count=16 2>/dev/null
+(cd /mnt && sha256sum p1 >/tmp/psums)
+run umount /mnt
+run mount -t f2fs "$DISK" /mnt
+(cd /mnt && sha256sum -c /tmp/psums >/dev/null) || guest_fail "passthrough f2fs file changed"
+run umount /mnt
+detach p
+step "passthrough: vblk-bench --zoned (appends racing on 2 queues) via vhost-user"
+run blkzone reset /dev/nullb0
+vblk-vhost-user --socket /tmp/vu.sock --image /dev/nullb0 --queues 2 --quiet >/tmp/vu.log 2>&1 &
+VPID=$!
+wait_for -S /tmp/vu.sock 10
+vblk-bench --socket /tmp/vu.sock --zoned --queues 2 --iodepth 8 --timeout 60 ||
+    { cat /tmp/vu.log; guest_fail "vblk-bench --zoned against null_blk failed"; }
+kill "$VPID"
+wait "$VPID"
 step "done"
