@@ -218,7 +218,9 @@ static void psync_submit(void *be, void *qctx, struct vblk_req *req)
         st = psync_ranges(fb, req);
         break;
     case VBLK_T_SECURE_ERASE:
-        st = file_secure_erase(fb, req);
+        /* Only when offered (opts->secure_erase). */
+        st = (fb->ops.caps & VBLK_BACKEND_CAP_SECURE_ERASE) ? file_secure_erase(fb, req)
+                                                            : VBLK_S_UNSUPP;
         break;
     default:
         st = VBLK_S_UNSUPP;

@@ -13,8 +13,8 @@
 #            then vblk-vduse restarts on the same image: the zones (and the
 #            files) are still there
 # and the request types of a regular disk that only unit tests reach
-# otherwise, on an image that lives on ext4 (itself on a vblk-vduse RAM
-# disk), so that punched holes and zeroed ranges can be told apart:
+# otherwise, on an image that lives on ext4 (itself on a vblk-vduse disk),
+# so that punched holes and zeroed ranges can be told apart:
 #   types    blkdiscard --secure (SECURE_ERASE), a blkdiscard split into
 #            several ranges merged into one multi-range DISCARD,
 #            fallocate --punch-hole (WRITE_ZEROES with UNMAP: the image's
@@ -28,6 +28,10 @@
 . /usr/share/vblk-guest/lib.sh
 set -u
 ZS_MB=4
+# util-linux's, by path: busybox's sh prefers its own applets of those names
+# (vduse-zoned-test.sh copies them to their Debian paths)
+BLKDISCARD=/usr/sbin/blkdiscard
+FALLOCATE=/usr/bin/fallocate
 
 start_dev() {
     _name=$1
@@ -174,14 +178,15 @@ run umount /mnt
 run fsck.f2fs "$DISK"
 detach z
 
-step "types: an image on ext4 on a RAM disk"
-start_dev st --memory 200M
+step "types: an image on ext4 on a vblk-vduse disk"
+run truncate -s 128M /tmp/st.img
+start_dev st --image /tmp/st.img
 attach st
 ST=$DISK
 run mkfs.ext4 -F -q "$ST"
 mkdir -p /img
 run mount -t ext4 "$ST" /img
-run dd if=/dev/urandom of=/img/t.img bs=1M count=64 2>/dev/null
+run dd if=/dev/urandom of=/img/t.img bs=1M count=40 2>/dev/null
 run cp /img/t.img /tmp/orig.img
 PIDST=$PID
 start_dev t --image /img/t.img --discard-segments 8 --discard-max 1M --secure-erase
@@ -190,12 +195,12 @@ attach t
 [ "$(cat /sys/block/$D/queue/discard_max_hw_bytes)" -eq 1048576 ] || guest_fail "discard_max_hw_bytes"
 blocks() { stat -c %b /img/t.img; }
 b0=$(blocks)
-run blkdiscard -o 8M -l 6M "$DISK"
-run blkdiscard --secure -o 16M -l 2M "$DISK"
+run "$BLKDISCARD" -o 8M -l 6M "$DISK"
+run "$BLKDISCARD" --secure -o 16M -l 2M "$DISK"
 b1=$(blocks)
-run fallocate --punch-hole -o 24M -l 4M "$DISK"
+run "$FALLOCATE" --punch-hole -o 24M -l 4M "$DISK"
 b2=$(blocks)
-run fallocate --zero-range -o 32M -l 4M "$DISK"
+run "$FALLOCATE" --zero-range -o 32M -l 4M "$DISK"
 b3=$(blocks)
 echo "image blocks: $b0 at start, $b1 after DISCARD + SECURE_ERASE, $b2 after WRITE_ZEROES+UNMAP, $b3 after WRITE_ZEROES"
 # the 6 MiB discard is punched; the 4 MiB UNMAP write-zeroes frees its
