@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "bench_requests.h"
+#include "cli.h"
 #include "virtioblk/virtioblk.h"
 
 #define HIST_SUB     64
@@ -156,26 +157,6 @@ static void usage(FILE *f)
             "Exit status: 0 success, 1 I/O or device error, 2 usage, 3 verify mismatch.\n");
 }
 
-static int parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 0);
-    unsigned shift = 0;
-    if (*end == 'K' || *end == 'k')
-        shift = 10;
-    else if (*end == 'M' || *end == 'm')
-        shift = 20;
-    else if (*end == 'G' || *end == 'g')
-        shift = 30;
-    if (shift)
-        end++;
-    if (errno || end == s || *end || *s == '-' || (shift && v > (UINT64_MAX >> shift)))
-        return -1;
-    *out = (uint64_t)v << shift;
-    return 0;
-}
-
 static int bad(const char *msg)
 {
     fprintf(stderr, PROG ": %s\n", msg);
@@ -235,38 +216,34 @@ static int parse(int argc, char **argv, struct opts *o)
             break;
         }
         case 'b':
-            if (parse_u64(optarg, &v) < 0 || v == 0 || v % 512 || v > (1u << 20))
+            if (cli_size(optarg, &v) < 0 || v == 0 || v % 512 || v > (1u << 20))
                 return bad("--bs must be a multiple of 512 up to 1 MiB");
             o->bs = (uint32_t)v;
             break;
         case 'd':
-            if (parse_u64(optarg, &v) < 0 || v == 0 || v > 1024)
+            if (cli_size(optarg, &v) < 0 || v == 0 || v > 1024)
                 return bad("--iodepth must be 1..1024");
             o->iodepth = (uint32_t)v;
             break;
         case 'Q':
-            if (parse_u64(optarg, &v) < 0 || v == 0 || v > 64)
+            if (cli_size(optarg, &v) < 0 || v == 0 || v > 64)
                 return bad("--queues must be 1..64");
             o->queues = (uint16_t)v;
             break;
         case 'S':
-            if (parse_u64(optarg, &v) < 0 || v == 0 || v > 32768)
+            if (cli_size(optarg, &v) < 0 || v == 0 || v > 32768)
                 return bad("--queue-size must be 1..32768");
             o->queue_size = (uint16_t)v;
             break;
         case 't':
-        case 'T': {
-            char *end;
-            double d = strtod(optarg, &end);
-            if (*end || !(d > 0) || d > 86400)
+        case 'T':
+            if (cli_seconds(optarg, 86400, c == 't' ? &o->runtime : &o->timeout) < 0)
                 return bad(c == 't' ? "--runtime must be positive seconds"
                                     : "--timeout must be positive seconds");
-            *(c == 't' ? &o->runtime : &o->timeout) = d;
             break;
-        }
         case 'z':
-            if (parse_u64(optarg, &v) < 0 || v == 0)
-                return bad("--size must be a positive number of bytes (K/M/G suffixes)");
+            if (cli_size(optarg, &v) < 0 || v == 0)
+                return bad("--size must be a positive number of bytes (K/M/G/T suffixes)");
             o->size = v;
             break;
         case 'v':

@@ -229,7 +229,7 @@ static void try_queue(struct vblk_dev *dev, struct fuzz_in *in)
         FUZZ_CHECK(rc == -EINVAL);
     if (rc == 0) {
         FUZZ_CHECK(vblk_queue_process(&q, 0) == 0);
-        FUZZ_CHECK(vblk_queue_run(&q) == 0);
+        FUZZ_CHECK(vblk_queue_on_kick(&q) == 0);
         FUZZ_CHECK(vblk_queue_inflight(&q) == 0);
         (void)vblk_queue_stop(&q);
         FUZZ_CHECK(vblk_queue_destroy(&q) == 0);

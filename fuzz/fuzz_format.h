@@ -66,7 +66,7 @@ enum ring_backend {
 /* Operations, low 4 bits of each RH_OPS byte; the high 4 bits are an argument. */
 enum ring_op {
     OP_PROCESS = 0,      /* vblk_queue_process(budget = arg) */
-    OP_RUN = 1,          /* vblk_queue_run() */
+    OP_RUN = 1,          /* vblk_queue_on_kick() */
     OP_COMPLETE = 2,     /* complete deferred request arg % n, then flush */
     OP_COMPLETE_ALL = 3, /* complete every deferred request, newest first */
     OP_DRIVER_ADD = 4,   /* driver makes arg + 1 more entries available */

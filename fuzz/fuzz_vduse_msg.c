@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "fuzz_common.h"
-#include "transport/vduse_internal.h"
+#include "transport/vduse/vduse_internal.h"
 
 #define NENTRIES 4
 #define NQ       2
@@ -254,7 +254,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(vduse_alloc(&p, &be, &fake_kops, &fk, &v) == 0);
     FUZZ_CHECK(vblk_vduse_num_queues(v) == NQ);
     /* VDUSE's config space is read-only to the driver. */
-    FUZZ_CHECK(!(vblk_dev_features(vblk_vduse_dev(v)) & VBLK_BIT(VBLK_F_CONFIG_WCE)));
+    FUZZ_CHECK(!(vblk_dev_features(vblk_vduse_blk(v)) & VBLK_BIT(VBLK_F_CONFIG_WCE)));
 
     unsigned nmsg = 0;
     while (in.n > 0 && nmsg < 128) {
@@ -317,10 +317,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fk.features = (op & 0x80) ? in_u64(&in) : fk.features ^ VBLK_BIT(VBLK_F_RING_PACKED);
             break;
         case 8: {
-            struct vblk_vduse_stats st;
-            vblk_vduse_get_stats(v, &st);
+            struct vblk_transport_stats st;
+            vblk_vduse_stats(v, &st);
             FUZZ_CHECK(st.messages <= nmsg);
-            FUZZ_CHECK(st.iotlb_maps >= st.iotlb_unmaps);
+            FUZZ_CHECK(st.memory_maps >= st.memory_unmaps);
             (void)vblk_vduse_attached(v);
             break;
         }

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "fuzz_common.h"
+#include "virtioblk/advanced_msg.h"
 #include "virtioblk/vhost_user.h"
 
 #define MAX_KEPT 16
@@ -51,7 +52,7 @@ struct vu_run {
 static void log_sink(void *opaque, int level, const char *msg)
 {
     (void)opaque;
-    FUZZ_CHECK(level >= VBLK_VU_LOG_ERR && level <= VBLK_VU_LOG_DEBUG);
+    FUZZ_CHECK(level >= VBLK_LOG_ERR && level <= VBLK_LOG_DEBUG);
     FUZZ_CHECK(msg != NULL);
     /* The whole line must be readable. */
     volatile size_t n = strlen(msg);
@@ -257,7 +258,7 @@ static void run_action(struct vu_run *vr, uint8_t ctl)
         break;
     }
     case 4: {
-        struct vblk_vu_queue_stats st;
+        struct vblk_transport_queue_stats st;
         uint16_t q = in_u8(in) % 4;
         int rc = vblk_vu_queue_stats(vr->d, q, &st);
         FUZZ_CHECK(rc == (q < nq ? 0 : -EINVAL));
@@ -317,10 +318,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     p.queue_size = 64;
     p.features_off = 0;
     struct vblk_vu_opts opts = {0};
-    opts.poll = flags & 1;
+    opts.notify = (flags & 1) ? VBLK_NOTIFY_POLL : VBLK_NOTIFY_ADAPTIVE;
     if (flags & 2) {
         opts.log = log_sink;
-        opts.log_level = VBLK_VU_LOG_DEBUG;
+        opts.log_level = VBLK_LOG_DEBUG;
     }
     if (flags & 8)
         opts.protocol_features_off = (1u << VBLK_VU_PROTOCOL_F_INFLIGHT_SHMFD) |

@@ -10,6 +10,7 @@
 
 #include "fuzz_common.h"
 #include "fuzz_format.h"
+#include "virtioblk/advanced.h"
 #include "virtioblk/blk.h"
 #include "virtioblk/ring.h"
 
@@ -64,7 +65,10 @@ static void hook_started(void *opaque, const struct vblk_req *req)
         FUZZ_CHECK(req->chain.id < rr->size);
         FUZZ_CHECK(req->chain.ndescs == 1);
     } else {
-        FUZZ_CHECK(req->head_pos < rr->size);
+        uint16_t pos;
+        uint8_t wrap;
+        vblk_req_ring_pos(req, &pos, &wrap);
+        FUZZ_CHECK(pos < rr->size && wrap <= 1);
         FUZZ_CHECK(req->chain.ndescs >= 1 && req->chain.ndescs <= rr->size);
     }
 }
@@ -188,7 +192,7 @@ static void run_op(struct ring_run *rr, uint8_t b)
         (void)vblk_queue_process(q, arg);
         break;
     case OP_RUN:
-        (void)vblk_queue_run(q);
+        (void)vblk_queue_on_kick(q);
         break;
     case OP_COMPLETE:
         if (g_fb.npending) {

@@ -43,11 +43,13 @@ set(VBLK_BACKEND_SRC
 set(VBLK_TRANSPORT_SRC
   ${VBLK_LIB_DIR}/transport/fault_guard.c
   ${VBLK_LIB_DIR}/transport/loopback/loopback.c
-  ${VBLK_LIB_DIR}/transport/vduse.c
-  ${VBLK_LIB_DIR}/transport/vduse_iotlb.c
-  ${VBLK_LIB_DIR}/transport/vduse_kernel.c
-  ${VBLK_LIB_DIR}/transport/vduse_msg.c
-  ${VBLK_LIB_DIR}/transport/vduse_queue.c
+  ${VBLK_LIB_DIR}/transport/tqueue.c
+  ${VBLK_LIB_DIR}/transport/vduse/vduse.c
+  ${VBLK_LIB_DIR}/transport/vduse/vduse_iotlb.c
+  ${VBLK_LIB_DIR}/transport/vduse/vduse_kernel.c
+  ${VBLK_LIB_DIR}/transport/vduse/vduse_msg.c
+  ${VBLK_LIB_DIR}/transport/vduse/vduse_queue.c
+  ${VBLK_LIB_DIR}/transport/vduse/vduse_support.c
   ${VBLK_LIB_DIR}/transport/vhost-user/vu_device.c
   ${VBLK_LIB_DIR}/transport/vhost-user/vu_inflight.c
   ${VBLK_LIB_DIR}/transport/vhost-user/vu_inflight_fd.c
@@ -66,6 +68,7 @@ set(VBLK_ALL_SRC ${VBLK_CORE_SRC} ${VBLK_DRIVER_SRC} ${VBLK_FRONTEND_SRC} ${VBLK
 # The public headers virtioblk-core needs; none of them includes anything
 # beyond <stdbool.h>, <stddef.h> and <stdint.h>.
 set(VBLK_CORE_HEADERS
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/advanced.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/backend.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/blk.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/driver.h
@@ -75,6 +78,25 @@ set(VBLK_CORE_HEADERS
   ${PROJECT_SOURCE_DIR}/include/virtioblk/version.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/vq.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/zone.h)
+
+# Every public header a full build installs. An optional backend whose
+# library is not found removes its header from this list.
+set(VBLK_PUBLIC_HEADERS ${VBLK_CORE_HEADERS}
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/advanced_msg.h
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/backends.h
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/loopback.h
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/transport.h
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/vduse.h
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/vhost_user.h
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/vhost_user_client.h
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/virtioblk.h)
+file(GLOB vblk_headers_found CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/include/virtioblk/*.h)
+foreach(h ${vblk_headers_found})
+  list(FIND VBLK_PUBLIC_HEADERS ${h} vblk_idx)
+  if(vblk_idx LESS 0)
+    message(FATAL_ERROR "Header not listed in lib/sources.cmake: ${h}")
+  endif()
+endforeach()
 
 file(GLOB_RECURSE vblk_found CONFIGURE_DEPENDS ${VBLK_LIB_DIR}/*.c)
 set(vblk_unlisted ${vblk_found})

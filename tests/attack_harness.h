@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "fd_count.h"
+#include "virtioblk/advanced_msg.h"
 #include "virtioblk/virtioblk.h"
 #include "ram_harness.h"
 

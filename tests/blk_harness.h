@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "virtioblk/advanced.h"
 #include "virtioblk/blk.h"
 #include "ram_harness.h"
 

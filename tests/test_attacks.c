@@ -31,7 +31,8 @@
 #include <time.h>
 
 #include "attack_harness.h"
-#include "transport/vduse_internal.h"
+#include "virtioblk/advanced.h"
+#include "transport/vduse/vduse_internal.h"
 
 #define IN    VBLK_T_IN
 #define OUT   VBLK_T_OUT
@@ -1706,7 +1707,7 @@ static struct vd *vd_new(void)
     p.num_queues = 2;
     p.queue_size = ATK_QSIZE;
     assert_int_equal(vduse_alloc(&p, &x->be, &vd_kops, &x->k, &x->v), 0);
-    uint64_t f = vblk_dev_features(vblk_vduse_dev(x->v)) | VBLK_BIT(VBLK_F_ACCESS_PLATFORM);
+    uint64_t f = vblk_dev_features(vblk_vduse_blk(x->v)) | VBLK_BIT(VBLK_F_ACCESS_PLATFORM);
     x->k.features = f & ~(VBLK_BIT(VBLK_F_RING_PACKED) | VBLK_BIT(VBLK_F_IN_ORDER));
     return x;
 }
@@ -1776,8 +1777,8 @@ static void vduse_request_of_wrong_length(void **state)
         uint32_t result = 99;
         assert_int_equal(vd_send(x, &req, lens[i], &result), -EBADMSG);
     }
-    struct vblk_vduse_stats st;
-    vblk_vduse_get_stats(x->v, &st);
+    struct vblk_transport_stats st;
+    vblk_vduse_stats(x->v, &st);
     assert_int_equal(st.bad_messages, 3);
     assert_false(vblk_vduse_attached(x->v));
     vd_free(x);
@@ -1822,8 +1823,8 @@ static void vduse_reset_waits_for_requests_of_broken_ring(void **state)
     atk_split_set(&x->ring, 9, VD_IOVA + 0x4000, 16, NEXT, 8);
     atk_split_publish(&x->ring, 8);
     vduse_vq_run(x->v, 0);
-    struct vblk_vduse_stats st;
-    vblk_vduse_get_stats(x->v, &st);
+    struct vblk_transport_stats st;
+    vblk_vduse_stats(x->v, &st);
     assert_int_equal(st.broken_queues, 1);
     /* The driver resets the device; the backend finishes 100 ms later. */
     struct late l = {.req = x->bd.held[0], .delay_ms = 100};

@@ -498,8 +498,8 @@ static void vduse_mapping_faults(void **unused)
     assert_int_equal(do_request(fx, VBLK_T_IN, 0, far, 4096), VBLK_S_OK);
     assert_int_equal(ftruncate(fx->arena_fd, 0x40000), 0);
     assert_int_equal(do_request(fx, VBLK_T_IN, 0, far, 4096), VBLK_S_OK);
-    struct vblk_vduse_stats st;
-    vblk_vduse_get_stats(fx->v, &st);
+    struct vblk_transport_stats st;
+    vblk_vduse_stats(fx->v, &st);
     assert_int_equal(st.mapping_faults, 1);
     assert_int_equal(st.broken_queues, 1);
     assert_true(fx->v->vqs[0].broken);
@@ -513,7 +513,7 @@ static void vduse_mapping_faults(void **unused)
     assert_int_equal(do_request(fx, VBLK_T_OUT, 16, out, 4096), VBLK_S_OK);
     assert_int_equal(do_request(fx, VBLK_T_IN, 16, in, 4096), VBLK_S_OK);
     assert_memory_equal(out, in, 4096);
-    vblk_vduse_get_stats(fx->v, &st);
+    vblk_vduse_stats(fx->v, &st);
     assert_int_equal(st.mapping_faults, 1);
     assert_false(fx->v->vqs[0].broken);
     teardown(&state);

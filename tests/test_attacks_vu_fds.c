@@ -115,7 +115,7 @@ static struct srv *srv_start(uint16_t threads, bool poll)
         .socket_path = v->path,
         .stop_fd = -1,
         .threads = threads,
-        .dev = {.poll = poll, .log = srv_log, .log_opaque = v, .log_level = VBLK_VU_LOG_INFO}};
+        .dev = {.notify = poll ? VBLK_NOTIFY_POLL : VBLK_NOTIFY_ADAPTIVE, .log = srv_log, .log_opaque = v, .log_level = VBLK_LOG_INFO}};
     assert_int_equal(vblk_vu_server_create(&p, &v->be, &so, &v->s), 0);
     assert_int_equal(pthread_create(&v->thr, NULL, srv_main, v), 0);
     return v;

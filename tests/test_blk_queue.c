@@ -330,13 +330,13 @@ static void run_processes_until_empty_and_rearms_kicks(void **state)
     up(h);
     for (int i = 0; i < 3; i++)
         post_flush(h);
-    assert_int_equal(vblk_queue_run(&h->q), 3);
+    assert_int_equal(vblk_queue_on_kick(&h->q), 3);
     assert_int_equal(h->used->idx, 3);
     assert_int_equal(h->used->flags, 0);
     vblk_queue_set_polling(&h->q, true);
     assert_int_equal(h->used->flags, VBLK_USED_F_NO_NOTIFY);
     post_flush(h);
-    assert_int_equal(vblk_queue_run(&h->q), 1);
+    assert_int_equal(vblk_queue_on_kick(&h->q), 1);
     assert_int_equal(h->used->flags, VBLK_USED_F_NO_NOTIFY);
     vblk_queue_set_polling(&h->q, false);
     assert_int_equal(h->used->flags, 0);

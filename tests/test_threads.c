@@ -6,7 +6,7 @@
  * Built from the public API only: one arena stands in for guest memory
  * (identity-mapped, as the loopback transport does), each queue has a
  * driver thread (struct vblk_drv_vq) and a device thread
- * (vblk_queue_run() / vblk_queue_process()), and the backend hands every
+ * (vblk_queue_on_kick() / vblk_queue_process()), and the backend hands every
  * request to a pool of worker threads that pick them in random order and
  * finish them with vblk_req_complete_async(). The queue's wake hook and
  * the used-buffer notification are eventfds; kicks are too.
@@ -279,7 +279,7 @@ static void *dev_main(void *arg)
     struct pollfd p[3] = {
         {q->kick_fd, POLLIN, 0}, {q->wake_fd, POLLIN, 0}, {q->stop_fd, POLLIN, 0}};
     for (;;) {
-        int rc = vblk_queue_run(&q->dq);
+        int rc = vblk_queue_on_kick(&q->dq);
         if (rc < 0) {
             record_error("queue %u: run: %d", q->index, rc);
             return NULL;

@@ -33,8 +33,8 @@ static void bad_lengths_are_not_answered(void **state)
                          -EBADMSG);
     assert_int_equal(vblk_vduse_handle_request(fx->v, req, VBLK_VDUSE_MSG_SIZE, resp, 100),
                      -EINVAL);
-    struct vblk_vduse_stats st;
-    vblk_vduse_get_stats(fx->v, &st);
+    struct vblk_transport_stats st;
+    vblk_vduse_stats(fx->v, &st);
     assert_int_equal(st.bad_messages, 6);
     assert_int_equal(st.messages, 0);
 }
@@ -47,8 +47,8 @@ static void unknown_types_fail(void **state)
         struct vduse_abi_response r = send_req(fx, types[i], NULL);
         assert_int_equal(r.result, VDUSE_ABI_RESULT_FAILED);
     }
-    struct vblk_vduse_stats st;
-    vblk_vduse_get_stats(fx->v, &st);
+    struct vblk_transport_stats st;
+    vblk_vduse_stats(fx->v, &st);
     assert_int_equal(st.bad_messages, 4);
     assert_int_equal(st.failed, 4);
 }
@@ -77,7 +77,7 @@ static void status_transitions(void **state)
     assert_null(vblk_vduse_queue(fx->v, 1)); /* not made ready */
     assert_true(fx->fk.kickfd[0] >= 0);
     /* ACCESS_PLATFORM stays with the transport. */
-    assert_int_equal(vblk_dev_driver_features(vblk_vduse_dev(fx->v)),
+    assert_int_equal(vblk_dev_driver_features(vblk_vduse_blk(fx->v)),
                      good & ~VBLK_BIT(VBLK_F_ACCESS_PLATFORM));
 
     uint8_t *buf = arena_alloc(fx, 4096);
@@ -98,9 +98,9 @@ static void status_transitions(void **state)
     assert_null(vblk_vduse_queue(fx->v, 0));
     assert_int_equal(fx->fk.kickfd[0], -1);
     assert_int_equal(fx->fk.maps, fx->fk.unmaps);
-    assert_int_equal(vblk_dev_driver_features(vblk_vduse_dev(fx->v)), 0);
-    struct vblk_vduse_stats st;
-    vblk_vduse_get_stats(fx->v, &st);
+    assert_int_equal(vblk_dev_driver_features(vblk_vduse_blk(fx->v)), 0);
+    struct vblk_transport_stats st;
+    vblk_vduse_stats(fx->v, &st);
     assert_int_equal(st.resets, 1);
 
     /* And it comes up again, from a fresh ring. */
@@ -118,9 +118,9 @@ static void driver_ok_with_unmapped_rings_fails(void **state)
     assert_int_equal(set_status(fx, VBLK_STATUS_FEATURES_OK | VBLK_STATUS_DRIVER_OK),
                      VDUSE_ABI_RESULT_FAILED);
     assert_null(vblk_vduse_queue(fx->v, 0));
-    struct vblk_vduse_stats st;
-    vblk_vduse_get_stats(fx->v, &st);
-    assert_true(st.iotlb_faults > 0);
+    struct vblk_transport_stats st;
+    vblk_vduse_stats(fx->v, &st);
+    assert_true(st.memory_faults > 0);
     /* A queue size beyond what VQ_SETUP allowed is refused too. */
     driver_setup(fx, false);
     fx->fk.info[0].num = 2 * QSIZE;
@@ -282,13 +282,13 @@ static void iotlb_update_bookkeeping(void **state)
     vblk_drv_vq_kick_prepare(&fx->drv);
     vduse_vq_run(fx->v, 0);
     assert_false(vblk_drv_vq_has_used(&fx->drv));
-    struct vblk_vduse_stats st;
-    vblk_vduse_get_stats(fx->v, &st);
-    assert_true(st.iotlb_faults > 0);
+    struct vblk_transport_stats st;
+    vblk_vduse_stats(fx->v, &st);
+    assert_true(st.memory_faults > 0);
     assert_int_equal(st.broken_queues, 1);
-    assert_int_equal(st.iotlb_updates, 6);
-    assert_int_equal(st.iotlb_maps, fx->fk.maps);
-    assert_int_equal(st.iotlb_unmaps, fx->fk.unmaps);
+    assert_int_equal(st.memory_updates, 6);
+    assert_int_equal(st.memory_maps, fx->fk.maps);
+    assert_int_equal(st.memory_unmaps, fx->fk.unmaps);
 
     /* Everything goes at reset. */
     assert_int_equal(set_status(fx, 0), VDUSE_ABI_RESULT_OK);
@@ -312,7 +312,7 @@ static void unmapped_buffer_is_ioerr(void **state)
 static void config_update(void **state)
 {
     struct fixture *fx = *state;
-    struct vblk_dev *dev = vblk_vduse_dev(fx->v);
+    struct vblk_dev *dev = vblk_vduse_blk(fx->v);
     vblk_dev_set_capacity(dev, DISK_SIZE / 2);
     assert_int_equal(vblk_vduse_update_config(fx->v), 0);
     assert_int_equal(fx->fk.config_len, vblk_dev_config_size(dev));
@@ -328,7 +328,7 @@ static void config_update(void **state)
 static void config_wce_is_never_offered(void **state)
 {
     struct fixture *fx = *state;
-    uint64_t f = vblk_dev_features(vblk_vduse_dev(fx->v));
+    uint64_t f = vblk_dev_features(vblk_vduse_blk(fx->v));
     assert_false(f & VBLK_BIT(VBLK_F_CONFIG_WCE));
     assert_true(f & VBLK_BIT(VBLK_F_FLUSH));
 }

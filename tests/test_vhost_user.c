@@ -28,6 +28,7 @@
 
 #include "transport/vhost-user/vu_internal.h"
 #include "fd_count.h"
+#include "virtioblk/advanced_msg.h"
 #include "virtioblk/virtioblk.h"
 
 #define MEM_SIZE    (1u << 20)
@@ -344,7 +345,7 @@ static void io_roundtrip(bool packed)
     else
         assert_int_equal(st.num, 4);
     assert_false(vblk_vu_queue_active(f->d, 0));
-    struct vblk_vu_queue_stats qs;
+    struct vblk_transport_queue_stats qs;
     assert_int_equal(vblk_vu_queue_stats(f->d, 0, &qs), 0);
     assert_int_equal(qs.req.completed, 4);
     assert_int_equal(qs.starts, 1);
@@ -845,7 +846,7 @@ static void test_inflight_resubmit(void **state)
     assert_ptr_equal(tok, fr);
     assert_int_equal(fr->status, VBLK_S_OK);
     assert_int_equal(ds[head].inflight, 0);
-    struct vblk_vu_queue_stats qs;
+    struct vblk_transport_queue_stats qs;
     assert_int_equal(vblk_vu_queue_stats(f->d, 0, &qs), 0);
     assert_int_equal(qs.resubmitted, 1);
     /* The ring goes on after the resubmitted chain. */
@@ -1040,7 +1041,7 @@ static void packed_restart(enum crash_point crash)
     assert_int_equal(fe_ack(f, VU_SET_INFLIGHT_FD, &in, sizeof(in), &ifd2, 1), 0);
     fe_vring_msgs(f, 0, 0);
     fe_start(f, 0);
-    struct vblk_vu_queue_stats qs;
+    struct vblk_transport_queue_stats qs;
     assert_int_equal(vblk_vu_queue_stats(f->d, 0, &qs), 0);
     assert_int_equal(qs.resubmitted, 2);
 
@@ -1254,7 +1255,7 @@ static void test_reset_and_reconnect(void **state)
 static void test_poll_mode(void **state)
 {
     (void)state;
-    struct vblk_vu_opts o = {.poll = true};
+    struct vblk_vu_opts o = {.notify = VBLK_NOTIFY_POLL};
     struct fe *f = fe_new(&o);
     fe_negotiate(f, false);
     fe_mem_table(f);
@@ -1389,7 +1390,9 @@ static void test_server(void **state)
     vblk_vu_server_stop(s);
     pthread_join(tid, NULL);
     assert_int_equal(t.rc, 0);
-    assert_true(vblk_vu_server_connections(s) >= 3);
+    struct vblk_transport_stats ds;
+    vblk_vu_dev_stats(vblk_vu_server_dev(s), &ds);
+    assert_true(ds.connections >= 3);
     vblk_vu_server_destroy(s);
     struct stat st;
     assert_int_equal(stat(path, &st), -1);

@@ -114,7 +114,7 @@ static void kick_arriving_as_polling_stops(void **state)
 
 /* A request published between the device's last look and its re-enabling
  * of kicks, in event mode: vblk_vu_queue_process() re-checks after
- * enabling (vblk_queue_run()), so one kick serves both. */
+ * enabling (vblk_queue_on_kick()), so one kick serves both. */
 static void request_published_as_kicks_are_enabled(void **state)
 {
     (void)state;

@@ -301,7 +301,7 @@ static void device_offers_zoned(void **state)
     struct vblk_zoned_opts o = {
         .zone_sectors = ZS, .nr_conv = 1, .max_open = 3, .max_active = 5, .max_append_sectors = 16};
     dz_up(&d, &o, 1);
-    struct vblk_dev *dev = vblk_loopback_dev(d.lb);
+    struct vblk_dev *dev = vblk_loopback_blk(d.lb);
     uint64_t f = vblk_dev_features(dev);
     assert_true(f & F(ZONED));
     assert_false(f & (F(DISCARD) | F(WRITE_ZEROES) | F(SECURE_ERASE)));
@@ -469,8 +469,8 @@ static void zone_types_unsupported_on_a_regular_disk(void **state)
     vblk_dev_params_default(&p, SECT(CAP));
     struct vblk_loopback *lb;
     assert_int_equal(vblk_loopback_create(&p, &be, NULL, &lb), 0);
-    assert_false(vblk_dev_features(vblk_loopback_dev(lb)) & F(ZONED));
-    assert_int_equal(vblk_dev_config_size(vblk_loopback_dev(lb)), 72);
+    assert_false(vblk_dev_features(vblk_loopback_blk(lb)) & F(ZONED));
+    assert_int_equal(vblk_dev_config_size(vblk_loopback_blk(lb)), 72);
     uint8_t *buf = vblk_loopback_alloc(lb, 4096);
     assert_int_equal(vblk_loopback_rw(lb, 0, VBLK_T_ZONE_REPORT, 0, buf, 4096), VBLK_S_UNSUPP);
     for (uint32_t t = VBLK_T_ZONE_OPEN; t <= VBLK_T_ZONE_RESET_ALL; t += 2)
@@ -718,7 +718,7 @@ static void v1_backend_still_works(void **state)
     vblk_dev_params_default(&p, SECT(CAP));
     struct vblk_loopback *lb;
     assert_int_equal(vblk_loopback_create(&p, &be, NULL, &lb), 0);
-    assert_false(vblk_dev_features(vblk_loopback_dev(lb)) & F(ZONED));
+    assert_false(vblk_dev_features(vblk_loopback_blk(lb)) & F(ZONED));
     uint8_t *buf = vblk_loopback_alloc(lb, 4096);
     assert_int_equal(vblk_loopback_rw(lb, 0, VBLK_T_OUT, 0, buf, 4096), VBLK_S_OK);
     assert_int_equal(vblk_loopback_rw(lb, 0, VBLK_T_ZONE_REPORT, 0, buf, 4096), VBLK_S_UNSUPP);

@@ -16,7 +16,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "transport/vduse_internal.h"
+#include "transport/vduse/vduse_internal.h"
+#include "virtioblk/advanced_msg.h"
 #include "virtioblk/virtioblk.h"
 
 #define ARENA_SIZE (1u << 20)
@@ -268,7 +269,7 @@ static inline void driver_setup(struct fixture *fx, bool packed)
     info->ready = 1;
     fx->fk.info[1].index = 1; /* not ready: the driver uses one queue */
     fx->data_off = RING_AREA;
-    uint64_t f = vblk_dev_features(vblk_vduse_dev(fx->v)) | VBLK_BIT(VBLK_F_ACCESS_PLATFORM);
+    uint64_t f = vblk_dev_features(vblk_vduse_blk(fx->v)) | VBLK_BIT(VBLK_F_ACCESS_PLATFORM);
     if (!packed)
         f &= ~VBLK_BIT(VBLK_F_RING_PACKED);
     f &= ~VBLK_BIT(VBLK_F_IN_ORDER);

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "virtioblk/advanced.h"
 #include "virtioblk/ring.h"
 #include "virtioblk/vq.h"
 

@@ -185,24 +185,11 @@ struct vblk_req {
     struct vblk_chain chain; /**< The descriptor chain (read-only for backends). */
 };
 
+/** Per-request hooks for in-flight tracking (advanced.h). */
+struct vblk_queue_hooks;
+
 /** Callback the queue uses to notify the driver or wake its own thread. */
 typedef void (*vblk_queue_cb)(void *opaque);
-
-/**
- * Optional per-request hooks, for transports that track requests in flight
- * outside the ring (vhost-user inflight I/O tracking). Called on the queue
- * thread. In them, `req->chain.id` is the chain's head index (split) or
- * buffer ID (packed), and `req->head_pos` / `req->head_wrap` give the ring
- * position of its first descriptor.
- */
-struct vblk_queue_hooks {
-    /** A chain was popped (or resubmitted) and is now in flight. */
-    void (*started)(void *opaque, const struct vblk_req *req);
-    /** Its used entry was written (not yet published). */
-    void (*done)(void *opaque, const struct vblk_req *req);
-    /** Used entries were published; @p st is the new ring position. */
-    void (*published)(void *opaque, const struct vblk_vq_state *st);
-};
 
 /** Parameters for vblk_queue_init(). */
 struct vblk_queue_params {
@@ -214,7 +201,7 @@ struct vblk_queue_params {
     void *notify_opaque;         /**< Argument of notify. */
     vblk_queue_cb wake;          /**< Wakes the queue thread after async completion; may be NULL when polling. */
     void *wake_opaque;           /**< Argument of wake. */
-    const struct vblk_queue_hooks *hooks; /**< Optional request hooks, or NULL. */
+    const struct vblk_queue_hooks *hooks; /**< Optional request hooks (advanced.h), or NULL. */
     void *hooks_opaque;          /**< Argument of the hooks. */
 };
 
@@ -298,27 +285,10 @@ void vblk_queue_flush(struct vblk_queue *q);
  * disabled, then re-enables them and re-checks (no lost wakeups). Returns
  * requests submitted or -EIO.
  */
-int vblk_queue_run(struct vblk_queue *q);
+int vblk_queue_on_kick(struct vblk_queue *q);
 
 /** Disables (true) or enables (false) driver kicks, for busy polling. */
 void vblk_queue_set_polling(struct vblk_queue *q, bool polling);
-
-/**
- * Resubmits a chain that was in flight when a previous device instance
- * stopped (see vblk_vq_pop_at() for @p pos and @p wrap). Returns 1 if it
- * was started, -EBUSY if no request slot is free, -EIO if the chain is
- * malformed (queue broken).
- */
-int vblk_queue_resubmit(struct vblk_queue *q, uint16_t pos, uint8_t wrap);
-
-/**
- * Packed rings: resubmits a chain from a saved copy of its descriptor list
- * (see vblk_vq_pop_saved()). Returns 1 if it was started, -EBUSY if no
- * request slot is free, -EINVAL for a split ring, -EIO if the list is
- * malformed (queue broken).
- */
-int vblk_queue_resubmit_saved(struct vblk_queue *q, const struct vblk_packed_desc *descs,
-                              uint16_t n);
 
 /** Stops popping new requests; returns requests still in flight. */
 uint32_t vblk_queue_stop(struct vblk_queue *q);

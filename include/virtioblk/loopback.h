@@ -19,6 +19,7 @@
 
 #include "blk.h"
 #include "driver.h"
+#include "transport.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -65,8 +66,8 @@ struct vblk_drv_vq *vblk_loopback_driver(struct vblk_loopback *lb, uint16_t qidx
 /** The device side of queue @p qidx. */
 struct vblk_queue *vblk_loopback_queue(struct vblk_loopback *lb, uint16_t qidx);
 
-/** The device. */
-struct vblk_dev *vblk_loopback_dev(struct vblk_loopback *lb);
+/** The virtio-blk device model. */
+struct vblk_dev *vblk_loopback_blk(struct vblk_loopback *lb);
 
 /** The memory map (one region: the arena). */
 struct vblk_mem *vblk_loopback_mem(struct vblk_loopback *lb);
@@ -85,11 +86,16 @@ int vblk_loopback_kick(struct vblk_loopback *lb, uint16_t qidx);
  */
 int vblk_loopback_process(struct vblk_loopback *lb, uint16_t qidx);
 
-/** Used-buffer notifications the device sent on queue @p qidx. */
-uint64_t vblk_loopback_notifications(struct vblk_loopback *lb, uint16_t qidx);
+/**
+ * Copies the counters of queue @p qidx to @p st: @c kicks counts the kicks
+ * the device actually asked for, @c notifies the used-buffer notifications
+ * it sent. Returns 0 or -EINVAL.
+ */
+int vblk_loopback_queue_stats(struct vblk_loopback *lb, uint16_t qidx,
+                              struct vblk_transport_queue_stats *st);
 
-/** Kicks the device actually asked for on queue @p qidx. */
-uint64_t vblk_loopback_kicks(struct vblk_loopback *lb, uint16_t qidx);
+/** Copies the device's counters to @p st (broken queues; the rest stay 0). */
+void vblk_loopback_stats(struct vblk_loopback *lb, struct vblk_transport_stats *st);
 
 /**
  * Synchronous helper: one request of @p type at @p sector with the data

@@ -42,6 +42,7 @@
 
 #include "backend.h"
 #include "blk.h"
+#include "transport.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -55,9 +56,6 @@ extern "C" {
 
 /** A VDUSE virtio-blk device. */
 struct vblk_vduse;
-
-/** Receives one line of text about a noteworthy event (never per request). */
-typedef void (*vblk_vduse_log_fn)(void *opaque, const char *msg);
 
 /** Options for vblk_vduse_create(). */
 struct vblk_vduse_opts {
@@ -74,28 +72,12 @@ struct vblk_vduse_opts {
      * destroy it and create the new one. A device in use is never touched.
      */
     bool reclaim;
-    /** Optional log sink (queue errors, resets, detach). */
-    vblk_vduse_log_fn log;
+    /** Optional log sink (queue errors, resets, detach); NULL: silent. */
+    vblk_log_fn log;
     /** Argument of @ref log. */
     void *log_opaque;
-};
-
-/** Counters of one device. */
-struct vblk_vduse_stats {
-    uint64_t messages;      /**< Kernel requests handled. */
-    uint64_t bad_messages;  /**< Requests of the wrong size or of an unknown type. */
-    uint64_t failed;        /**< Requests answered with a failure. */
-    uint64_t resets;        /**< Device resets (status 0). */
-    uint64_t iotlb_updates; /**< IOTLB invalidations received. */
-    uint64_t iotlb_maps;    /**< IOVA ranges mapped into the process. */
-    uint64_t iotlb_unmaps;  /**< IOVA ranges unmapped again. */
-    uint64_t iotlb_faults;  /**< IOVAs the kernel could not translate (driver errors). */
-    uint64_t kicks;         /**< Driver kicks seen (summed over queues). */
-    uint64_t irqs;          /**< Used-buffer notifications injected. */
-    uint64_t broken_queues; /**< Queues stopped because the driver corrupted them. */
-    /** Page faults in IOTLB mappings that were contained (a device deleted
-     *  under I/O, an unbacked page): the queues stop until the next reset. */
-    uint64_t mapping_faults;
+    /** Most verbose level passed to @ref log (VBLK_LOG_*). */
+    int log_level;
 };
 
 /**
@@ -119,20 +101,20 @@ struct vblk_vduse_stats {
  * page the kernel never backed). The first mapping installs a process-wide
  * SIGBUS handler that contains such a fault: the device stops serving its
  * queues until the driver resets it, counted in
- * vblk_vduse_stats::mapping_faults. The thread that runs the device must
+ * vblk_transport_stats::mapping_faults. The thread that runs the device must
  * not block SIGBUS; see vblk_vu_dev_create() and docs/security.md.
  */
-int vblk_vduse_create(const struct vblk_vduse_opts *opts, const struct vblk_dev_params *params,
-                      const struct vblk_backend *be, struct vblk_vduse **out);
+int vblk_vduse_create(const struct vblk_dev_params *params, const struct vblk_backend *be,
+                      const struct vblk_vduse_opts *opts, struct vblk_vduse **out);
 
 /**
  * Stops the queues, closes the device and destroys the VDUSE device, then
- * frees @p v. Returns 0, or -EBUSY if the kernel kept the device because
- * the vDPA device still exists (it is removed with `vdpa dev del NAME`,
- * after which the name can be used again only once the device is gone).
- * @p v is freed either way.
+ * frees @p v. NULL is allowed. If the vDPA device still exists, the kernel
+ * keeps the VDUSE device until `vdpa dev del NAME` removes it (a warning
+ * is logged); the name can be used again once it is gone, or at once with
+ * vblk_vduse_opts::reclaim.
  */
-int vblk_vduse_destroy(struct vblk_vduse *v);
+void vblk_vduse_destroy(struct vblk_vduse *v);
 
 /**
  * Handles events until vblk_vduse_stop() is called or, with
@@ -174,8 +156,8 @@ bool vblk_vduse_attached(const struct vblk_vduse *v);
  */
 bool vblk_vduse_detached(const struct vblk_vduse *v);
 
-/** The device model, e.g. for vblk_dev_set_capacity(). */
-struct vblk_dev *vblk_vduse_dev(struct vblk_vduse *v);
+/** The virtio-blk device model, e.g. for vblk_dev_set_capacity(). */
+struct vblk_dev *vblk_vduse_blk(struct vblk_vduse *v);
 
 /** Queue @p index while the driver runs it, else NULL. */
 struct vblk_queue *vblk_vduse_queue(struct vblk_vduse *v, uint16_t index);
@@ -183,8 +165,19 @@ struct vblk_queue *vblk_vduse_queue(struct vblk_vduse *v, uint16_t index);
 /** Number of queues the device was created with. */
 uint16_t vblk_vduse_num_queues(const struct vblk_vduse *v);
 
-/** Copies the device's counters to @p st. */
-void vblk_vduse_get_stats(const struct vblk_vduse *v, struct vblk_vduse_stats *st);
+/**
+ * Copies the device's counters to @p st. memory_updates counts IOTLB
+ * invalidations, memory_maps / memory_unmaps the IOVA ranges mapped and
+ * unmapped, memory_faults the IOVAs the kernel could not translate.
+ */
+void vblk_vduse_stats(const struct vblk_vduse *v, struct vblk_transport_stats *st);
+
+/**
+ * Copies the counters of queue @p index to @p st (summed over every time
+ * the driver started it). Returns 0 or -EINVAL.
+ */
+int vblk_vduse_queue_stats(const struct vblk_vduse *v, uint16_t index,
+                           struct vblk_transport_queue_stats *st);
 
 /**
  * Publishes the device's current config space to the kernel and raises a
@@ -192,18 +185,6 @@ void vblk_vduse_get_stats(const struct vblk_vduse *v, struct vblk_vduse_stats *s
  * Returns 0 or a negative errno.
  */
 int vblk_vduse_update_config(struct vblk_vduse *v);
-
-/**
- * Handles one kernel request: @p req holds the @p len bytes read from
- * /dev/vduse/NAME. Writes the answer to @p resp (@p resp_size >=
- * VBLK_VDUSE_MSG_SIZE) and returns its length, VBLK_VDUSE_MSG_SIZE.
- * A request of the wrong length is not answered: -EBADMSG. A request of an
- * unknown type is answered with a failure result. The event loop calls
- * this for every request; it is public so that other loops and fuzzers can
- * drive the message handling from a byte buffer.
- */
-int vblk_vduse_handle_request(struct vblk_vduse *v, const void *req, size_t len, void *resp,
-                              size_t resp_size);
 
 #ifdef __cplusplus
 }

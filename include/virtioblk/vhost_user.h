@@ -9,7 +9,7 @@
  * socket. The adapter only moves messages and notifications: memory regions
  * become a vblk_mem keyed by guest-physical address, ring addresses (front-end
  * user addresses) are translated to guest-physical addresses, and each ring
- * is driven by the core (vblk_queue_init(), vblk_queue_run(),
+ * is driven by the core (vblk_queue_init(), vblk_queue_on_kick(),
  * vblk_queue_get_state()).
  *
  * Two ways to run it:
@@ -28,7 +28,7 @@
  *    each queue has a lock, held while it is processed and while the
  *    message handler reconfigures it.
  *
- * Busy polling (vblk_vu_opts::poll): queues ask the driver not to kick and
+ * Busy polling (vblk_vu_queue_set_polling()): queues ask the driver not to kick and
  * vblk_vu_queue_process() makes no system call unless a completion must be
  * signalled to the guest. Call it in a loop while vblk_vu_queue_active().
  *
@@ -46,6 +46,7 @@
 
 #include "backend.h"
 #include "blk.h"
+#include "transport.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -80,37 +81,8 @@ extern "C" {
 /** Memory slots reported by GET_MAX_MEM_SLOTS. */
 #define VBLK_VU_MAX_MEM_SLOTS 64u
 
-/** @name Log levels for vblk_vu_log_fn */
-/**@{*/
-#define VBLK_VU_LOG_ERR   0 /**< The connection or the device is failing. */
-#define VBLK_VU_LOG_WARN  1 /**< A message was refused; the connection goes on. */
-#define VBLK_VU_LOG_INFO  2 /**< Connections, queue starts and stops. */
-#define VBLK_VU_LOG_DEBUG 3 /**< Every message. */
-/**@}*/
-
-/** Receives one line of text (no newline) at @p level. */
-typedef void (*vblk_vu_log_fn)(void *opaque, int level, const char *msg);
-
-/** How the server's queue threads wait for work (vblk_vu_opts::notify). */
-enum vblk_notify_mode {
-    /** After activity, poll the rings with kicks suppressed for a while
-     *  that adapts to the traffic (up to vblk_vu_opts::poll_max_us), then
-     *  re-enable kicks, check the rings once more and sleep. Polling backs
-     *  off when three polls in a row find nothing and work comes right after
-     *  the thread sleeps (a driver on the same CPU cannot submit while it
-     *  polls), and is tried again 50 ms later. The default. */
-    VBLK_NOTIFY_ADAPTIVE = 0,
-    /** Sleep until the driver kicks (or a completion arrives). */
-    VBLK_NOTIFY_EVENT = 1,
-    /** Busy-poll for ever: a CPU per worker thread, no kicks at all. */
-    VBLK_NOTIFY_POLL = 2,
-};
-
 /** Device options. Zero-initialise, then set what you need. */
 struct vblk_vu_opts {
-    /** Busy-poll the queues instead of waiting for kicks: the same as
-     *  @ref notify = VBLK_NOTIFY_POLL. */
-    bool poll;
     /** How queue threads wait for work (used by vblk_vu_server_run(); an
      *  application driving the queues itself decides with
      *  vblk_vu_queue_set_polling()). */
@@ -129,20 +101,11 @@ struct vblk_vu_opts {
     /** Protocol feature bits never to offer (tests, compatibility). */
     uint64_t protocol_features_off;
     /** Optional log sink; NULL: silent. */
-    vblk_vu_log_fn log;
+    vblk_log_fn log;
     /** Argument of @ref log. */
     void *log_opaque;
-    /** Most verbose level passed to @ref log (VBLK_VU_LOG_*). */
+    /** Most verbose level passed to @ref log (VBLK_LOG_*). */
     int log_level;
-};
-
-/** Counters of one queue, summed over every time it was started. */
-struct vblk_vu_queue_stats {
-    struct vblk_queue_stats req; /**< Request counters from the core. */
-    uint64_t kicks;              /**< Kick events seen (a burst of kicks may count once). */
-    uint64_t calls;              /**< Used-buffer notifications sent (call fd writes). */
-    uint64_t starts;             /**< Times the ring was started. */
-    uint64_t resubmitted;        /**< Requests resubmitted from the in-flight region. */
 };
 
 /** A vhost-user-blk device: protocol state for one connection at a time. */
@@ -203,35 +166,6 @@ int vblk_vu_dev_socket_fd(const struct vblk_vu_dev *d);
  */
 int vblk_vu_dev_handle_socket(struct vblk_vu_dev *d);
 
-/** A reply produced by vblk_vu_dev_handle_msg(). */
-struct vblk_vu_reply {
-    uint8_t buf[VBLK_VU_MAX_MSG]; /**< Header and payload. */
-    size_t len;                   /**< Bytes in @ref buf; 0: no reply. */
-    int fd;                       /**< File descriptor to send with it, or -1. */
-};
-
-/**
- * Handles one message given as bytes (header and payload, @p len bytes) and
- * the @p nfds file descriptors that came with it, without a socket: the
- * entry point for fuzzers and tests. The device takes ownership of every fd
- * in @p fds, whatever the outcome. On return @p reply holds the reply to
- * send (if any); the caller owns @c reply->fd. The device need not be
- * attached. Returns 0 if the message was handled (successfully or with an
- * error reply), -EPROTO if the connection must end (also when the front-end's
- * memory faulted, during this message or before: @p reply still holds the
- * answer, and GET_STATUS reports DEVICE_NEEDS_RESET).
- */
-int vblk_vu_dev_handle_msg(struct vblk_vu_dev *d, const void *buf, size_t len, const int *fds,
-                           unsigned nfds, struct vblk_vu_reply *reply);
-
-/**
- * Checks the framing of a message in @p buf (@p len bytes) carrying @p nfds
- * file descriptors: header, payload size against the request type and the
- * buffer, and the number of fds the request takes. Needs no device state.
- * Returns 0, -EINVAL (malformed) or -EBADMSG (wrong number of fds).
- */
-int vblk_vu_msg_validate(const void *buf, size_t len, unsigned nfds);
-
 /** Number of queues the device offers. */
 uint16_t vblk_vu_dev_num_queues(const struct vblk_vu_dev *d);
 
@@ -247,7 +181,7 @@ int vblk_vu_queue_fd(struct vblk_vu_dev *d, uint16_t qidx);
 
 /**
  * Does the pending work of queue @p qidx: consumes its events and runs the
- * ring until it is empty (vblk_queue_run()). Call it when
+ * ring until it is empty (vblk_queue_on_kick()). Call it when
  * vblk_vu_queue_fd() is readable, or in a loop when polling. Returns the
  * number of requests submitted, 0 if the queue is not running, or -EIO if
  * the driver broke the ring (the device then reports DEVICE_NEEDS_RESET), or
@@ -272,8 +206,15 @@ bool vblk_vu_queue_active(struct vblk_vu_dev *d, uint16_t qidx);
  */
 int vblk_vu_queue_set_polling(struct vblk_vu_dev *d, uint16_t qidx, bool on);
 
-/** Copies the counters of queue @p qidx into @p st. Returns 0 or -EINVAL. */
-int vblk_vu_queue_stats(struct vblk_vu_dev *d, uint16_t qidx, struct vblk_vu_queue_stats *st);
+/**
+ * Copies the counters of queue @p qidx into @p st (summed over every time
+ * the ring was started). Returns 0 or -EINVAL.
+ */
+int vblk_vu_queue_stats(struct vblk_vu_dev *d, uint16_t qidx,
+                        struct vblk_transport_queue_stats *st);
+
+/** Copies the device's counters into @p st. */
+void vblk_vu_dev_stats(struct vblk_vu_dev *d, struct vblk_transport_stats *st);
 
 /** Server options. */
 struct vblk_vu_server_opts {
@@ -316,11 +257,12 @@ void vblk_vu_server_stop(struct vblk_vu_server *s);
 /** Closes everything, removes the socket file and frees @p s. NULL is allowed. */
 void vblk_vu_server_destroy(struct vblk_vu_server *s);
 
-/** The device the server drives (for counters). */
+/**
+ * The device the server drives: its counters (vblk_vu_dev_stats(),
+ * vblk_vu_queue_stats(), with the worker thread of each queue) and its
+ * device model (vblk_vu_dev_blk()).
+ */
 struct vblk_vu_dev *vblk_vu_server_dev(struct vblk_vu_server *s);
-
-/** Connections accepted so far. */
-uint64_t vblk_vu_server_connections(const struct vblk_vu_server *s);
 
 #ifdef __cplusplus
 }

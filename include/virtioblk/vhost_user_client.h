@@ -78,8 +78,8 @@ struct vblk_vu_client_opts {
     uint64_t features_off;
     /** vhost-user protocol feature bits never to accept. */
     uint64_t protocol_features_off;
-    /** Optional log sink (VBLK_VU_LOG_* levels); NULL: silent. */
-    vblk_vu_log_fn log;
+    /** Optional log sink (VBLK_LOG_* levels); NULL: silent. */
+    vblk_log_fn log;
     /** Argument of @ref log. */
     void *log_opaque;
     /** Most verbose level passed to @ref log. */

@@ -149,62 +149,6 @@ int vblk_vq_init(struct vblk_vq *vq, struct vblk_mem *mem, const struct vblk_vq_
 int vblk_vq_pop(struct vblk_vq *vq, struct vblk_chain *c);
 
 /**
- * Re-reads a chain the driver made available earlier and the device had
- * popped before a restart (vhost-user inflight tracking). Split: @p pos is
- * the head descriptor index. Packed: @p pos is the ring position of the
- * first descriptor and @p wrap the driver wrap counter it was made
- * available with. The ring position is not advanced. Returns 1, or -EIO
- * (queue broken) for a malformed chain or position.
- */
-int vblk_vq_pop_at(struct vblk_vq *vq, uint16_t pos, uint8_t wrap, struct vblk_chain *c);
-
-/**
- * Reports a buffer ID found in a used entry to vblk_vq_packed_scan_used().
- * Returns the number of descriptors (1..ring size) the buffer's list took
- * in the ring, so that the scan can step over them, or 0 to stop the scan
- * at this entry (an ID the caller does not know as in flight).
- */
-typedef uint16_t (*vblk_vq_used_cb)(void *opaque, uint16_t id);
-
-/**
- * Packed rings, before a queue starts on the ring (vhost-user in-flight
- * recovery after a back-end restart): follows the used entries a previous
- * device wrote from ring position (@p *pos, @p *wrap), in the packed
- * descriptor ring of @p size entries at @p desc_gpa in @p mem. For each
- * entry marked used in the lap @p *wrap (virtio 1.2 2.8.1), @p claim gets
- * its buffer ID and the position moves past the list it names. Stops at
- * the first entry not marked used, or when @p claim returns 0, after at
- * most @p size entries. Each entry's flags and ID are read once (the flags
- * with acquire). With @p *wrap set to 2 the first entry's own USED flag
- * gives the lap (for an entry whose lap the caller does not know); *wrap
- * is then 0 or 1 on return. Returns the number of entries claimed,
- * -EINVAL (a position beyond the ring, a size of 0) or -EFAULT (the ring
- * is not in @p mem or is misaligned).
- */
-int vblk_vq_packed_scan_used(struct vblk_mem *mem, uint64_t desc_gpa, uint16_t size, uint16_t *pos,
-                             uint8_t *wrap, vblk_vq_used_cb claim, void *opaque);
-
-/**
- * Packed rings: re-reads a chain from a saved copy of its descriptor list.
- * A packed ring's slots are overwritten by used entries while other
- * requests are still in flight, so inflight tracking (vhost-user) keeps a
- * copy of each list (see vblk_vq_copy_descs()) and resubmits from it after
- * a restart. @p descs holds the @p n descriptors of one list in ring order.
- * The copy is validated exactly like a list read from the ring. Returns 1,
- * -EINVAL for a split ring, or -EIO (queue broken) for a malformed list.
- */
-int vblk_vq_pop_saved(struct vblk_vq *vq, const struct vblk_packed_desc *descs, uint16_t n,
-                      struct vblk_chain *c);
-
-/**
- * Packed rings: copies the @p n descriptors starting at ring position
- * @p pos (wrapping at the end of the ring) into @p out, for inflight
- * tracking. Returns 0 or -EINVAL.
- */
-int vblk_vq_copy_descs(const struct vblk_vq *vq, uint16_t pos, uint16_t n,
-                       struct vblk_packed_desc *out);
-
-/**
  * Records @p c as used with @p len bytes written. Not yet visible to the
  * driver for a split ring until vblk_vq_publish(). With a dirty log, logs
  * the used entry write.

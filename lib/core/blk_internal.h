@@ -3,6 +3,7 @@
 #ifndef VBLK_BLK_INTERNAL_H
 #define VBLK_BLK_INTERNAL_H
 
+#include "virtioblk/advanced.h"
 #include "virtioblk/blk.h"
 
 /* req_decode() verdicts besides a VBLK_S_* status (0..255) to complete

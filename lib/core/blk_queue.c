@@ -326,7 +326,7 @@ int vblk_queue_process(struct vblk_queue *q, unsigned budget)
     return vblk_vq_broken(&q->vq) ? -EIO : (int)submitted;
 }
 
-int vblk_queue_run(struct vblk_queue *q)
+int vblk_queue_on_kick(struct vblk_queue *q)
 {
     int total = 0;
     for (;;) {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "virtioblk/ring.h"
+#include "virtioblk/advanced.h"
 #include "virtioblk/vq.h"
 
 /* Loads and stores of ring fields shared with the driver. Relaxed atomics

@@ -6,7 +6,7 @@
 # vduse-vm-l1.sh and vduse-vm-l2.sh.
 #
 # Cases (--cases, comma-separated; default
-# ours-split-1q,ours-packed-2q1,ours-attack,qsd-1q):
+# ours-split-1q,ours-packed-2q1,ours-packed-2q,ours-attack,qsd-1q):
 #   ours-split-1q, ours-packed-1q  vblk-vduse, 1 queue, split or packed ring:
 #       an inner VM writes (verified I/O 4K..1M, flush, discard and
 #       write-zeroes read back as zeros, GET_ID serial, a pattern, ext4 mkfs
@@ -17,9 +17,9 @@
 #       queue 0 only (after SeaBIOS did the same); the device serves it and
 #       leaves queue 1 idle; verified I/O and the image check as above
 #   ours-split-2q, ours-packed-2q  2 queues, 2 inner vCPUs: both queues carry
-#       I/O; the image is checked in the outer guest. Not in the default
-#       set: 2 inner vCPUs under KVM on the emulated SVM are not reliable
-#       (see docs/vduse.md)
+#       I/O; the image is checked in the outer guest. 2 inner vCPUs under
+#       KVM on the emulated SVM can panic the outer kernel (docs/vduse.md):
+#       a run that ends that way, and only that way, is run once more
 #   ours-attack  a hostile inner guest (vringattack.c) sends malformed split
 #       and packed rings through PCI; vblk-vduse survives, the kernel's
 #       virtio_blk works afterwards, and vblk-vduse exits cleanly
@@ -52,7 +52,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${VBLK_GUEST_VM_CACHE:-/var/cache/vblk-guest-vm}
 PROGRAM= COUNT=150 TIMEOUT=1500 KEEP=0 PREPARE=1 REPEAT=1 KEEP_GOING=0 FIO=0 FIO_RUNTIME=10 BIOS=seabios SMP2=kvm
-CASES=ours-split-1q,ours-packed-2q1,ours-attack,qsd-1q
+CASES=ours-split-1q,ours-packed-2q1,ours-packed-2q,ours-attack,qsd-1q
 . "$HERE/common.sh"
 while (($#)); do
     case $1 in
@@ -143,12 +143,29 @@ done
 
 SEED=$((RANDOM * 32768 + RANDOM))
 say "booting the outer guest: cases $CASES x$REPEAT, verify count $COUNT, seed $SEED"
+run_outer() {
+    "$HERE/run-guest.sh" --cache "$CACHE" --initrd "$WORK/l1.cpio" --smp 2 --mem 3G \
+        --timeout "$TIMEOUT" --log "$WORK/console.log" --quiet \
+        --env "VM_CASES=$CASES" --env "VM_REPEAT=$REPEAT" --env "VM_KEEP_GOING=$KEEP_GOING" \
+        --env "VERIFY_COUNT=$COUNT" --env "PATTERN_SEED=$SEED" --env "FIO_RUNTIME=$FIO_RUNTIME" \
+        --env "VM_BIOS=$BIOS" --env "VM_SMP2_ACCEL=$SMP2" --env "VBLK_GUEST_TIMEOUT=$TIMEOUT"
+}
+# The outer kernel itself panicked (not an inner guest: their console lines
+# are prefixed with [L2]), with an inner guest of 2 vCPUs under KVM running:
+# the emulated nested SVM, not the device (docs/vduse.md).
+outer_panicked() {
+    [[ $CASES == *2q* || $CASES == *smp2* ]] || return 1
+    tr -d '\r' <"$WORK/console.log" | grep -a -v '\[L2\]' | grep -a -q 'Kernel panic - not syncing'
+}
 rc=0
-"$HERE/run-guest.sh" --cache "$CACHE" --initrd "$WORK/l1.cpio" --smp 2 --mem 3G \
-    --timeout "$TIMEOUT" --log "$WORK/console.log" --quiet \
-    --env "VM_CASES=$CASES" --env "VM_REPEAT=$REPEAT" --env "VM_KEEP_GOING=$KEEP_GOING" \
-    --env "VERIFY_COUNT=$COUNT" --env "PATTERN_SEED=$SEED" --env "FIO_RUNTIME=$FIO_RUNTIME" \
-    --env "VM_BIOS=$BIOS" --env "VM_SMP2_ACCEL=$SMP2" --env "VBLK_GUEST_TIMEOUT=$TIMEOUT" || rc=$?
+run_outer || rc=$?
+if ((rc != 0)) && outer_panicked; then
+    tr -d '\r' <"$WORK/console.log" | grep -a -v '\[L2\]' | grep -a -B2 -A8 'Kernel panic' >&2 || true
+    say "the outer kernel panicked under a 2-vCPU inner guest (emulated nested SVM; see docs/vduse.md): running once more"
+    mv "$WORK/console.log" "$WORK/console-panic.log"
+    rc=0
+    run_outer || rc=$?
+fi
 tr -d '\r' <"$WORK/console.log" | grep -a -E \
     '^(=== |NOTICE|WORKLOAD FAIL|GUEST-RESULT|inner guest|VM-RUN|queue [01] served|QEMU .ring restore|vblk-vduse stopped|  \[L2\] vringattack|  \[L2\] (features|ring|serial|blk-mq|FIO-RESULT|WORKLOAD FAIL|blkcheck .*FAIL))' \
     >&2 || true

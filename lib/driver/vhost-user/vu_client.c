@@ -344,7 +344,7 @@ int vblk_vu_client_connect_fd(int sock, const struct vblk_vu_client_opts *opts,
         vblk_vu_client_close(c);
         return rc;
     }
-    vuc_log(c, VBLK_VU_LOG_INFO,
+    vuc_log(c, VBLK_LOG_INFO,
             "connected: %u %s queue(s) of %u, features 0x%llx, protocol features 0x%llx", c->nq,
             has(c->features, VBLK_F_RING_PACKED) ? "packed" : "split", c->qsize,
             (unsigned long long)c->features, (unsigned long long)c->protocol);
@@ -381,8 +381,8 @@ int vblk_vu_client_connect(const char *path, const struct vblk_vu_client_opts *o
         int e = errno == EAGAIN || errno == EINPROGRESS ? ETIMEDOUT : errno;
         snprintf(msg, sizeof(msg), "cannot connect: %s", strerror(e));
         report(o, msg);
-        if (o->log && o->log_level >= VBLK_VU_LOG_ERR)
-            o->log(o->log_opaque, VBLK_VU_LOG_ERR, msg);
+        if (o->log && o->log_level >= VBLK_LOG_ERR)
+            o->log(o->log_opaque, VBLK_LOG_ERR, msg);
         close(s);
         return -e;
     }

@@ -50,7 +50,7 @@ struct vblk_vu_client {
     uint16_t nq;
     uint16_t qsize;
     struct vuc_queue *q;
-    vblk_vu_log_fn log;
+    vblk_log_fn log;
     void *log_opaque;
     int log_level;
     char err[256];

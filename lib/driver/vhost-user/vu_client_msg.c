@@ -36,7 +36,7 @@ int vuc_fail(struct vblk_vu_client *c, int rc, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->err, sizeof(c->err), fmt, ap);
     va_end(ap);
-    vuc_log(c, VBLK_VU_LOG_ERR, "%s", c->err);
+    vuc_log(c, VBLK_LOG_ERR, "%s", c->err);
     return rc;
 }
 
@@ -99,7 +99,7 @@ int vuc_send(struct vblk_vu_client *c, uint32_t req, uint32_t flags, const void 
         memcpy(buf + sizeof(h), payload, size);
     size_t len = sizeof(h) + size, off = 0;
     union vu_fd_cmsg ctl;
-    vuc_log(c, VBLK_VU_LOG_DEBUG, "-> %s (%u bytes%s)", vuc_req_name(req), size,
+    vuc_log(c, VBLK_LOG_DEBUG, "-> %s (%u bytes%s)", vuc_req_name(req), size,
             fd >= 0 ? ", 1 fd" : "");
     while (off < len) {
         struct iovec iov = {buf + off, len - off};
@@ -224,7 +224,7 @@ int vuc_recv(struct vblk_vu_client *c, uint32_t req, void *payload, uint32_t min
         snprintf(what, sizeof(what), "reply carried %u unexpected file descriptor(s)", nfds);
         return broken(c, -EPROTO, req, what);
     }
-    vuc_log(c, VBLK_VU_LOG_DEBUG, "<- %s (%u bytes)", vuc_req_name(req), h.size);
+    vuc_log(c, VBLK_LOG_DEBUG, "<- %s (%u bytes)", vuc_req_name(req), h.size);
     *got = h.size;
     return 0;
 }

@@ -6,12 +6,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "transport/tqueue.h"
 #include "virtioblk/loopback.h"
 
 struct lb_queue {
     struct vblk_drv_vq drv;
-    struct vblk_queue dev;
-    void *pool;
+    struct tqueue tq; /* the device side; driven by the caller, no wake fd */
     void *drv_state;
     struct vblk_drv_blk_frame *frames;
     uint64_t notifications;
@@ -47,6 +47,7 @@ void *vblk_loopback_alloc(struct vblk_loopback *lb, size_t len)
 static int start_queue(struct vblk_loopback *lb, uint16_t i, const struct vblk_loopback_opts *o)
 {
     struct lb_queue *lq = &lb->q[i];
+    (void)tq_init(&lq->tq, false); /* no wake fd: cannot fail */
     uint64_t f = lb->dev.driver_features;
     struct vblk_drv_vq_config dc = {
         .size = lb->qsize,
@@ -78,11 +79,7 @@ static int start_queue(struct vblk_loopback *lb, uint16_t i, const struct vblk_l
         .notify_opaque = lq,
     };
     vblk_drv_vq_addrs(&lq->drv, &qp.addrs);
-    size_t pool_len = vblk_queue_mem_size(&lb->dev, lb->qsize);
-    lq->pool = aligned_alloc(16, (pool_len + 15) & ~(size_t)15);
-    if (!lq->pool)
-        return -ENOMEM;
-    return vblk_queue_init(&lq->dev, &lb->dev, &lb->mem, &qp, lq->pool, pool_len);
+    return tq_start(&lq->tq, &lb->dev, &lb->mem, &qp, false);
 }
 
 int vblk_loopback_create(const struct vblk_dev_params *p, const struct vblk_backend *be,
@@ -157,18 +154,10 @@ void vblk_loopback_destroy(struct vblk_loopback *lb)
         return;
     for (uint16_t i = 0; lb->q && i < lb->nq; i++) {
         struct lb_queue *lq = &lb->q[i];
-        if (lq->pool) {
-            vblk_queue_stop(&lq->dev);
-            /* Wait for backends that complete on other threads, even on a
-             * broken ring: their requests point into memory freed below. */
-            while (vblk_queue_inflight(&lq->dev)) {
-                vblk_queue_process(&lq->dev, 0);
-                if (vblk_queue_inflight(&lq->dev))
-                    sched_yield();
-            }
-            vblk_queue_destroy(&lq->dev);
-        }
-        free(lq->pool);
+        /* Waits for backends that complete on other threads, even on a
+         * broken ring: their requests point into memory freed below. */
+        tq_stop(&lq->tq, NULL, NULL);
+        tq_fini(&lq->tq);
         free(lq->drv_state);
     }
     free(lb->q);
@@ -183,10 +172,10 @@ struct vblk_drv_vq *vblk_loopback_driver(struct vblk_loopback *lb, uint16_t qidx
 
 struct vblk_queue *vblk_loopback_queue(struct vblk_loopback *lb, uint16_t qidx)
 {
-    return qidx < lb->nq ? &lb->q[qidx].dev : NULL;
+    return qidx < lb->nq ? &lb->q[qidx].tq.q : NULL;
 }
 
-struct vblk_dev *vblk_loopback_dev(struct vblk_loopback *lb)
+struct vblk_dev *vblk_loopback_blk(struct vblk_loopback *lb)
 {
     return &lb->dev;
 }
@@ -202,22 +191,34 @@ int vblk_loopback_kick(struct vblk_loopback *lb, uint16_t qidx)
     if (!vblk_drv_vq_kick_prepare(&lq->drv))
         return 0;
     lq->kicks++;
-    return vblk_queue_run(&lq->dev);
+    return vblk_queue_on_kick(&lq->tq.q);
 }
 
 int vblk_loopback_process(struct vblk_loopback *lb, uint16_t qidx)
 {
-    return vblk_queue_run(&lb->q[qidx].dev);
+    return vblk_queue_on_kick(&lb->q[qidx].tq.q);
 }
 
-uint64_t vblk_loopback_notifications(struct vblk_loopback *lb, uint16_t qidx)
+int vblk_loopback_queue_stats(struct vblk_loopback *lb, uint16_t qidx,
+                              struct vblk_transport_queue_stats *st)
 {
-    return lb->q[qidx].notifications;
+    if (!lb || qidx >= lb->nq || !st)
+        return -EINVAL;
+    const struct lb_queue *lq = &lb->q[qidx];
+    tq_stats(&lq->tq, st);
+    st->kicks = lq->kicks;
+    st->notifies = lq->notifications;
+    st->broken = lq->tq.live && vblk_queue_broken(&lq->tq.q) ? 1 : 0;
+    st->thread = -1;
+    return 0;
 }
 
-uint64_t vblk_loopback_kicks(struct vblk_loopback *lb, uint16_t qidx)
+void vblk_loopback_stats(struct vblk_loopback *lb, struct vblk_transport_stats *st)
 {
-    return lb->q[qidx].kicks;
+    *st = (struct vblk_transport_stats){0};
+    for (uint16_t i = 0; i < lb->nq; i++)
+        if (lb->q[i].tq.live && vblk_queue_broken(&lb->q[i].tq.q))
+            st->broken_queues++;
 }
 
 /* Waits for the one request in flight on @lq; its status is at @status. */

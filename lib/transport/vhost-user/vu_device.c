@@ -112,6 +112,7 @@ int vblk_vu_dev_attach(struct vblk_vu_dev *d, int sock)
         return -errno;
     (void)fcntl(sock, F_SETFD, FD_CLOEXEC);
     d->sock = sock;
+    vu_count(&d->stats.connections);
     d->owner = false;
     d->protocol_features = 0;
     reset_device(d);
@@ -131,7 +132,7 @@ void vblk_vu_dev_detach(struct vblk_vu_dev *d)
     vu_unlock_all(d);
     reset_device(d);
     vu_inflight_unmap(d);
-    vu_mem_clear(&d->mem);
+    vu_mem_clear(d, &d->mem);
     vblk_mem_init(&d->map);
     vu_rx_reset(&d->rx);
     /* Every guarded mapping is gone: the device is whole again. */
@@ -179,7 +180,7 @@ static int set_features(struct vblk_vu_dev *d, uint64_t f)
     d->features = f;
     d->features_set = true;
     for (uint16_t i = 0; i < d->nq; i++) {
-        if (d->q[i].live)
+        if (d->q[i].tq.live)
             vu_queue_refresh_log(&d->q[i]);
         /* Without protocol features, rings start enabled. */
         if (!vu_has_feature(d, VBLK_VU_F_PROTOCOL_FEATURES) && !d->q[i].enabled)
@@ -228,7 +229,7 @@ static int set_config(struct vblk_vu_dev *d, struct vu_msg *m)
     }
     vu_unlock_all(d);
     if (rc == 0 && c->offset == wb)
-        vu_log(d, VBLK_VU_LOG_INFO, "write cache: %s",
+        vu_log(d, VBLK_LOG_INFO, "write cache: %s",
                vblk_dev_writeback(&d->dev) ? "write-back" : "write-through");
     return rc;
 }
@@ -293,6 +294,7 @@ static int dispatch(struct vblk_vu_dev *d, struct vu_msg *m, struct vblk_vu_repl
         vu_unlock_all(d);
         return 0;
     case VU_RESET_DEVICE:
+        vu_count(&d->stats.resets);
         reset_device(d);
         return 0;
     case VU_GET_QUEUE_NUM:
@@ -386,29 +388,31 @@ int vblk_vu_dev_handle_msg(struct vblk_vu_dev *d, const void *buf, size_t len, c
     rep->len = 0;
     rep->fd = -1;
     int rc = vu_msg_parse(buf, len, fds, nfds, &m);
+    vu_count(&d->stats.messages);
     if (rc < 0) {
+        vu_count(&d->stats.bad_messages);
         for (unsigned i = 0; i < nfds; i++)
             close(fds[i]);
         m.nfds = 0;
         uint32_t req = len >= sizeof(m.hdr) ? m.hdr.request : 0;
-        vu_log(d, VBLK_VU_LOG_WARN, "malformed %s message (%zu bytes, %u fds): %s",
-               vu_req_name(req), len, nfds,
-               rc == -EBADMSG ? "wrong number of fds" : "bad header or size");
+        vu_log(d, VBLK_LOG_WARN, "malformed %s message (%zu bytes, %u fds): %s", vu_req_name(req),
+               len, nfds, rc == -EBADMSG ? "wrong number of fds" : "bad header or size");
         /* Without a sane header the stream cannot be trusted any more. */
         if (len < sizeof(m.hdr) || (m.hdr.flags & VU_VERSION_MASK) != VU_VERSION ||
             m.hdr.size > VBLK_VU_MAX_PAYLOAD)
             return -EPROTO;
     } else {
-        vu_log(d, VBLK_VU_LOG_DEBUG, "%s (%u bytes, %u fds)", vu_req_name(m.hdr.request),
-               m.hdr.size, m.nfds);
+        vu_log(d, VBLK_LOG_DEBUG, "%s (%u bytes, %u fds)", vu_req_name(m.hdr.request), m.hdr.size,
+               m.nfds);
         rc = dispatch(d, &m, rep);
         for (unsigned i = 0; i < m.nfds; i++)
             if (m.fds[i] >= 0)
                 close(m.fds[i]);
         if (rc < 0 && rc != -EPROTO)
-            vu_log(d, VBLK_VU_LOG_WARN, "%s refused: %s", vu_req_name(m.hdr.request),
-                   strerror(-rc));
+            vu_log(d, VBLK_LOG_WARN, "%s refused: %s", vu_req_name(m.hdr.request), strerror(-rc));
     }
+    if (rc < 0)
+        vu_count(&d->stats.failed);
     if (rc == -EPROTO)
         return -EPROTO;
     if (rc < 0 && rep->len == 0 && error_reply(&m, rep) < 0)
@@ -420,7 +424,7 @@ int vblk_vu_dev_handle_msg(struct vblk_vu_dev *d, const void *buf, size_t len, c
      * reading the in-flight region, a drain writing completions): answer,
      * then end the connection. */
     if (vu_faulted(d)) {
-        vu_log(d, VBLK_VU_LOG_ERR, "%s: the front-end's memory faulted; disconnecting",
+        vu_log(d, VBLK_LOG_ERR, "%s: the front-end's memory faulted; disconnecting",
                vu_req_name(m.hdr.request));
         return -EPROTO;
     }

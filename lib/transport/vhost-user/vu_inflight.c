@@ -182,7 +182,7 @@ static int split_prepare(struct vu_queue *q, struct vblk_vq_state *st)
     uint16_t num = (uint16_t)q->num;
     /* A fresh region, one for another ring size, or a restart of a ring
      * this process drained itself: start clean. */
-    if (q->have_saved || r->version != REGION_VERSION || r->desc_num != num) {
+    if (q->tq.have_saved || r->version != REGION_VERSION || r->desc_num != num) {
         reset_region(r, num, st->used_idx);
         return 0;
     }
@@ -532,7 +532,7 @@ static int pk_recover(struct vu_queue *q, uint64_t desc_gpa, struct vblk_vq_stat
     st->last_avail_idx = avail;
     st->avail_wrap = awrap;
     if (dropped)
-        vu_log(q->d, VBLK_VU_LOG_WARN,
+        vu_log(q->d, VBLK_LOG_WARN,
                "queue %u: %u inconsistent lists in the in-flight region not resubmitted", q->index,
                dropped);
     rc = make_plan(q, list, n);
@@ -553,11 +553,11 @@ static int packed_prepare(struct vu_queue *q, uint64_t desc_gpa, struct vblk_vq_
     /* A fresh region, one for another ring size, or a restart of a ring
      * this process drained itself: start clean from where the front-end
      * (or this process) says the ring is. */
-    if (!q->have_saved && LOAD(&r->version) == REGION_VERSION && LOAD(&r->desc_num) == num) {
+    if (!q->tq.have_saved && LOAD(&r->version) == REGION_VERSION && LOAD(&r->desc_num) == num) {
         struct vblk_vq_state set = *st;
         int rc = pk_recover(q, desc_gpa, st);
         if (rc >= 0) {
-            vu_log(q->d, VBLK_VU_LOG_INFO,
+            vu_log(q->d, VBLK_LOG_INFO,
                    "queue %u: packed ring position from the in-flight region: avail %u/%u used "
                    "%u/%u (front-end: avail %u/%u used %u/%u)",
                    q->index, st->last_avail_idx, st->avail_wrap, st->used_idx, st->used_wrap,
@@ -566,7 +566,7 @@ static int packed_prepare(struct vu_queue *q, uint64_t desc_gpa, struct vblk_vq_
         }
         if (rc != -EINVAL)
             return rc;
-        vu_log(q->d, VBLK_VU_LOG_WARN, "queue %u: in-flight region unusable; starting it over",
+        vu_log(q->d, VBLK_LOG_WARN, "queue %u: in-flight region unusable; starting it over",
                q->index);
         *st = set;
         memset(q->inf.by_id, 0, sizeof(*q->inf.by_id) * num);
@@ -580,7 +580,7 @@ static void pk_warn(struct vu_queue *q, const char *what)
     if (q->inf.warned)
         return;
     q->inf.warned = true;
-    vu_log(q->d, VBLK_VU_LOG_WARN, "queue %u: a request is not tracked in flight: %s", q->index,
+    vu_log(q->d, VBLK_LOG_WARN, "queue %u: a request is not tracked in flight: %s", q->index,
            what);
 }
 
@@ -614,7 +614,10 @@ static void pk_started(void *opaque, const struct vblk_req *req)
         return;
     }
     struct vblk_packed_desc *copy = inf->copy;
-    if (vblk_vq_copy_descs(vblk_queue_vq(&q->q), req->head_pos, n, copy) < 0 ||
+    uint16_t pos;
+    uint8_t wrap;
+    vblk_req_ring_pos(req, &pos, &wrap);
+    if (vblk_vq_copy_descs(vblk_queue_vq(&q->tq.q), pos, n, copy) < 0 ||
         copy[n - 1].id != id) {
         pk_warn(q, "the list changed under the device");
         return;
@@ -648,7 +651,7 @@ static void pk_done(void *opaque, const struct vblk_req *req)
     struct vu_queue *q = opaque;
     struct vu_inflight_q *inf = &q->inf;
     struct vblk_vq_state st;
-    vblk_vq_get_state(vblk_queue_vq(&q->q), &st);
+    vblk_vq_get_state(vblk_queue_vq(&q->tq.q), &st);
     uint16_t id = req->chain.id, h = NONE;
     if (id < q->num && inf->by_id[id]) {
         h = (uint16_t)(inf->by_id[id] - 1);
@@ -692,13 +695,13 @@ int vu_inflight_resubmit(struct vu_queue *q)
             for (uint16_t k = 0; k < n; k++, e = inf->slot[e].next)
                 inf->copy[k] = inf->saved[e];
             inf->resub_head = (uint32_t)h + 1;
-            rc = vblk_queue_resubmit_saved(&q->q, inf->copy, n);
+            rc = vblk_queue_resubmit_saved(&q->tq.q, inf->copy, n);
             inf->resub_head = 0;
         } else {
-            rc = vblk_queue_resubmit(&q->q, h, 0);
+            rc = vblk_queue_resubmit(&q->tq.q, h, 0);
         }
         if (rc < 0) {
-            vu_log(q->d, VBLK_VU_LOG_WARN, "queue %u: resubmitting %s %u failed: %d", q->index,
+            vu_log(q->d, VBLK_LOG_WARN, "queue %u: resubmitting %s %u failed: %d", q->index,
                    packed ? "in-flight entry" : "head", h, rc);
             break;
         }

@@ -82,7 +82,7 @@ int vu_h_get_inflight_fd(struct vblk_vu_dev *d, struct vu_msg *m, struct vblk_vu
     install(d, map, len, ptr, &in);
     vu_reply(rep, m, &in, sizeof(in));
     rep->fd = fd;
-    vu_log(d, VBLK_VU_LOG_INFO, "in-flight region: %u queues of %u entries", in.num_queues,
+    vu_log(d, VBLK_LOG_INFO, "in-flight region: %u queues of %u entries", in.num_queues,
            in.queue_size);
     return 0;
 }

@@ -10,8 +10,11 @@
 #include <stdint.h>
 
 #include "transport/fault_guard.h"
+#include "transport/tqueue.h"
 #include "virtioblk/blk.h"
 #include "virtioblk/ring.h"
+#include "virtioblk/advanced.h"
+#include "virtioblk/advanced_msg.h"
 #include "virtioblk/vhost_user.h"
 #include "vu_proto.h"
 
@@ -99,11 +102,11 @@ void vu_shm_unmap(void *map, size_t map_len);
  * or -ENOSPC. */
 int vu_region_map(struct vblk_vu_dev *d, struct vu_region *r, const struct vu_region_desc *desc,
                   int fd);
-void vu_region_unmap(struct vu_region *r);
+void vu_region_unmap(struct vblk_vu_dev *d, struct vu_region *r);
 /* -EEXIST if @r overlaps a region of @m (guest-physical or user address). */
 int vu_mem_check(const struct vu_mem *m, const struct vu_region *r);
 /* Unmaps every region. */
-void vu_mem_clear(struct vu_mem *m);
+void vu_mem_clear(struct vblk_vu_dev *d, struct vu_mem *m);
 /* Rebuilds @out (keeping its log) from @m. Returns 0 or a negative errno. */
 int vu_mem_build(const struct vu_mem *m, struct vblk_mem *out);
 /* Front-end user address -> guest-physical address for a @len byte range
@@ -174,9 +177,7 @@ struct vu_queue {
     struct vblk_vu_dev *d;
     uint16_t index;
     int epfd;    /* the stable fd the application watches */
-    int wake_fd; /* eventfd: completions, reconfiguration (edge-triggered) */
     int kick_fd; /* edge-triggered in epfd, never read */
-    int be_fd;   /* backend queue_fd() in epfd, or -1 */
     struct vu_notifier *call;
     struct vu_notifier *err;
     bool call_pending;   /* signal @call when the lock is released */
@@ -192,15 +193,16 @@ struct vu_queue {
     bool addr_set;
     bool started; /* SET_VRING_KICK seen, no GET_VRING_BASE since */
     bool enabled;
-    bool live;          /* @q is initialised */
-    atomic_bool broken; /* the driver corrupted the ring */
-    bool have_saved;    /* restart from @saved (memory changed under a live ring) */
-    struct vblk_vq_state saved;
-    struct vblk_queue q;
-    void *pool;
+    atomic_bool broken;                /* the driver corrupted the ring */
+    atomic_uint_fast64_t times_broken; /* for the counters */
+    atomic_int thread;                 /* worker thread serving the queue, or -1 */
+    /* the core queue, its pool, the wake eventfd (completions,
+     * reconfiguration; edge-triggered in epfd), the backend's fd (in epfd),
+     * the position kept across a stop (restart from it when the memory
+     * changed under a live ring) and the counters */
+    struct tqueue tq;
     struct vblk_mem mem; /* this queue's copy of the memory map */
     struct vu_inflight_q inf;
-    struct vblk_vu_queue_stats stats; /* summed over finished runs */
 };
 
 struct vblk_vu_dev {
@@ -236,7 +238,25 @@ struct vblk_vu_dev {
     struct fault_owner fault;
     atomic_uint faults_before; /* fault.faults when the connection began */
     int fault_sock;            /* the socket, for queue threads (under every queue lock) */
+    /* device counters; written by the message handler's thread, read with
+     * relaxed atomics from any thread (vu_count()) */
+    struct vblk_transport_stats stats;
 };
+
+/* Counts one event in a device counter (see vblk_vu_dev::stats). */
+static inline void vu_count(uint64_t *counter)
+{
+    __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+}
+
+/* Marks queue @q broken; returns true if it already was. */
+static inline bool vu_queue_break(struct vu_queue *q)
+{
+    bool was = atomic_exchange(&q->broken, true);
+    if (!was)
+        atomic_fetch_add_explicit(&q->times_broken, 1, memory_order_relaxed);
+    return was;
+}
 
 void vu_log(const struct vblk_vu_dev *d, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -251,10 +271,10 @@ static inline bool vu_has_protocol(const struct vblk_vu_dev *d, unsigned bit)
     return (d->protocol_features >> bit) & 1;
 }
 
-/* The notification mode in force (vblk_vu_opts::poll overrides). */
+/* The notification mode in force. */
 static inline enum vblk_notify_mode vu_notify_mode(const struct vblk_vu_dev *d)
 {
-    return d->opts.poll ? VBLK_NOTIFY_POLL : d->opts.notify;
+    return d->opts.notify;
 }
 
 static inline bool vu_packed(const struct vblk_vu_dev *d)
@@ -285,7 +305,7 @@ void vu_unlock_all(struct vblk_vu_dev *d);
 /* Starts the ring (lock held). Returns 0 or a negative errno. */
 int vu_queue_start(struct vu_queue *q);
 /* Waits for the requests in flight and releases the core queue, keeping
- * the ring position in q->saved (lock held). */
+ * the ring position in q->tq.saved (lock held). */
 void vu_queue_quiesce(struct vu_queue *q);
 /* Stops the ring for GET_VRING_BASE or a reset; returns its position. */
 void vu_queue_stop(struct vu_queue *q, struct vblk_vq_state *st);

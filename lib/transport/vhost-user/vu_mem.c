@@ -65,7 +65,7 @@ int vu_shm_map(struct vblk_vu_dev *d, int fd, uint64_t offset, uint64_t size, un
         errno != EINVAL) {
         int err = errno;
         munmap(p, (size_t)len);
-        vu_log(d, VBLK_VU_LOG_WARN, "shared file cannot be backed: %s", strerror(err));
+        vu_log(d, VBLK_LOG_WARN, "shared file cannot be backed: %s", strerror(err));
         return -ENOMEM;
     }
     int rc = fault_guard_add(&d->fault, p, (size_t)len, (size_t)align);
@@ -74,7 +74,7 @@ int vu_shm_map(struct vblk_vu_dev *d, int fd, uint64_t offset, uint64_t size, un
         return rc;
     }
     if (!sealed)
-        vu_log(d, VBLK_VU_LOG_DEBUG,
+        vu_log(d, VBLK_LOG_DEBUG,
                "shared file not sealed against shrinking; a truncation will break the device");
     *map = p;
     *map_len = (size_t)len;
@@ -107,11 +107,14 @@ int vu_region_map(struct vblk_vu_dev *d, struct vu_region *r, const struct vu_re
     r->uaddr = desc->uaddr;
     r->mmap_offset = desc->mmap_offset;
     r->host = ptr;
+    vu_count(&d->stats.memory_maps);
     return 0;
 }
 
-void vu_region_unmap(struct vu_region *r)
+void vu_region_unmap(struct vblk_vu_dev *d, struct vu_region *r)
 {
+    if (r->map)
+        vu_count(&d->stats.memory_unmaps);
     vu_shm_unmap(r->map, r->map_len);
     memset(r, 0, sizeof(*r));
 }
@@ -135,10 +138,10 @@ int vu_mem_check(const struct vu_mem *m, const struct vu_region *r)
     return 0;
 }
 
-void vu_mem_clear(struct vu_mem *m)
+void vu_mem_clear(struct vblk_vu_dev *d, struct vu_mem *m)
 {
     for (uint32_t i = 0; i < m->n; i++)
-        vu_region_unmap(&m->r[i]);
+        vu_region_unmap(d, &m->r[i]);
     m->n = 0;
 }
 

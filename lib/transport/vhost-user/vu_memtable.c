@@ -22,9 +22,10 @@ typedef void (*mem_change_fn)(struct vblk_vu_dev *d, void *arg);
 static void mem_commit(struct vblk_vu_dev *d, mem_change_fn change, void *arg)
 {
     uint64_t restart = 0;
+    vu_count(&d->stats.memory_updates);
     vu_lock_all(d);
     for (uint16_t i = 0; i < d->nq; i++) {
-        if (d->q[i].live) {
+        if (d->q[i].tq.live) {
             vu_queue_quiesce(&d->q[i]);
             restart |= 1ull << i;
         }
@@ -37,8 +38,8 @@ static void mem_commit(struct vblk_vu_dev *d, mem_change_fn change, void *arg)
             continue;
         int rc = vu_queue_start(&d->q[i]);
         if (rc < 0) {
-            vu_log(d, VBLK_VU_LOG_ERR, "queue %u: ring not in the new memory map (%d)", i, rc);
-            atomic_store(&d->q[i].broken, true);
+            vu_log(d, VBLK_LOG_ERR, "queue %u: ring not in the new memory map (%d)", i, rc);
+            (void)vu_queue_break(&d->q[i]);
             vu_queue_update_active(&d->q[i]);
         }
     }
@@ -73,19 +74,19 @@ int vu_h_set_mem_table(struct vblk_vu_dev *d, struct vu_msg *m)
         if (rc == 0) {
             rc = vu_mem_check(nm, &r);
             if (rc < 0)
-                vu_region_unmap(&r);
+                vu_region_unmap(d, &r);
         }
         if (rc < 0) {
-            vu_mem_clear(nm);
+            vu_mem_clear(d, nm);
             free(nm);
             return rc;
         }
         nm->r[nm->n++] = r;
     }
     mem_commit(d, swap_table, nm);
-    vu_mem_clear(nm); /* the old table */
+    vu_mem_clear(d, nm); /* the old table */
     free(nm);
-    vu_log(d, VBLK_VU_LOG_INFO, "memory table: %u regions, %llu MiB", d->mem.n,
+    vu_log(d, VBLK_LOG_INFO, "memory table: %u regions, %llu MiB", d->mem.n,
            (unsigned long long)(total_size(&d->mem) >> 20));
     return rc;
 }
@@ -103,11 +104,11 @@ int vu_h_add_mem_reg(struct vblk_vu_dev *d, struct vu_msg *m)
         return rc;
     rc = vu_mem_check(&d->mem, &r);
     if (rc < 0) {
-        vu_region_unmap(&r);
+        vu_region_unmap(d, &r);
         return rc;
     }
     mem_commit(d, add_region, &r);
-    vu_log(d, VBLK_VU_LOG_INFO, "memory region added: gpa 0x%llx, %llu MiB (%u regions)",
+    vu_log(d, VBLK_LOG_INFO, "memory region added: gpa 0x%llx, %llu MiB (%u regions)",
            (unsigned long long)r.gpa, (unsigned long long)(r.size >> 20), d->mem.n);
     return 0;
 }
@@ -137,7 +138,7 @@ int vu_h_rem_mem_reg(struct vblk_vu_dev *d, struct vu_msg *m)
             continue;
         struct removal rm = {.index = i};
         mem_commit(d, remove_region, &rm);
-        vu_region_unmap(&rm.gone);
+        vu_region_unmap(d, &rm.gone);
         return 0;
     }
     return -ENOENT;
@@ -170,10 +171,10 @@ int vu_h_set_log_base(struct vblk_vu_dev *d, struct vu_msg *m)
     d->log = ptr;
     d->log_size = m->p.log.size;
     for (uint16_t i = 0; i < d->nq; i++)
-        if (d->q[i].live)
+        if (d->q[i].tq.live)
             vu_queue_refresh_log(&d->q[i]);
     vu_unlock_all(d);
     vu_shm_unmap(old, old_len);
-    vu_log(d, VBLK_VU_LOG_INFO, "dirty log: %llu bytes", (unsigned long long)d->log_size);
+    vu_log(d, VBLK_LOG_INFO, "dirty log: %llu bytes", (unsigned long long)d->log_size);
     return 0;
 }

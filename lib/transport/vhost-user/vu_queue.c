@@ -3,7 +3,7 @@
  * wake a queue's event loop, and the processing entry point.
  *
  * Each queue has a mutex. The thread that processes the queue holds it for
- * one vblk_queue_run(); the message handler holds it while it reconfigures
+ * one vblk_queue_on_kick(); the message handler holds it while it reconfigures
  * the queue. ctl_waiting tells a busy-polling thread to step aside so the
  * handler gets the lock promptly.
  *
@@ -65,12 +65,7 @@ static void flush_held(struct vu_queue *q, bool all)
  * every write is one event. */
 static void wake(struct vu_queue *q)
 {
-    (void)eventfd_write(q->wake_fd, 1);
-}
-
-static void on_wake(void *opaque)
-{
-    wake(opaque);
+    (void)eventfd_write(q->tq.wake_fd, 1);
 }
 
 static void watch(struct vu_queue *q, int fd, uint32_t tag, uint32_t events, bool add)
@@ -93,7 +88,7 @@ static void take_pending(struct vu_queue *q, struct pending *p)
     if (q->call_pending && q->call && !atomic_load_explicit(&q->broken, memory_order_relaxed)) {
         p->call = q->call;
         vu_notifier_get(p->call);
-        q->stats.calls++;
+        q->tq.stats.notifies++;
     }
     if (q->err_pending && q->err) {
         p->err = q->err;
@@ -119,10 +114,10 @@ static void send_pending(struct vu_queue *q, struct pending *p, bool handler)
         if (!n[i])
             continue;
         if (handler && may_block(n[i])) {
-            vu_log(q->d, VBLK_VU_LOG_ERR,
+            vu_log(q->d, VBLK_LOG_ERR,
                    "queue %u: the front-end made its %s fd blocking; device needs reset", q->index,
                    i ? "err" : "call");
-            atomic_store(&q->broken, true);
+            (void)vu_queue_break(q);
             atomic_store(&q->active, false);
         } else {
             vu_notifier_signal(n[i]);
@@ -148,22 +143,21 @@ int vu_queue_setup(struct vblk_vu_dev *d, struct vu_queue *q, uint16_t index)
     memset(q, 0, sizeof(*q));
     q->d = d;
     q->index = index;
-    q->kick_fd = q->be_fd = -1;
+    q->kick_fd = -1;
     q->epfd = epoll_create1(EPOLL_CLOEXEC);
-    q->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (q->epfd < 0 || q->wake_fd < 0) {
-        int err = -errno;
+    int err = q->epfd < 0 ? -errno : tq_init(&q->tq, true);
+    if (err < 0) {
         if (q->epfd >= 0)
             close(q->epfd);
-        if (q->wake_fd >= 0)
-            close(q->wake_fd);
-        q->epfd = q->wake_fd = -1;
+        q->epfd = -1;
         return err;
     }
-    watch(q, q->wake_fd, EV_WAKE, EPOLLIN | EPOLLET, true);
+    watch(q, q->tq.wake_fd, EV_WAKE, EPOLLIN | EPOLLET, true);
     pthread_mutex_init(&q->lock, NULL);
     atomic_init(&q->ctl_waiting, 0);
     atomic_init(&q->active, false);
+    atomic_init(&q->times_broken, 0);
+    atomic_init(&q->thread, -1);
     return 0;
 }
 
@@ -174,9 +168,9 @@ void vu_queue_teardown(struct vu_queue *q)
     vu_queue_lock(q);
     vu_queue_reset(q);
     vu_queue_unlock(q);
-    close(q->wake_fd);
+    tq_fini(&q->tq);
     close(q->epfd);
-    q->epfd = q->wake_fd = -1;
+    q->epfd = -1;
     pthread_mutex_destroy(&q->lock);
 }
 
@@ -211,7 +205,7 @@ void vu_queue_poke(struct vu_queue *q)
 
 void vu_queue_update_active(struct vu_queue *q)
 {
-    bool on = q->live && q->enabled && !q->broken;
+    bool on = q->tq.live && q->enabled && !q->broken;
     atomic_store(&q->active, on);
     /* Wake the loop: it processes what arrived meanwhile, or a polling
      * thread notices it has something to spin on. */
@@ -251,8 +245,8 @@ unsigned vu_queue_watchdog(struct vu_queue *q)
             continue;
         vu_notifier_unstick(n[i]);
         released++;
-        if (!atomic_exchange(&q->broken, true))
-            vu_log(q->d, VBLK_VU_LOG_ERR,
+        if (!vu_queue_break(q))
+            vu_log(q->d, VBLK_LOG_ERR,
                    "queue %u: a write to the front-end's %s fd blocked; device needs reset",
                    q->index, i ? "err" : "call");
         atomic_store(&q->active, false);
@@ -268,11 +262,11 @@ void vu_queue_set_enabled(struct vu_queue *q, bool enabled)
         /* A disabled ring is not processed: finish its requests and let go
          * of the core queue (and the backend's fd), keeping its position. */
         vu_queue_quiesce(q);
-    } else if (q->started && !q->live) {
+    } else if (q->started && !q->tq.live) {
         int rc = vu_queue_start(q);
         if (rc < 0) {
-            vu_log(q->d, VBLK_VU_LOG_ERR, "queue %u: cannot restart: %d", q->index, rc);
-            atomic_store(&q->broken, true);
+            vu_log(q->d, VBLK_LOG_ERR, "queue %u: cannot restart: %d", q->index, rc);
+            (void)vu_queue_break(q);
         }
     }
     vu_queue_update_active(q);
@@ -330,7 +324,7 @@ void vu_queue_refresh_log(struct vu_queue *q)
 int vu_queue_start(struct vu_queue *q)
 {
     struct vblk_vu_dev *d = q->d;
-    if (q->live)
+    if (q->tq.live)
         return 0;
     if (!d->features_set || !q->addr_set || q->num == 0 || d->mem.n == 0)
         return -EINVAL;
@@ -343,8 +337,6 @@ int vu_queue_start(struct vu_queue *q)
         .size = (uint16_t)q->num,
         .notify = on_notify,
         .notify_opaque = q,
-        .wake = vu_notify_mode(d) == VBLK_NOTIFY_POLL ? NULL : on_wake,
-        .wake_opaque = q,
         .hooks_opaque = q,
     };
     uint64_t ldesc, lavail, lused;
@@ -357,8 +349,8 @@ int vu_queue_start(struct vu_queue *q)
     vu_queue_refresh_log(q);
 
     struct vblk_vq_state st;
-    if (q->have_saved) {
-        st = q->saved;
+    if (q->tq.have_saved) {
+        st = q->tq.saved;
     } else {
         int rc = initial_state(q, qp.addrs.device, &st);
         if (rc < 0)
@@ -370,97 +362,55 @@ int vu_queue_start(struct vu_queue *q)
     qp.state = &st;
     qp.hooks = vu_inflight_hooks(q);
 
-    size_t len = (vblk_queue_mem_size(&d->dev, qp.size) + 15) & ~(size_t)15;
-    q->pool = aligned_alloc(16, len);
-    if (!q->pool) {
-        vu_inflight_drop_plan(q);
-        return -ENOMEM;
-    }
-    int rc = vblk_queue_init(&q->q, &d->dev, &q->mem, &qp, q->pool, len);
+    int rc = tq_start(&q->tq, &d->dev, &q->mem, &qp, vu_notify_mode(d) != VBLK_NOTIFY_POLL);
     if (rc < 0) {
-        free(q->pool);
-        q->pool = NULL;
         vu_inflight_drop_plan(q);
         return rc;
     }
-    q->live = true;
-    q->have_saved = false;
     atomic_store(&q->broken, false);
-    q->stats.starts++;
-    q->be_fd = vblk_queue_backend_fd(&q->q);
-    watch(q, q->be_fd, EV_BACKEND, EPOLLIN, true);
+    watch(q, q->tq.be_fd, EV_BACKEND, EPOLLIN, true);
     if (vu_notify_mode(d) == VBLK_NOTIFY_POLL)
         atomic_store(&q->polling, true);
     if (atomic_load(&q->polling))
-        vblk_queue_set_polling(&q->q, true);
+        vblk_queue_set_polling(&q->tq.q, true);
 
     /* Requests a previous back-end had fetched but not completed: the
      * driver is still waiting for them (vhost-user inflight tracking). */
     if (nres) {
         int done = vu_inflight_resubmit(q);
-        q->stats.resubmitted += (uint64_t)done;
-        vblk_queue_flush(&q->q);
-        vu_log(d, VBLK_VU_LOG_INFO, "queue %u: resubmitted %d in-flight requests", q->index, done);
+        q->tq.stats.resubmitted += (uint64_t)done;
+        vblk_queue_flush(&q->tq.q);
+        vu_log(d, VBLK_LOG_INFO, "queue %u: resubmitted %d in-flight requests", q->index, done);
     }
-    vu_log(d, VBLK_VU_LOG_INFO, "queue %u: started (%s ring, %u entries, avail %u used %u)",
-           q->index, packed ? "packed" : "split", q->num, st.last_avail_idx, st.used_idx);
+    vu_log(d, VBLK_LOG_INFO, "queue %u: started (%s ring, %u entries, avail %u used %u)", q->index,
+           packed ? "packed" : "split", q->num, st.last_avail_idx, st.used_idx);
     vu_queue_update_active(q);
     return 0;
 }
 
-static void add_stats(struct vblk_vu_queue_stats *sum, const struct vblk_queue_stats *s)
+/* A stop that waits long for the backend says so. */
+static void drain_warn(void *opaque, uint32_t inflight, unsigned waited_ms)
 {
-    sum->req.submitted += s->submitted;
-    sum->req.completed += s->completed;
-    sum->req.ioerr += s->ioerr;
-    sum->req.unsupp += s->unsupp;
-    sum->req.pool_full += s->pool_full;
-}
-
-/* Waits until the backend has finished every request of the queue; their
- * completions reach the guest on the way. */
-static void drain(struct vu_queue *q)
-{
-    unsigned rounds = 0;
-    while (vblk_queue_inflight(&q->q)) {
-        (void)vblk_queue_process(&q->q, 0);
-        if (!vblk_queue_inflight(&q->q))
-            break;
-        struct pollfd p[2] = {{.fd = q->wake_fd, .events = POLLIN},
-                              {.fd = q->be_fd, .events = POLLIN}};
-        (void)poll(p, q->be_fd >= 0 ? 2 : 1, 10);
-        eventfd_t v;
-        (void)eventfd_read(q->wake_fd, &v);
-        if (++rounds % 500 == 0)
-            vu_log(q->d, VBLK_VU_LOG_WARN, "queue %u: still waiting for %u requests", q->index,
-                   vblk_queue_inflight(&q->q));
-    }
+    struct vu_queue *q = opaque;
+    vu_log(q->d, VBLK_LOG_WARN, "queue %u: still waiting for %u requests after %u ms", q->index,
+           inflight, waited_ms);
 }
 
 void vu_queue_quiesce(struct vu_queue *q)
 {
-    if (!q->live)
+    if (!q->tq.live)
         return;
-    vblk_queue_stop(&q->q);
-    drain(q);
-    vblk_queue_get_state(&q->q, &q->saved);
-    q->have_saved = true;
-    add_stats(&q->stats, vblk_queue_stats(&q->q));
-    watch(q, q->be_fd, EV_BACKEND, 0, false);
-    q->be_fd = -1;
-    (void)vblk_queue_destroy(&q->q);
-    free(q->pool);
-    q->pool = NULL;
-    q->live = false;
+    watch(q, q->tq.be_fd, EV_BACKEND, 0, false);
+    tq_stop(&q->tq, drain_warn, q);
     vu_queue_update_active(q);
 }
 
 void vu_queue_stop(struct vu_queue *q, struct vblk_vq_state *st)
 {
-    bool ran = q->live || q->have_saved;
+    bool ran = q->tq.live || q->tq.have_saved;
     vu_queue_quiesce(q);
-    if (q->have_saved) {
-        *st = q->saved;
+    if (q->tq.have_saved) {
+        *st = q->tq.saved;
     } else {
         /* Never started: nothing was fetched, report what was set. */
         memset(st, 0, sizeof(*st));
@@ -469,18 +419,18 @@ void vu_queue_stop(struct vu_queue *q, struct vblk_vq_state *st)
         else
             st->last_avail_idx = (uint16_t)q->base;
     }
-    q->have_saved = false;
+    q->tq.have_saved = false;
     q->started = false;
     vu_queue_set_kick(q, -1);
     if (ran)
-        vu_log(q->d, VBLK_VU_LOG_INFO, "queue %u: stopped at avail %u used %u", q->index,
+        vu_log(q->d, VBLK_LOG_INFO, "queue %u: stopped at avail %u used %u", q->index,
                st->last_avail_idx, st->used_idx);
 }
 
 void vu_queue_reset(struct vu_queue *q)
 {
     vu_queue_quiesce(q);
-    q->have_saved = false;
+    q->tq.have_saved = false;
     q->started = false;
     q->enabled = false;
     q->addr_set = false;
@@ -526,13 +476,13 @@ static void take_events(struct vu_queue *q)
             continue;
         if (ev[i].events & (EPOLLHUP | EPOLLERR)) {
             vu_queue_set_kick(q, -1);
-            if (!atomic_exchange(&q->broken, true))
-                vu_log(q->d, VBLK_VU_LOG_ERR, "queue %u: the kick fd hung up; device needs reset",
+            if (!vu_queue_break(q))
+                vu_log(q->d, VBLK_LOG_ERR, "queue %u: the kick fd hung up; device needs reset",
                        q->index);
             atomic_store(&q->active, false);
             q->err_pending = true;
         } else {
-            q->stats.kicks++;
+            q->tq.stats.kicks++;
         }
     }
 }
@@ -551,16 +501,16 @@ int vblk_vu_queue_process(struct vblk_vu_dev *d, uint16_t qidx)
     if (!polling)
         take_events(q);
     int rc = 0;
-    if (q->live && q->enabled) {
-        rc = vblk_queue_run(&q->q);
+    if (q->tq.live && q->enabled) {
+        rc = vblk_queue_on_kick(&q->tq.q);
         if (vu_faulted(d) && !atomic_load(&q->broken)) {
             /* The run touched front-end memory that faulted (fault_guard.h). */
             rc = vu_queue_fault(q);
-        } else if (rc == -EIO && !atomic_exchange(&q->broken, true)) {
+        } else if (rc == -EIO && !vu_queue_break(q)) {
             /* The driver corrupted the ring: report DEVICE_NEEDS_RESET. */
             atomic_store(&q->active, false);
             q->err_pending = true;
-            vu_log(d, VBLK_VU_LOG_ERR, "queue %u: the driver broke the ring; device needs reset",
+            vu_log(d, VBLK_LOG_ERR, "queue %u: the driver broke the ring; device needs reset",
                    q->index);
         }
     }
@@ -584,12 +534,12 @@ int vblk_vu_queue_set_polling(struct vblk_vu_dev *d, uint16_t qidx, bool on)
      * them, and left in place they would end the coming sleep at once. */
     if (!on)
         take_events(q);
-    if (q->live && q->enabled) {
-        vblk_queue_set_polling(&q->q, on);
-        /* Kicks are on again: look once more, as vblk_queue_run() does,
+    if (q->tq.live && q->enabled) {
+        vblk_queue_set_polling(&q->tq.q, on);
+        /* Kicks are on again: look once more, as vblk_queue_on_kick() does,
          * for what the driver published before it saw them enabled. */
         if (!on)
-            found = vblk_queue_run(&q->q);
+            found = vblk_queue_on_kick(&q->tq.q);
     }
     if (!on)
         flush_held(q, true);
@@ -597,23 +547,35 @@ int vblk_vu_queue_set_polling(struct vblk_vu_dev *d, uint16_t qidx, bool on)
     return found < 0 ? 0 : found;
 }
 
-int vblk_vu_queue_stats(struct vblk_vu_dev *d, uint16_t qidx, struct vblk_vu_queue_stats *st)
+int vblk_vu_queue_stats(struct vblk_vu_dev *d, uint16_t qidx, struct vblk_transport_queue_stats *st)
 {
     if (!d || qidx >= d->nq || !st)
         return -EINVAL;
     struct vu_queue *q = &d->q[qidx];
     vu_queue_lock(q);
-    *st = q->stats;
-    if (q->live)
-        add_stats(st, vblk_queue_stats(&q->q));
+    tq_stats(&q->tq, st);
     vu_queue_unlock(q);
+    st->broken = atomic_load_explicit(&q->times_broken, memory_order_relaxed);
+    st->thread = atomic_load_explicit(&q->thread, memory_order_relaxed);
     return 0;
+}
+
+void vblk_vu_dev_stats(struct vblk_vu_dev *d, struct vblk_transport_stats *st)
+{
+    const uint64_t *src = (const uint64_t *)&d->stats;
+    uint64_t *dst = (uint64_t *)st;
+    for (size_t i = 0; i < sizeof(*st) / sizeof(uint64_t); i++)
+        dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+    st->broken_queues = 0;
+    for (uint16_t i = 0; i < d->nq; i++)
+        st->broken_queues += atomic_load_explicit(&d->q[i].times_broken, memory_order_relaxed);
+    st->mapping_faults = fault_owner_count(&d->fault);
 }
 
 bool vu_any_live(const struct vblk_vu_dev *d)
 {
     for (uint16_t i = 0; i < d->nq; i++)
-        if (d->q[i].live)
+        if (d->q[i].tq.live)
             return true;
     return false;
 }
@@ -623,11 +585,11 @@ int vu_queue_fault(struct vu_queue *q)
     struct vblk_vu_dev *d = q->d;
     /* No more requests from this ring; completions are still reaped until
      * the detach drains it. */
-    (void)vblk_queue_stop(&q->q);
-    atomic_store(&q->broken, true);
+    (void)vblk_queue_stop(&q->tq.q);
+    (void)vu_queue_break(q);
     atomic_store(&q->active, false);
     q->err_pending = true; /* sent when the lock is released */
-    vu_log(d, VBLK_VU_LOG_ERR,
+    vu_log(d, VBLK_LOG_ERR,
            "queue %u: the front-end's memory faulted (%u faults contained); "
            "device needs reset, disconnecting",
            q->index, fault_owner_count(&d->fault) - atomic_load(&d->faults_before));

@@ -46,7 +46,6 @@ struct vblk_vu_server {
     uint16_t nworkers;
     struct worker *w;
     atomic_bool stopping;
-    uint64_t connections;
     int pending_fd; /* a connection waiting for the attached one to go */
     int64_t pending_deadline;
     int64_t last_watch; /* the watchdog's previous look */
@@ -306,6 +305,8 @@ static void unstick_all(struct vblk_vu_server *s)
 static void stop_workers(struct vblk_vu_server *s)
 {
     atomic_store(&s->stopping, true);
+    for (uint16_t i = 0; i < s->d->nq; i++)
+        atomic_store(&s->d->q[i].thread, -1);
     for (uint16_t i = 0; i < s->nworkers; i++) {
         struct worker *w = &s->w[i];
         if (!w->running)
@@ -324,7 +325,7 @@ static void stop_workers(struct vblk_vu_server *s)
             rc = pthread_timedjoin_np(w->tid, NULL, &until);
         }
         if (rc != 0) {
-            vu_log(s->d, VBLK_VU_LOG_ERR, "worker %u does not stop; leaving it behind", i);
+            vu_log(s->d, VBLK_LOG_ERR, "worker %u does not stop; leaving it behind", i);
             pthread_detach(w->tid);
             s->abandoned = true;
         }
@@ -372,8 +373,10 @@ static int start_workers(struct vblk_vu_server *s)
             break;
         }
         rc = ep_add(w->epfd, w->evfd, CTL_TAG);
-        for (uint32_t q = w->first; q < d->nq && rc == 0; q += w->step)
+        for (uint32_t q = w->first; q < d->nq && rc == 0; q += w->step) {
             rc = ep_add(w->epfd, vblk_vu_queue_fd(d, (uint16_t)q), q);
+            atomic_store(&d->q[q].thread, (int)i);
+        }
         if (rc == 0) {
             rc = -pthread_create(&w->tid, NULL, worker_main, w);
             w->running = rc == 0;
@@ -395,9 +398,8 @@ static void serve(struct vblk_vu_server *s, int fd)
         vblk_vu_dev_detach(s->d); /* closes fd */
         return;
     }
-    s->connections++;
-    vu_log(s->d, VBLK_VU_LOG_INFO, "front-end connected (connection %llu)",
-           (unsigned long long)s->connections);
+    vu_log(s->d, VBLK_LOG_INFO, "front-end connected (connection %llu)",
+           (unsigned long long)__atomic_load_n(&s->d->stats.connections, __ATOMIC_RELAXED));
 }
 
 static void drop_pending(struct vblk_vu_server *s, const char *why)
@@ -406,7 +408,7 @@ static void drop_pending(struct vblk_vu_server *s, const char *why)
     close(s->pending_fd);
     s->pending_fd = -1;
     if (why)
-        vu_log(s->d, VBLK_VU_LOG_WARN, "refusing a second front-end: %s", why);
+        vu_log(s->d, VBLK_LOG_WARN, "refusing a second front-end: %s", why);
 }
 
 static void drop_connection(struct vblk_vu_server *s, int why)
@@ -415,7 +417,7 @@ static void drop_connection(struct vblk_vu_server *s, int why)
     if (fd >= 0)
         (void)epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
     vblk_vu_dev_detach(s->d);
-    vu_log(s->d, VBLK_VU_LOG_INFO, "front-end disconnected (%s); waiting for the next one",
+    vu_log(s->d, VBLK_LOG_INFO, "front-end disconnected (%s); waiting for the next one",
            why == -ECONNRESET ? "closed" : strerror(-why));
     if (s->pending_fd >= 0 && !atomic_load(&s->stopping)) {
         int next = s->pending_fd;
@@ -443,7 +445,7 @@ static void accept_one(struct vblk_vu_server *s)
     }
     if (s->pending_fd >= 0) {
         close(fd);
-        vu_log(s->d, VBLK_VU_LOG_WARN,
+        vu_log(s->d, VBLK_LOG_WARN,
                "refusing a second front-end: one is connected and another is waiting");
         return;
     }
@@ -455,7 +457,7 @@ static void accept_one(struct vblk_vu_server *s)
     }
     s->pending_fd = fd;
     s->pending_deadline = now_ms() + PENDING_GRACE_MS;
-    vu_log(s->d, VBLK_VU_LOG_INFO,
+    vu_log(s->d, VBLK_LOG_INFO,
            "a second front-end connected; it is served if the first goes within %d ms",
            PENDING_GRACE_MS);
 }
@@ -566,9 +568,4 @@ void vblk_vu_server_destroy(struct vblk_vu_server *s)
 struct vblk_vu_dev *vblk_vu_server_dev(struct vblk_vu_server *s)
 {
     return s->d;
-}
-
-uint64_t vblk_vu_server_connections(const struct vblk_vu_server *s)
-{
-    return s->connections;
 }

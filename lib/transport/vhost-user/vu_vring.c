@@ -21,13 +21,13 @@ int vu_h_set_vring_num(struct vblk_vu_dev *d, struct vu_msg *m)
     /* virtio 1.2 2.7 / 2.8: 1..32768, a power of two for split rings. */
     if (num == 0 || num > VBLK_QUEUE_SIZE_MAX || num > d->params.queue_size ||
         (d->features_set && !vu_packed(d) && (num & (num - 1)))) {
-        vu_log(d, VBLK_VU_LOG_WARN, "queue %u: ring size %u refused (1..%u%s)", q->index, num,
+        vu_log(d, VBLK_LOG_WARN, "queue %u: ring size %u refused (1..%u%s)", q->index, num,
                d->params.queue_size, vu_packed(d) ? "" : ", a power of two");
         return -EINVAL;
     }
     int rc = 0;
     vu_queue_lock(q);
-    if (q->live)
+    if (q->tq.live)
         rc = -EBUSY;
     else
         q->num = num;
@@ -60,13 +60,13 @@ int vu_h_set_vring_addr(struct vblk_vu_dev *d, struct vu_msg *m)
     q->log_addr = a->log;
     q->addr_flags = a->flags;
     q->addr_set = true;
-    if (q->live) {
+    if (q->tq.live) {
         /* Typically the front-end turning used-ring logging on for
          * migration: restart the ring where it is. */
         vu_queue_quiesce(q);
         rc = vu_queue_start(q);
         if (rc < 0) {
-            atomic_store(&q->broken, true);
+            (void)vu_queue_break(q);
             vu_queue_update_active(q);
         }
     }
@@ -84,11 +84,11 @@ int vu_h_set_vring_base(struct vblk_vu_dev *d, struct vu_msg *m)
         return -EINVAL;
     int rc = 0;
     vu_queue_lock(q);
-    if (q->live) {
+    if (q->tq.live) {
         rc = -EBUSY;
     } else {
         q->base = m->p.state.num;
-        q->have_saved = false;
+        q->tq.have_saved = false;
     }
     vu_queue_unlock(q);
     return rc;
@@ -125,7 +125,7 @@ int vu_h_set_vring_fd(struct vblk_vu_dev *d, struct vu_msg *m)
          * non-blocking (vu_notify.c). */
         int rc = vu_event_fd_adopt(m->fds[0]);
         if (rc < 0) {
-            vu_log(d, VBLK_VU_LOG_WARN, "queue %u: %s refused: not an eventfd", q->index,
+            vu_log(d, VBLK_LOG_WARN, "queue %u: %s refused: not an eventfd", q->index,
                    vu_req_name(m->hdr.request));
             return rc;
         }
@@ -150,7 +150,7 @@ int vu_h_set_vring_fd(struct vblk_vu_dev *d, struct vu_msg *m)
         if (rc < 0) {
             q->started = false;
             vu_queue_set_kick(q, -1);
-            vu_log(d, VBLK_VU_LOG_WARN, "queue %u: cannot start: %d", q->index, rc);
+            vu_log(d, VBLK_LOG_WARN, "queue %u: cannot start: %d", q->index, rc);
         }
         vu_queue_update_active(q);
         break;

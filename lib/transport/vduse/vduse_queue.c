@@ -18,26 +18,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "transport/vduse_internal.h"
-
-/* How long a stopping queue waits for the backend to finish its requests. */
-#define DRAIN_TIMEOUT_MS 10000
+#include "transport/vduse/vduse_internal.h"
 
 static void on_notify(void *opaque)
 {
     struct vduse_vq *vq = opaque;
-    vq->irqs++;
-    vq->v->stats.irqs++;
+    vq->tq.stats.notifies++;
     /* Fails only while the driver is not running the device, when the
      * interrupt does not matter. */
     (void)vq->v->kops->inject_irq(vq->v->k, vq->index);
-}
-
-/* Runs on a backend thread: only touch the eventfd. */
-static void on_wake(void *opaque)
-{
-    struct vduse_vq *vq = opaque;
-    (void)eventfd_write(vq->wakefd, 1);
 }
 
 static void close_fd(int *fd)
@@ -50,24 +39,23 @@ static void close_fd(int *fd)
 static void unwatch_all(struct vduse_vq *vq)
 {
     vduse_unwatch(vq->v, vq->kickfd);
-    vduse_unwatch(vq->v, vq->wakefd);
-    if (vq->befd >= 0)
-        vduse_unwatch(vq->v, vq->befd);
+    vduse_unwatch(vq->v, vq->tq.wake_fd);
+    if (vq->tq.be_fd >= 0)
+        vduse_unwatch(vq->v, vq->tq.be_fd);
 }
 
 /* Starts @vq over rings at @addrs with @size entries from position @st. */
 static int start(struct vblk_vduse *v, struct vduse_vq *vq, uint16_t size,
                  const struct vblk_vq_addrs *addrs, const struct vblk_vq_state *st)
 {
-    int rc = -ENOMEM;
     vq->kickfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    vq->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    vq->befd = -1;
-    size_t len = vblk_queue_mem_size(&v->dev, size);
-    vq->pool = aligned_alloc(16, (len + 15) & ~(size_t)15);
-    if (vq->kickfd < 0 || vq->wakefd < 0 || !vq->pool)
-        goto fail;
-
+    if (vq->kickfd < 0)
+        return -errno;
+    int rc = v->kops->set_kickfd(v->k, vq->index, vq->kickfd);
+    if (rc < 0) {
+        close_fd(&vq->kickfd);
+        return rc;
+    }
     struct vblk_queue_params qp = {
         .index = vq->index,
         .size = size,
@@ -75,43 +63,31 @@ static int start(struct vblk_vduse *v, struct vduse_vq *vq, uint16_t size,
         .state = st,
         .notify = on_notify,
         .notify_opaque = vq,
-        .wake = on_wake,
-        .wake_opaque = vq,
     };
-    rc = vblk_queue_init(&vq->q, &v->dev, &v->mem, &qp, vq->pool, len);
-    if (rc < 0)
-        goto fail;
-    rc = v->kops->set_kickfd(v->k, vq->index, vq->kickfd);
+    rc = tq_start(&vq->tq, &v->dev, &v->mem, &qp, true);
     if (rc < 0) {
-        vblk_queue_destroy(&vq->q);
-        goto fail;
+        (void)v->kops->set_kickfd(v->k, vq->index, -1);
+        close_fd(&vq->kickfd);
+        return rc;
     }
-    vq->befd = vblk_queue_backend_fd(&vq->q);
     vq->size = size;
     vq->addrs = *addrs;
-    vq->kicks = 0;
-    vq->irqs = 0;
-    vq->running = true;
+    vq->kicks0 = vq->tq.stats.kicks;
+    vq->notifies0 = vq->tq.stats.notifies;
     vduse_watch(v, vq->kickfd, VDUSE_TAG_KICK, vq->index);
-    vduse_watch(v, vq->wakefd, VDUSE_TAG_WAKE, vq->index);
-    if (vq->befd >= 0)
-        vduse_watch(v, vq->befd, VDUSE_TAG_BACKEND, vq->index);
+    vduse_watch(v, vq->tq.wake_fd, VDUSE_TAG_WAKE, vq->index);
+    if (vq->tq.be_fd >= 0)
+        vduse_watch(v, vq->tq.be_fd, VDUSE_TAG_BACKEND, vq->index);
     /* The driver may have made buffers available before the kick fd was
      * in place. */
     vduse_vq_run(v, vq->index);
     return 0;
-fail:
-    free(vq->pool);
-    vq->pool = NULL;
-    close_fd(&vq->kickfd);
-    close_fd(&vq->wakefd);
-    return rc;
 }
 
 int vduse_vq_start(struct vblk_vduse *v, uint16_t index)
 {
     struct vduse_vq *vq = &v->vqs[index];
-    if (vq->running)
+    if (vq->tq.live)
         return 0;
     struct vduse_abi_vq_info info;
     memset(&info, 0, sizeof(info));
@@ -126,7 +102,7 @@ int vduse_vq_start(struct vblk_vduse *v, uint16_t index)
          * those a firmware driver (SeaBIOS) left alone. A virtio-blk device
          * serves the queues that were set up, so this one stays idle until
          * the next reset. */
-        vduse_log(v, "queue %u: enabled but never set up; left unused", index);
+        vduse_log(v, VBLK_LOG_WARN, "queue %u: enabled but never set up; left unused", index);
         return 0;
     }
     if (info.num == 0 || info.num > v->params.queue_size)
@@ -153,90 +129,72 @@ int vduse_vq_start(struct vblk_vduse *v, uint16_t index)
 int vduse_vq_resume(struct vblk_vduse *v, uint16_t index)
 {
     struct vduse_vq *vq = &v->vqs[index];
-    if (vq->running || vq->broken || !vq->have_state)
+    if (vq->tq.live || vq->broken || !vq->tq.have_saved)
         return 0;
-    struct vblk_vq_state st = vq->state;
+    struct vblk_vq_state st = vq->tq.saved;
     struct vblk_vq_addrs addrs = vq->addrs;
     return start(v, vq, vq->size, &addrs, &st);
 }
 
-static long elapsed_ms(const struct timespec *t0)
+/* A stop that waits long for the backend says so. */
+static void drain_warn(void *opaque, uint32_t inflight, unsigned waited_ms)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (now.tv_sec - t0->tv_sec) * 1000 + (now.tv_nsec - t0->tv_nsec) / 1000000;
+    struct vduse_vq *vq = opaque;
+    vduse_log(vq->v, VBLK_LOG_WARN, "queue %u: still waiting for %u requests after %u ms",
+              vq->index, inflight, waited_ms);
 }
 
 void vduse_vq_stop(struct vblk_vduse *v, uint16_t index)
 {
     struct vduse_vq *vq = &v->vqs[index];
-    if (!vq->running)
+    if (!vq->tq.live)
         return;
-    /* Let the backend finish what it started; its buffers are driver
-     * memory that is about to be unmapped. */
-    vblk_queue_stop(&vq->q);
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    while (vblk_queue_inflight(&vq->q)) {
-        vblk_queue_process(&vq->q, 0);
-        if (!vblk_queue_inflight(&vq->q) || elapsed_ms(&t0) > DRAIN_TIMEOUT_MS)
-            break;
-        struct pollfd pfd[2] = {{vq->wakefd, POLLIN, 0}, {vq->befd, POLLIN, 0}};
-        (void)poll(pfd, vq->befd >= 0 ? 2 : 1, 10);
-        uint64_t n;
-        (void)eventfd_read(vq->wakefd, &n);
-    }
-    vblk_queue_get_state(&vq->q, &vq->state);
-    vq->have_state = true;
-    const struct vblk_queue_stats *qs = vblk_queue_stats(&vq->q);
-    vduse_log(v, "queue %u stopped: %llu requests, %llu kicks, %llu interrupts, %llu multi-range",
-              index, (unsigned long long)qs->completed, (unsigned long long)vq->kicks,
-              (unsigned long long)vq->irqs, (unsigned long long)qs->multi_range);
     unwatch_all(vq);
     (void)v->kops->set_kickfd(v->k, index, -1);
     close_fd(&vq->kickfd);
-    if (vblk_queue_destroy(&vq->q) == 0) {
-        free(vq->pool);
-        close_fd(&vq->wakefd);
-    } else {
-        /* The backend still owns requests: their slots must outlive it. */
-        vduse_log(v, "queue %u: %u requests still in flight after %d ms, leaking its memory", index,
-                  vblk_queue_inflight(&vq->q), DRAIN_TIMEOUT_MS);
-    }
-    vq->pool = NULL;
-    vq->befd = -1;
-    vq->running = false;
+    /* The backend finishes what it started before the driver memory its
+     * buffers point to can be unmapped (tqueue.h). */
+    uint64_t before = vq->tq.stats.req.completed, mr = vq->tq.stats.req.multi_range;
+    tq_stop(&vq->tq, drain_warn, vq);
+    vduse_log(v, VBLK_LOG_INFO,
+              "queue %u stopped: %llu requests, %llu kicks, %llu interrupts, %llu multi-range",
+              index, (unsigned long long)(vq->tq.stats.req.completed - before),
+              (unsigned long long)(vq->tq.stats.kicks - vq->kicks0),
+              (unsigned long long)(vq->tq.stats.notifies - vq->notifies0),
+              (unsigned long long)(vq->tq.stats.req.multi_range - mr));
 }
 
 void vduse_vq_run(struct vblk_vduse *v, uint16_t index)
 {
     struct vduse_vq *vq = &v->vqs[index];
-    if (!vq->running)
+    if (!vq->tq.live)
         return;
     if (vq->broken) {
         /* Only reap what the backend finishes, so its requests are
          * released; the ring itself is not touched again. */
-        (void)vblk_queue_process(&vq->q, 0);
+        (void)vblk_queue_process(&vq->tq.q, 0);
         return;
     }
-    int rc = vblk_queue_run(&vq->q);
+    int rc = vblk_queue_on_kick(&vq->tq.q);
     if (vduse_fault_check(v) || rc != -EIO)
         return;
     /* VDUSE has no way to set DEVICE_NEEDS_RESET: stop serving the queue
      * until the driver resets the device. Kicks are ignored from now on. */
     vq->broken = true;
+    vq->tq.stats.broken++;
     v->stats.broken_queues++;
     vduse_unwatch(v, vq->kickfd);
-    vduse_log(v, "queue %u: the driver corrupted the ring; queue stopped until reset", index);
+    vduse_log(v, VBLK_LOG_ERR, "queue %u: the driver corrupted the ring; queue stopped until reset",
+              index);
 }
 
 void vduse_vq_get_state(const struct vblk_vduse *v, uint16_t index, struct vblk_vq_state *st)
 {
     const struct vduse_vq *vq = &v->vqs[index];
-    if (vq->running) {
-        vblk_queue_get_state(&vq->q, st);
-    } else if (vq->have_state) {
-        *st = vq->state;
+    if (vq->tq.live) {
+        vblk_queue_get_state(&vq->tq.q, st);
+    } else if (vq->tq.have_saved) {
+        *st = vq->tq.saved;
     } else {
         memset(st, 0, sizeof(*st));
         st->avail_wrap = 1;
@@ -247,9 +205,9 @@ void vduse_vq_get_state(const struct vblk_vduse *v, uint16_t index, struct vblk_
 void vduse_vq_forget(struct vblk_vduse *v, uint16_t index)
 {
     struct vduse_vq *vq = &v->vqs[index];
-    vq->have_state = false;
+    vq->tq.have_saved = false;
     vq->broken = false;
-    memset(&vq->state, 0, sizeof(vq->state));
+    memset(&vq->tq.saved, 0, sizeof(vq->tq.saved));
 }
 
 bool vduse_fault_check(struct vblk_vduse *v)
@@ -264,12 +222,13 @@ bool vduse_fault_check(struct vblk_vduse *v)
      * drops every mapping). Requests in flight are still reaped. */
     for (uint16_t i = 0; i < v->nq; i++) {
         struct vduse_vq *vq = &v->vqs[i];
-        if (!vq->running || vq->broken)
+        if (!vq->tq.live || vq->broken)
             continue;
         vq->broken = true;
         v->stats.broken_queues++;
         vduse_unwatch(v, vq->kickfd);
     }
-    vduse_log(v, "an IOTLB mapping faulted (%u faults contained); queues stopped until reset", n);
+    vduse_log(v, VBLK_LOG_ERR,
+              "an IOTLB mapping faulted (%u faults contained); queues stopped until reset", n);
     return true;
 }

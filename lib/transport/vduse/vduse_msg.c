@@ -18,7 +18,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "transport/vduse_internal.h"
+#include "transport/vduse/vduse_internal.h"
 
 /* Takes the driver's feature selection. The transport bit VDUSE insists
  * on is no business of the device model. */
@@ -27,12 +27,12 @@ static bool accept_features(struct vblk_vduse *v)
     uint64_t f;
     int rc = v->kops->get_features(v->k, &f);
     if (rc < 0) {
-        vduse_log(v, "cannot read the driver's features: %s", strerror(-rc));
+        vduse_log(v, VBLK_LOG_ERR, "cannot read the driver's features: %s", strerror(-rc));
         return false;
     }
     rc = vblk_dev_set_features(&v->dev, f & ~VBLK_BIT(VBLK_F_ACCESS_PLATFORM));
     if (rc < 0) {
-        vduse_log(v, "driver features 0x%llx refused", (unsigned long long)f);
+        vduse_log(v, VBLK_LOG_WARN, "driver features 0x%llx refused", (unsigned long long)f);
         return false;
     }
     v->packed = (f & VBLK_BIT(VBLK_F_RING_PACKED)) != 0;
@@ -51,7 +51,7 @@ static bool start_queues(struct vblk_vduse *v)
     for (uint16_t i = 0; i < v->nq; i++) {
         int rc = vduse_vq_start(v, i);
         if (rc < 0) {
-            vduse_log(v, "queue %u: cannot start: %s", i, strerror(-rc));
+            vduse_log(v, VBLK_LOG_ERR, "queue %u: cannot start: %s", i, strerror(-rc));
             stop_queues(v);
             return false;
         }
@@ -124,7 +124,7 @@ static bool get_vq_state(struct vblk_vduse *v, uint32_t index, struct vduse_abi_
 
 static bool update_iotlb(struct vblk_vduse *v, uint64_t start, uint64_t last)
 {
-    v->stats.iotlb_updates++;
+    v->stats.memory_updates++;
     if (start > last)
         return false;
     if (vduse_iotlb_overlaps(v, start, last) == 0)
@@ -134,7 +134,7 @@ static bool update_iotlb(struct vblk_vduse *v, uint64_t start, uint64_t last)
      * rings map again on first use. */
     bool running[VBLK_MAX_QUEUES];
     for (uint16_t i = 0; i < v->nq; i++) {
-        running[i] = v->vqs[i].running;
+        running[i] = v->vqs[i].tq.live;
         vduse_vq_stop(v, i);
     }
     vduse_iotlb_drop(v, start, last);
@@ -145,7 +145,8 @@ static bool update_iotlb(struct vblk_vduse *v, uint64_t start, uint64_t last)
         if (rc < 0) {
             v->vqs[i].broken = true;
             v->stats.broken_queues++;
-            vduse_log(v, "queue %u: cannot resume after an IOTLB update: %s", i, strerror(-rc));
+            vduse_log(v, VBLK_LOG_ERR, "queue %u: cannot resume after an IOTLB update: %s", i,
+                      strerror(-rc));
         }
     }
     return true;

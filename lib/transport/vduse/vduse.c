@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "transport/vduse_internal.h"
+#include "transport/vduse/vduse_internal.h"
 
 /* How often the vDPA device's presence is checked (exit_on_detach). */
 #define DETACH_CHECK_MS 250
@@ -33,33 +33,6 @@ static uint64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-void vduse_log(struct vblk_vduse *v, const char *fmt, ...)
-{
-    if (!v->log)
-        return;
-    char buf[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    v->log(v->log_opaque, buf);
-}
-
-void vduse_watch(struct vblk_vduse *v, int fd, enum vduse_tag tag, uint16_t index)
-{
-    if (v->epfd < 0 || fd < 0)
-        return;
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = ((uint64_t)tag << 32) | index};
-    if (epoll_ctl(v->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
-        vduse_log(v, "epoll_ctl: %s", strerror(errno));
-}
-
-void vduse_unwatch(struct vblk_vduse *v, int fd)
-{
-    if (v->epfd >= 0 && fd >= 0)
-        (void)epoll_ctl(v->epfd, EPOLL_CTL_DEL, fd, NULL);
 }
 
 int vduse_alloc(const struct vblk_dev_params *params, const struct vblk_backend *be,
@@ -92,7 +65,15 @@ int vduse_alloc(const struct vblk_dev_params *params, const struct vblk_backend 
         struct vduse_vq *vq = &v->vqs[i];
         vq->v = v;
         vq->index = i;
-        vq->kickfd = vq->wakefd = vq->befd = -1;
+        vq->kickfd = -1;
+        rc = tq_init(&vq->tq, true);
+        if (rc < 0) {
+            while (i--)
+                tq_fini(&v->vqs[i].tq);
+            free(v->vqs);
+            free(v);
+            return rc;
+        }
     }
     vblk_mem_init(&v->mem);
     vblk_mem_set_miss(&v->mem, vduse_iotlb_miss, v);
@@ -102,8 +83,10 @@ int vduse_alloc(const struct vblk_dev_params *params, const struct vblk_backend 
 
 void vduse_free(struct vblk_vduse *v)
 {
-    for (uint16_t i = 0; i < v->nq; i++)
+    for (uint16_t i = 0; i < v->nq; i++) {
         vduse_vq_stop(v, i);
+        tq_fini(&v->vqs[i].tq);
+    }
     vduse_iotlb_drop(v, 0, UINT64_MAX);
     int *fds[] = {&v->devfd, &v->ctlfd, &v->stopfd, &v->timerfd, &v->epfd};
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
@@ -144,8 +127,8 @@ static int setup_loop(struct vblk_vduse *v)
     return 0;
 }
 
-int vblk_vduse_create(const struct vblk_vduse_opts *opts, const struct vblk_dev_params *params,
-                      const struct vblk_backend *be, struct vblk_vduse **out)
+int vblk_vduse_create(const struct vblk_dev_params *params, const struct vblk_backend *be,
+                      const struct vblk_vduse_opts *opts, struct vblk_vduse **out)
 {
     if (!opts || !opts->name || !valid_name(opts->name) || !params || !be)
         return -EINVAL;
@@ -159,6 +142,7 @@ int vblk_vduse_create(const struct vblk_vduse_opts *opts, const struct vblk_dev_
     strcpy(v->name, opts->name);
     v->log = opts->log;
     v->log_opaque = opts->log_opaque;
+    v->log_level = opts->log_level;
     v->exit_on_detach = opts->exit_on_detach;
 
     bool created = false;
@@ -178,7 +162,7 @@ int vblk_vduse_create(const struct vblk_vduse_opts *opts, const struct vblk_dev_
         /* The kernel destroys only a device that nobody has open and that
          * is off the vDPA bus: one left behind by a process that died. */
         if (vduse_ctl_destroy(v->ctlfd, v->name, false) == 0) {
-            vduse_log(v, "destroyed the stale VDUSE device %s", v->name);
+            vduse_log(v, VBLK_LOG_INFO, "destroyed the stale VDUSE device %s", v->name);
             rc = vduse_ctl_create(v->ctlfd, v->name, features, v->nq, config, config_size);
         }
     }
@@ -208,10 +192,10 @@ fail:
     return rc;
 }
 
-int vblk_vduse_destroy(struct vblk_vduse *v)
+void vblk_vduse_destroy(struct vblk_vduse *v)
 {
     if (!v)
-        return 0;
+        return;
     int rc = 0;
     for (uint16_t i = 0; i < v->nq; i++)
         vduse_vq_stop(v, i);
@@ -223,8 +207,12 @@ int vblk_vduse_destroy(struct vblk_vduse *v)
     }
     if (v->ctlfd >= 0 && v->name[0])
         rc = vduse_ctl_destroy(v->ctlfd, v->name, true);
+    if (rc == -EBUSY)
+        vduse_log(v, VBLK_LOG_WARN,
+                  "the kernel keeps VDUSE device %s until its vDPA device is deleted", v->name);
+    else if (rc < 0)
+        vduse_log(v, VBLK_LOG_WARN, "cannot destroy VDUSE device %s: %s", v->name, strerror(-rc));
     vduse_free(v);
-    return rc;
 }
 
 static int handle_requests(struct vblk_vduse *v)
@@ -247,7 +235,7 @@ static int handle_requests(struct vblk_vduse *v)
         v->last_request = now_ms();
         int len = vblk_vduse_handle_request(v, req, (size_t)n, resp, sizeof(resp));
         if (len < 0) {
-            vduse_log(v, "ignored a kernel request of %zd bytes", n);
+            vduse_log(v, VBLK_LOG_WARN, "ignored a kernel request of %zd bytes", n);
             continue;
         }
         ssize_t w;
@@ -256,7 +244,7 @@ static int handle_requests(struct vblk_vduse *v)
         } while (w < 0 && errno == EINTR);
         /* ENOENT: the kernel gave up waiting for this answer. */
         if (w < 0)
-            vduse_log(v, "answering a kernel request: %s", strerror(errno));
+            vduse_log(v, VBLK_LOG_ERR, "answering a kernel request: %s", strerror(errno));
     }
 }
 
@@ -285,7 +273,7 @@ static void check_detach(struct vblk_vduse *v)
     if (!(v->status & VBLK_STATUS_DRIVER_OK) && now - v->gone_since >= DETACH_QUIET_MS &&
         now - v->last_request >= DETACH_QUIET_MS) {
         v->detached = true;
-        vduse_log(v, "vDPA device %s was deleted", v->name);
+        vduse_log(v, VBLK_LOG_INFO, "vDPA device %s was deleted", v->name);
     }
 }
 
@@ -313,7 +301,7 @@ int vblk_vduse_poll(struct vblk_vduse *v, int timeout_ms)
             if (rc == 0 && (ev[i].events & (EPOLLERR | EPOLLHUP)))
                 rc = -EIO;
             if (rc < 0) {
-                vduse_log(v, "device file: %s", strerror(-rc));
+                vduse_log(v, VBLK_LOG_ERR, "device file: %s", strerror(-rc));
                 v->error = rc;
                 return rc;
             }
@@ -330,16 +318,15 @@ int vblk_vduse_poll(struct vblk_vduse *v, int timeout_ms)
         case VDUSE_TAG_KICK:
             /* The queue may have stopped earlier in this round: use only
              * its current state, never the fd the event came with. */
-            if (index < v->nq && v->vqs[index].running) {
+            if (index < v->nq && v->vqs[index].tq.live) {
                 drain(v->vqs[index].kickfd);
-                v->vqs[index].kicks++;
-                v->stats.kicks++;
+                v->vqs[index].tq.stats.kicks++;
                 vduse_vq_run(v, index);
             }
             break;
         case VDUSE_TAG_WAKE:
-            if (index < v->nq && v->vqs[index].running) {
-                drain(v->vqs[index].wakefd);
+            if (index < v->nq && v->vqs[index].tq.live) {
+                drain(v->vqs[index].tq.wake_fd);
                 vduse_vq_run(v, index);
             }
             break;
@@ -383,14 +370,14 @@ bool vblk_vduse_detached(const struct vblk_vduse *v)
     return v->detached;
 }
 
-struct vblk_dev *vblk_vduse_dev(struct vblk_vduse *v)
+struct vblk_dev *vblk_vduse_blk(struct vblk_vduse *v)
 {
     return &v->dev;
 }
 
 struct vblk_queue *vblk_vduse_queue(struct vblk_vduse *v, uint16_t index)
 {
-    return index < v->nq && v->vqs[index].running ? &v->vqs[index].q : NULL;
+    return index < v->nq && v->vqs[index].tq.live ? &v->vqs[index].tq.q : NULL;
 }
 
 uint16_t vblk_vduse_num_queues(const struct vblk_vduse *v)
@@ -398,9 +385,21 @@ uint16_t vblk_vduse_num_queues(const struct vblk_vduse *v)
     return v->nq;
 }
 
-void vblk_vduse_get_stats(const struct vblk_vduse *v, struct vblk_vduse_stats *st)
+void vblk_vduse_stats(const struct vblk_vduse *v, struct vblk_transport_stats *st)
 {
     *st = v->stats;
+    st->connections = v->attached ? 1 : 0;
+}
+
+int vblk_vduse_queue_stats(const struct vblk_vduse *v, uint16_t index,
+                           struct vblk_transport_queue_stats *st)
+{
+    if (!v || index >= v->nq || !st)
+        return -EINVAL;
+    const struct vduse_vq *vq = &v->vqs[index];
+    tq_stats(&vq->tq, st);
+    st->thread = -1;
+    return 0;
 }
 
 int vblk_vduse_update_config(struct vblk_vduse *v)

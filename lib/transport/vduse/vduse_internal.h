@@ -3,6 +3,7 @@
  * Shared between the VDUSE adapter's files. Not installed.
  *
  *   vduse.c         lifecycle and the event loop
+ *   vduse_support.c the log and the epoll set, used by all of them
  *   vduse_kernel.c  the real kernel: control device, ioctls, mmap
  *   vduse_msg.c     the kernel's requests: status, queue state, IOTLB
  *   vduse_queue.c   starting, running and stopping queues
@@ -16,7 +17,9 @@
 #define VBLK_VDUSE_INTERNAL_H
 
 #include "transport/fault_guard.h"
-#include "transport/vduse_abi.h"
+#include "transport/tqueue.h"
+#include "transport/vduse/vduse_abi.h"
+#include "virtioblk/advanced_msg.h"
 #include "virtioblk/vduse.h"
 
 /* One IOTLB entry mapped into the process. */
@@ -78,19 +81,14 @@ enum vduse_tag {
 struct vduse_vq {
     struct vblk_vduse *v;
     uint16_t index;
-    bool running;
     bool broken; /* the driver corrupted the ring: ignored until reset */
     int kickfd;
-    int wakefd;
-    int befd;
     uint16_t size;
     struct vblk_vq_addrs addrs;
-    struct vblk_vq_state state; /* position while stopped */
-    bool have_state;
-    void *pool;
-    struct vblk_queue q;
-    uint64_t kicks;
-    uint64_t irqs;
+    /* the core queue (running while tq.live), its pool, the wake and
+     * backend fds, the position while stopped and the counters */
+    struct tqueue tq;
+    uint64_t kicks0, notifies0; /* tq.stats when the current run started */
 };
 
 struct vblk_vduse {
@@ -109,9 +107,10 @@ struct vblk_vduse {
      * count the device last acted on */
     struct fault_owner fault;
     unsigned faults_handled;
-    struct vblk_vduse_stats stats;
-    vblk_vduse_log_fn log;
+    struct vblk_transport_stats stats;
+    vblk_log_fn log;
     void *log_opaque;
+    int log_level;
     /* Event loop and kernel objects; -1 when absent (unit tests). */
     int epfd;
     int devfd;
@@ -132,7 +131,10 @@ struct vblk_vduse {
 int vduse_alloc(const struct vblk_dev_params *params, const struct vblk_backend *be,
                 const struct vduse_kops *kops, void *k, struct vblk_vduse **out);
 void vduse_free(struct vblk_vduse *v);
-void vduse_log(struct vblk_vduse *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* vduse_support.c: the log (VBLK_LOG_* levels) and the epoll set */
+void vduse_log(struct vblk_vduse *v, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 void vduse_watch(struct vblk_vduse *v, int fd, enum vduse_tag tag, uint16_t index);
 void vduse_unwatch(struct vblk_vduse *v, int fd);
 

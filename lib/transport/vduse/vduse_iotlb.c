@@ -16,7 +16,7 @@
 #include <errno.h>
 #include <unistd.h>
 
-#include "transport/vduse_internal.h"
+#include "transport/vduse/vduse_internal.h"
 
 int vduse_iotlb_miss(void *opaque, struct vblk_mem *mem, uint64_t addr)
 {
@@ -24,7 +24,7 @@ int vduse_iotlb_miss(void *opaque, struct vblk_mem *mem, uint64_t addr)
     struct vduse_mapping m;
     int rc = v->kops->map(v->k, addr, &m);
     if (rc < 0) {
-        v->stats.iotlb_faults++;
+        v->stats.memory_faults++;
         return rc;
     }
     /* Trust nothing: the entry must cover the address and fit in 2^64. */
@@ -46,10 +46,10 @@ int vduse_iotlb_miss(void *opaque, struct vblk_mem *mem, uint64_t addr)
          * without an invalidation. Fail this access rather than guess. */
         struct vblk_mem_region r = {m.start, m.last - m.start + 1, m.host, m.base};
         v->kops->unmap(v->k, &r);
-        v->stats.iotlb_faults++;
+        v->stats.memory_faults++;
         return rc;
     }
-    v->stats.iotlb_maps++;
+    v->stats.memory_maps++;
     return 0;
 }
 
@@ -81,7 +81,7 @@ unsigned vduse_iotlb_drop(struct vblk_vduse *v, uint64_t start, uint64_t last)
         vblk_mem_remove(&v->mem, r.addr, r.size, NULL);
         fault_guard_remove(r.opaque);
         v->kops->unmap(v->k, &r);
-        v->stats.iotlb_unmaps++;
+        v->stats.memory_unmaps++;
         n++;
     }
     return n;

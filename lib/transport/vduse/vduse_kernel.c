@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "transport/vduse_internal.h"
+#include "transport/vduse/vduse_internal.h"
 
 #define CONTROL_PATH "/dev/vduse/control"
 #define DEV_DIR      "/dev/vduse/"
