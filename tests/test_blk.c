@@ -496,28 +496,6 @@ static void range_requests_reach_backend_as_copies(void **state)
     assert_int_equal(h->tb.ntype[VBLK_T_SECURE_ERASE], 1);
 }
 
-/* Linux's virtio_blk puts SECURE_ERASE ranges in a device-writable buffer
- * (its type lacks the VIRTIO_BLK_T_OUT bit): accepted from there, and
- * nothing written into them. */
-static void secure_erase_ranges_in_a_writable_buffer(void **state)
-{
-    struct h *h = *state;
-    up(h);
-    uint64_t ga = galloc(h, 32, 0);
-    struct vblk_discard_wz_seg seg = SEG(96, 32, 0);
-    memcpy(hp(h, ga), &seg, 16);
-    uint32_t ulen = 99;
-    assert_int_equal(rq(h, VBLK_T_SECURE_ERASE, 0, ga, 16, W, &ulen), VBLK_S_OK);
-    assert_int_equal(ulen, 1);
-    assert_int_equal(h->tb.ntype[VBLK_T_SECURE_ERASE], 1);
-    assert_int_equal(h->tb.ranges[0].sector, 96);
-    assert_int_equal(h->tb.ranges[0].num_sectors, 32);
-    assert_memory_equal(hp(h, ga), &seg, 16);
-    /* Not for the other types, and still validated. */
-    assert_int_equal(rq(h, VBLK_T_DISCARD, 0, ga, 16, W, NULL), VBLK_S_IOERR);
-    assert_int_equal(rq(h, VBLK_T_SECURE_ERASE, 0, ga, 15, W, NULL), VBLK_S_IOERR);
-}
-
 static void write_zeroes_unmap_dropped_when_not_allowed(void **state)
 {
     struct h *h = *state;
@@ -610,7 +588,6 @@ int main(void)
         T(get_lifetime_needs_feature_and_six_bytes),
         T(unknown_types_are_unsupported),
         T(range_requests_reach_backend_as_copies),
-        T(secure_erase_ranges_in_a_writable_buffer),
         T(write_zeroes_unmap_dropped_when_not_allowed),
         T(range_requests_need_their_feature),
         T(range_flags_unknown_or_unmap_misuse_are_unsupported),

@@ -396,14 +396,7 @@ int req_decode(const struct vblk_queue *q, struct vblk_req *r)
     case VBLK_T_DISCARD:
     case VBLK_T_WRITE_ZEROES:
     case VBLK_T_SECURE_ERASE: {
-        /* Linux's virtio_blk (6.12 and earlier) takes a request's data
-         * direction from the low bit of its type (VIRTIO_BLK_T_OUT), so the
-         * ranges of its SECURE_ERASE (14) come in device-writable buffers.
-         * Take them from there when nothing readable came; the device
-         * writes nothing into them. */
-        bool linux_se = r->type == VBLK_T_SECURE_ERASE && rd_len == 0 && wr_len;
-        uint8_t st = linux_se ? ranges_load(q, r, win, nwin, wr_len)
-                              : ranges_load(q, r, rd, nrd, rd_len);
+        uint8_t st = ranges_load(q, r, rd, nrd, rd_len);
         if (st != VBLK_S_OK)
             return st;
         break;
