@@ -17,4 +17,8 @@ int bench_zoned(struct vblk_vu_client *c, uint16_t queues, uint32_t iodepth, dou
  * status: 0, or 1 when it fails or the back-end does not offer it. */
 int bench_lifetime(struct vblk_vu_client *c, double timeout);
 
+/* Writes 8 blocks, SECURE_ERASEs some of them (two ranges when the device
+ * takes two) and reads everything back. Returns the exit status. */
+int bench_secure_erase(struct vblk_vu_client *c, double timeout);
+
 #endif

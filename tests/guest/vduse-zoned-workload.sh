@@ -15,13 +15,16 @@
 # and the request types of a regular disk that only unit tests reach
 # otherwise, on an image that lives on ext4 (itself on a vblk-vduse disk),
 # so that punched holes and zeroed ranges can be told apart:
-#   types    blkdiscard --secure (SECURE_ERASE), a blkdiscard split into
+#   types    blkdiscard --secure (SECURE_ERASE: Linux 6.12 puts its ranges
+#            where the device cannot read them through VDUSE, so it must
+#            fail without erasing anything), a blkdiscard split into
 #            several ranges merged into one multi-range DISCARD,
 #            fallocate --punch-hole (WRITE_ZEROES with UNMAP: the image's
 #            blocks are freed) and --zero-range (WRITE_ZEROES without UNMAP:
 #            they stay allocated); after vblk-vduse exits, the image equals
-#            the original with exactly those ranges zeroed. GET_LIFETIME:
-#            Linux 6.12's virtio_blk never sends it (tests/integration).
+#            the original with exactly those ranges zeroed. SECURE_ERASE
+#            done right and GET_LIFETIME (Linux 6.12's virtio_blk never
+#            sends it): vblk-bench, tests/integration/requests-bench.sh.
 # and passthrough of a host zoned device: null_blk zoned=1 in this guest as
 # vblk-vduse's --image (blkzone, f2fs), and through vblk-vhost-user to
 # vblk-bench --zoned (appends racing on two queues).
@@ -196,7 +199,20 @@ attach t
 blocks() { stat -c %b /img/t.img; }
 b0=$(blocks)
 run "$BLKDISCARD" -o 8M -l 6M "$DISK"
-run "$BLKDISCARD" --secure -o 16M -l 2M "$DISK"
+# Linux 6.12's virtio_blk sends SECURE_ERASE ranges in a device-writable
+# buffer (type 14 lacks the VIRTIO_BLK_T_OUT bit that picks the direction);
+# through VDUSE's bounce buffer the device cannot see them and must refuse
+# the request without erasing anything. A fixed driver gets the range
+# erased. Either way the image is checked below.
+if "$BLKDISCARD" --secure -o 16M -l 2M "$DISK" 2>/tmp/se.err; then
+    SE_RANGE=16:2
+    echo "SECURE_ERASE: done by the driver"
+else
+    cat /tmp/se.err
+    grep -qi -e "Input/output error" -e "I/O error" /tmp/se.err || guest_fail "SECURE_ERASE failed oddly"
+    SE_RANGE=
+    echo "SECURE_ERASE: refused (ranges in a device-writable buffer); the image must be untouched"
+fi
 b1=$(blocks)
 run "$FALLOCATE" --punch-hole -o 24M -l 4M "$DISK"
 b2=$(blocks)
@@ -215,11 +231,11 @@ mr=$(sed -n 's/.*queue 0 stopped: .*, \([0-9]*\) multi-range.*/\1/p' /tmp/t.log)
 [ "${mr:-0}" -gt 0 ] || guest_fail "no multi-range DISCARD reached the device"
 echo "multi-range requests: $mr"
 step "types: the image after vblk-vduse exited"
-for r in 8:6 16:2 24:4 32:4; do
+for r in 8:6 $SE_RANGE 24:4 32:4; do
     run dd if=/dev/zero of=/tmp/orig.img bs=1M seek=${r%:*} count=${r#*:} conv=notrunc 2>/dev/null
 done
-cmp /tmp/orig.img /img/t.img || guest_fail "the image is not the original with the four ranges zeroed"
-echo "image = original with [8M,14M) [16M,18M) [24M,28M) [32M,36M) zeroed"
+cmp /tmp/orig.img /img/t.img || guest_fail "the image is not the original with exactly the requested ranges zeroed"
+echo "image = original with [8M,14M) ${SE_RANGE:+[16M,18M) }[24M,28M) [32M,36M) zeroed, nothing else changed"
 run umount /img
 PID=$PIDST
 detach st

@@ -20,7 +20,7 @@ endif()
 # Request types through vhost-user without a VM: GET_LIFETIME, and zoned
 # exports checked by vblk-bench --zoned.
 if(TARGET vblk-vhost-user AND TARGET vblk-bench)
-  foreach(case lifetime zoned-memory zoned-image)
+  foreach(case lifetime secure-erase zoned-memory zoned-image)
     add_test(NAME integration_${case}
       COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/requests-bench.sh
               --bench $<TARGET_FILE:vblk-bench> --server $<TARGET_FILE:vblk-vhost-user>
