@@ -16,8 +16,8 @@
  *    at start and after every zone operation, advanced by every write.
  *    A write off it fails with ZONE_UNALIGNED_WP before reaching the device.
  *  - I/O uses O_DIRECT (the page cache would reorder writes to sequential
- *    zones); a buffer the device cannot take directly goes through an
- *    aligned bounce buffer.
+ *    zones); buffers O_DIRECT refuses (misaligned, or memory it cannot pin
+ *    such as VDUSE's bounce mappings) go through an aligned bounce buffer.
  * Errors the kernel reports: EINVAL as ZONE_INVALID_CMD, ETOOMANYREFS as
  * ZONE_OPEN_RESOURCE, EOVERFLOW as ZONE_ACTIVE_RESOURCE, anything else as
  * IOERR. Zoned devices use the psync engine.
@@ -164,9 +164,12 @@ static uint8_t direct_io(struct file_be *fb, struct vblk_req *req, uint64_t off,
         return VBLK_S_OK;
     if (n >= 0 && (n % fb->zdev->lbs || (!in && n > 0)))
         return VBLK_S_IOERR; /* a partial write at a write pointer cannot be resumed safely */
-    if (n < 0 && errno != EINVAL)
+    /* EINVAL: buffers O_DIRECT cannot take (misaligned); EFAULT: memory
+     * the kernel cannot pin for it (a VDUSE bounce mapping). Neither
+     * reached the device: once more through a bounce buffer, as is a
+     * short read. */
+    if (n < 0 && errno != EINVAL && errno != EFAULT)
         return errno_status(errno);
-    /* Misaligned buffers, or a short read: once more through a bounce. */
     void *b;
     if (posix_memalign(&b, 4096, len) != 0)
         return VBLK_S_IOERR;
