@@ -9,6 +9,7 @@
  *  - ZONE_OPEN / _CLOSE / _FINISH / _RESET: BLKOPENZONE / BLKCLOSEZONE /
  *    BLKFINISHZONE / BLKRESETZONE on the zone; ZONE_RESET_ALL: BLKRESETZONE
  *    over the whole device.
+ *  - IN: as is, with zeros past a sequential zone's write pointer.
  *  - OUT to a sequential zone, and ZONE_APPEND (user space has no zone
  *    append): a write at the zone's write pointer, under that zone's lock,
  *    so appends from several queues are serialised per zone and each gets
@@ -272,6 +273,32 @@ static uint8_t zdev_mgmt(struct file_be *fb, struct vblk_req *req)
     return st;
 }
 
+/* IN: what the device holds, and zeros past a sequential zone's write
+ * pointer (virtio 1.2 5.2.6 "unwritten data": devices such as null_blk
+ * return whatever a reset left there). */
+static uint8_t zdev_read(struct file_be *fb, struct vblk_req *req)
+{
+    struct zdev *zd = fb->zdev;
+    uint32_t i = (uint32_t)(req->sector / zd->info.zone_sectors);
+    uint64_t nsect = req->len >> VBLK_SECTOR_SHIFT;
+    if (zd->type[i] != VBLK_ZT_CONV &&
+        req->sector + nsect > (uint64_t)(i + 1) * zd->info.zone_sectors)
+        return VBLK_S_ZONE_INVALID_CMD; /* across a sequential zone's end */
+    uint8_t st = direct_io(fb, req, req->sector << VBLK_SECTOR_SHIFT, req->len);
+    if (st != VBLK_S_OK || zd->type[i] == VBLK_ZT_CONV)
+        return st;
+    pthread_mutex_lock(&zd->lock[i]);
+    uint64_t wp = zd->wp[i];
+    pthread_mutex_unlock(&zd->lock[i]);
+    if (wp == WP_UNKNOWN || wp >= req->sector + nsect)
+        return VBLK_S_OK; /* full, read-only: all of it is data */
+    struct iov_pos pos = {0, 0};
+    uint64_t valid = wp > req->sector ? wp - req->sector : 0;
+    be_iov_advance(req->iov, req->niov, &pos, valid << VBLK_SECTOR_SHIFT);
+    be_iov_zero(req->iov, req->niov, pos);
+    return VBLK_S_OK;
+}
+
 static void zdev_submit(void *be, void *qctx, struct vblk_req *req)
 {
     struct file_be *fb = be;
@@ -279,7 +306,7 @@ static void zdev_submit(void *be, void *qctx, struct vblk_req *req)
     (void)qctx;
     switch (req->type) {
     case VBLK_T_IN:
-        st = direct_io(fb, req, req->sector << VBLK_SECTOR_SHIFT, req->len);
+        st = zdev_read(fb, req);
         break;
     case VBLK_T_OUT:
     case VBLK_T_ZONE_APPEND:
