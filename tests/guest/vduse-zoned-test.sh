@@ -73,7 +73,7 @@ rc=0
 "$HERE/run-guest.sh" --cache "$CACHE" --initrd "$WORK/initrd.cpio" --smp 2 --mem 1536M \
     --timeout "$TIMEOUT" --log "$WORK/console.log" --quiet \
     --env "VBLK_GUEST_TIMEOUT=$TIMEOUT" || rc=$?
-grep -a -E '^(=== |WORKLOAD FAIL|GUEST-RESULT|queue/zoned|nr_zones|zone at|512 KiB|image|multi-range)' \
+grep -a -E '^(=== |WORKLOAD FAIL|GUEST-RESULT|queue/zoned|nr_zones|zone at|512 KiB|image|multi-range|SECURE_ERASE|passthrough|zoned:)' \
     "$WORK/console.log" | tr -d '\r' >&2 || true
 if ((rc != 0)); then
     say "FAIL (run-guest.sh exit $rc) after $(elapsed "$start") s; console log: $WORK/console.log"
