@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 
 #include "fuzz_format.h"
-#include "virtioblk/ring.h"
+#include "ring_writer.h"
 
 static const char *g_outdir;
 
@@ -63,14 +63,11 @@ struct ring_gen {
     uint16_t size;
     struct ring_layout l;
     uint8_t hdr[RING_HDR_SIZE];
-    uint8_t desc[16 * RING_MAX_SIZE];
-    uint8_t driver[6 + 2 * RING_MAX_SIZE];
+    _Alignas(16) uint8_t desc[16 * RING_MAX_SIZE];
+    _Alignas(16) uint8_t driver[6 + 2 * RING_MAX_SIZE];
     uint8_t pool[RING_POOL_SIZE];
     uint32_t pool_used;
-    uint16_t next_desc; /* split: next free descriptor; packed: next ring slot */
-    uint16_t avail_idx; /* split: driver's avail idx */
-    uint8_t wrap;       /* packed: driver wrap counter */
-    uint16_t next_id;   /* packed buffer ids */
+    struct atk_ring ring; /* the driver writing desc[] and driver[] */
 };
 
 struct seg {
@@ -88,7 +85,8 @@ static void ring_init(struct ring_gen *g, bool packed, uint8_t size_sel, uint8_t
     g->hdr[RH_SIZE] = size_sel;
     g->hdr[RH_FEAT] = feat;
     g->hdr[RH_SEG_MAX] = 0xff;
-    g->wrap = 1;
+    /* The device area is not part of the input: only the device writes it. */
+    atk_ring_init_areas(&g->ring, g->size, packed, g->desc, g->driver, NULL, NULL);
 }
 
 /* Reserves pool bytes; returns their driver address. */
@@ -114,72 +112,23 @@ static uint64_t req_hdr(struct ring_gen *g, uint32_t type, uint64_t sector)
     return pool_alloc(g, 16, h);
 }
 
-static void write_desc(uint8_t *d, uint64_t addr, uint32_t len, uint16_t a, uint16_t b)
+static struct atk_seg atk_seg_of(const struct seg *s)
 {
-    /* split: flags = a, next = b; packed: id = a, flags = b */
-    put64(d, addr);
-    put32(d + 8, len);
-    put16(d + 12, a);
-    put16(d + 14, b);
-}
-
-static uint16_t split_flags(const struct seg *s, bool more)
-{
-    return (uint16_t)((s->write ? VBLK_DESC_F_WRITE : 0) | (more ? VBLK_DESC_F_NEXT : 0));
+    return (struct atk_seg){s->addr, s->len, s->write ? VBLK_DESC_F_WRITE : 0};
 }
 
 /* Adds a chain (or, with @indirect, a table in the pool) and publishes it. */
 static void ring_add(struct ring_gen *g, const struct seg *segs, unsigned n, bool indirect)
 {
-    if (!g->packed) {
-        uint16_t head = g->next_desc;
-        if (indirect) {
-            uint8_t table[16 * 16];
-            for (unsigned i = 0; i < n; i++)
-                write_desc(&table[16 * i], segs[i].addr, segs[i].len,
-                           split_flags(&segs[i], i + 1 < n), (uint16_t)(i + 1 < n ? i + 1 : 0));
-            uint64_t t = pool_alloc(g, 16 * n, table);
-            write_desc(&g->desc[16 * head], t, 16 * n, VBLK_DESC_F_INDIRECT, 0);
-            g->next_desc = (uint16_t)((head + 1) % g->size);
-        } else {
-            for (unsigned i = 0; i < n; i++) {
-                uint16_t cur = (uint16_t)((head + i) % g->size);
-                uint16_t next = (uint16_t)((cur + 1) % g->size);
-                write_desc(&g->desc[16 * cur], segs[i].addr, segs[i].len,
-                           split_flags(&segs[i], i + 1 < n), i + 1 < n ? next : 0);
-            }
-            g->next_desc = (uint16_t)((head + n) % g->size);
-        }
-        put16(&g->driver[4 + 2 * (g->avail_idx % g->size)], head);
-        g->avail_idx++;
-        put16(&g->driver[2], g->avail_idx);
-        return;
-    }
-    uint16_t id = g->next_id++;
-    uint16_t avail = vblk_packed_avail_bits(g->wrap);
+    struct atk_seg s[16];
+    for (unsigned i = 0; i < n; i++)
+        s[i] = atk_seg_of(&segs[i]);
     if (indirect) {
-        uint8_t table[16 * 16];
-        for (unsigned i = 0; i < n; i++)
-            write_desc(&table[16 * i], segs[i].addr, segs[i].len, 0,
-                       segs[i].write ? VBLK_DESC_F_WRITE : 0);
-        uint64_t t = pool_alloc(g, 16 * n, table);
-        write_desc(&g->desc[16 * g->next_desc], t, 16 * n, id,
-                   (uint16_t)(VBLK_DESC_F_INDIRECT | avail));
-        if (++g->next_desc == g->size) {
-            g->next_desc = 0;
-            g->wrap ^= 1;
-        }
-        return;
-    }
-    for (unsigned i = 0; i < n; i++) {
-        avail = vblk_packed_avail_bits(g->wrap);
-        uint16_t f = (uint16_t)((segs[i].write ? VBLK_DESC_F_WRITE : 0) |
-                                (i + 1 < n ? VBLK_DESC_F_NEXT : 0) | avail);
-        write_desc(&g->desc[16 * g->next_desc], segs[i].addr, segs[i].len, id, f);
-        if (++g->next_desc == g->size) {
-            g->next_desc = 0;
-            g->wrap ^= 1;
-        }
+        _Alignas(16) uint8_t table[16 * 16];
+        atk_table_write(g->packed, table, s, n);
+        atk_post_indirect(&g->ring, pool_alloc(g, 16 * n, table), 16 * n, 0);
+    } else {
+        atk_post(&g->ring, s, n);
     }
 }
 
@@ -280,12 +229,12 @@ static void gen_ring(bool packed)
     if (!packed) {
         put16(&g.hdr[RH_LAST_AVAIL], 0xfffe);
         put16(&g.hdr[RH_USED_IDX], 0xfffe);
-        g.avail_idx = 0xfffe;
+        g.ring.avail = 0xfffe;
     } else {
         put16(&g.hdr[RH_LAST_AVAIL], (uint16_t)(g.size - 2));
         put16(&g.hdr[RH_USED_IDX], (uint16_t)(g.size - 2));
         g.hdr[RH_WRAPS] = 3;
-        g.next_desc = (uint16_t)(g.size - 2);
+        g.ring.next = (uint16_t)(g.size - 2);
     }
     for (unsigned i = 0; i < 4; i++)
         ring_req(&g, VBLK_T_IN, i, 512, true, NULL, false);
@@ -325,13 +274,13 @@ static void gen_ring(bool packed)
     /* A malformed ring: a descriptor loop (split) / bad indirect (packed). */
     ring_init(&g, packed, s16, (uint8_t)(RF_INDIRECT | (RB_NULL << 6)));
     if (!packed) {
-        write_desc(&g.desc[0], req_hdr(&g, VBLK_T_IN, 0), 16, VBLK_DESC_F_NEXT, 1);
-        write_desc(&g.desc[16], pool_alloc(&g, 512, NULL), 512,
-                   VBLK_DESC_F_NEXT | VBLK_DESC_F_WRITE, 0);
-        put16(&g.driver[2], 1);
+        atk_split_set(&g.ring, 0, req_hdr(&g, VBLK_T_IN, 0), 16, VBLK_DESC_F_NEXT, 1);
+        atk_split_set(&g.ring, 1, pool_alloc(&g, 512, NULL), 512,
+                      VBLK_DESC_F_NEXT | VBLK_DESC_F_WRITE, 0);
+        atk_split_avail_add(&g.ring, 1);
     } else {
-        write_desc(&g.desc[0], pool_alloc(&g, 24, NULL), 24, 0,
-                   VBLK_DESC_F_INDIRECT | VBLK_DESC_F_AVAIL);
+        atk_packed_set(&g.ring, 0, pool_alloc(&g, 24, NULL), 24, 0,
+                       VBLK_DESC_F_INDIRECT | VBLK_DESC_F_AVAIL);
     }
     ring_emit(&g, "broken");
 }
@@ -653,6 +602,24 @@ static void vu_state(struct blk_gen *g, uint8_t request, uint32_t index, uint32_
     vu_msg(g, 0, true, request, p, 8, NULL);
 }
 
+/* The two requests of a session on a ring of 8 entries laid out in @out
+ * (descriptors at +0, driver area at +0x80, device area at +0x100): an IN
+ * of sector 0 and an OUT of sector 8, headers at @hdr and @hdr + 0x10, the
+ * data sector at @data, status bytes at @st and @st + 1. Written in an
+ * aligned copy first: @out may sit off the ring alignment on purpose. */
+static void session_ring(uint8_t *out, bool packed, uint64_t hdr, uint64_t data, uint64_t st)
+{
+    _Alignas(16) uint8_t ring[0x180] = {0};
+    struct atk_ring r;
+    atk_ring_init_areas(&r, 8, packed, ring, ring + 0x80, ring + 0x100, NULL);
+    struct atk_seg in[3] = {
+        {hdr, 16, 0}, {data, 512, VBLK_DESC_F_WRITE}, {st, 1, VBLK_DESC_F_WRITE}};
+    struct atk_seg wr[3] = {{hdr + 0x10, 16, 0}, {data, 512, 0}, {st + 1, 1, VBLK_DESC_F_WRITE}};
+    atk_post(&r, in, 3);
+    atk_post(&r, wr, 3);
+    memcpy(out, ring, sizeof(ring));
+}
+
 /* A front-end session: negotiate, share memory, start queue 0 on a split or
  * packed ring holding an IN and an OUT request, run it, stop it. Hostile:
  * the kick fd is a blocking eventfd, the call fd a blocking one with a
@@ -674,26 +641,8 @@ static void gen_vu_session(bool packed, bool misaligned, bool hostile, const cha
     put32(&img[0x200], VBLK_T_IN);
     put32(&img[0x210], VBLK_T_OUT);
     put64(&img[0x218], 8);
-    if (!packed) {
-        /* IN: 0 -> 1 -> 2; OUT: 3 -> 4 -> 5 */
-        write_desc(&img[0x00], 0x200, 16, VBLK_DESC_F_NEXT, 1);
-        write_desc(&img[0x10], 0x400, 512, VBLK_DESC_F_NEXT | VBLK_DESC_F_WRITE, 2);
-        write_desc(&img[0x20], 0x600, 1, VBLK_DESC_F_WRITE, 0);
-        write_desc(&img[0x30], 0x210, 16, VBLK_DESC_F_NEXT, 4);
-        write_desc(&img[0x40], 0x400, 512, VBLK_DESC_F_NEXT, 5);
-        write_desc(&img[0x50], 0x601, 1, VBLK_DESC_F_WRITE, 0);
-        put16(&img[0x82], 2); /* avail idx */
-        put16(&img[0x84], 0);
-        put16(&img[0x86], 3);
-    } else {
-        uint16_t a = VBLK_DESC_F_AVAIL;
-        write_desc(&img[0x00], 0x200, 16, 0, (uint16_t)(a | VBLK_DESC_F_NEXT));
-        write_desc(&img[0x10], 0x400, 512, 0, (uint16_t)(a | VBLK_DESC_F_NEXT | VBLK_DESC_F_WRITE));
-        write_desc(&img[0x20], 0x600, 1, 0, (uint16_t)(a | VBLK_DESC_F_WRITE));
-        write_desc(&img[0x30], 0x210, 16, 1, (uint16_t)(a | VBLK_DESC_F_NEXT));
-        write_desc(&img[0x40], 0x400, 512, 1, (uint16_t)(a | VBLK_DESC_F_NEXT));
-        write_desc(&img[0x50], 0x601, 1, 1, (uint16_t)(a | VBLK_DESC_F_WRITE));
-    }
+    /* IN: 0 -> 1 -> 2; OUT: 3 -> 4 -> 5 (packed: buffer IDs 0 and 1) */
+    session_ring(img, packed, 0x200, 0x400, 0x600);
 
     g.len = 0;
     b8(&g, 2); /* log sink */
@@ -800,26 +749,7 @@ static void gen_vduse_session(bool packed, const char *name)
     put32(&data[0x000], VBLK_T_IN);
     put32(&data[0x010], VBLK_T_OUT);
     put64(&data[0x018], 8);
-    if (!packed) {
-        write_desc(&ring[0x00], e1 + 0x000, 16, VBLK_DESC_F_NEXT, 1);
-        write_desc(&ring[0x10], e1 + 0x200, 512, VBLK_DESC_F_NEXT | VBLK_DESC_F_WRITE, 2);
-        write_desc(&ring[0x20], e1 + 0x400, 1, VBLK_DESC_F_WRITE, 0);
-        write_desc(&ring[0x30], e1 + 0x010, 16, VBLK_DESC_F_NEXT, 4);
-        write_desc(&ring[0x40], e1 + 0x200, 512, VBLK_DESC_F_NEXT, 5);
-        write_desc(&ring[0x50], e1 + 0x401, 1, VBLK_DESC_F_WRITE, 0);
-        put16(&ring[0x82], 2);
-        put16(&ring[0x84], 0);
-        put16(&ring[0x86], 3);
-    } else {
-        uint16_t a = VBLK_DESC_F_AVAIL;
-        write_desc(&ring[0x00], e1 + 0x000, 16, 0, (uint16_t)(a | VBLK_DESC_F_NEXT));
-        write_desc(&ring[0x10], e1 + 0x200, 512, 0,
-                   (uint16_t)(a | VBLK_DESC_F_NEXT | VBLK_DESC_F_WRITE));
-        write_desc(&ring[0x20], e1 + 0x400, 1, 0, (uint16_t)(a | VBLK_DESC_F_WRITE));
-        write_desc(&ring[0x30], e1 + 0x010, 16, 1, (uint16_t)(a | VBLK_DESC_F_NEXT));
-        write_desc(&ring[0x40], e1 + 0x200, 512, 1, (uint16_t)(a | VBLK_DESC_F_NEXT));
-        write_desc(&ring[0x50], e1 + 0x401, 1, 1, (uint16_t)(a | VBLK_DESC_F_WRITE));
-    }
+    session_ring(ring, packed, e1 + 0x000, e1 + 0x200, e1 + 0x400);
 
     g.len = 0;
     b8(&g, 1); /* memory backend */

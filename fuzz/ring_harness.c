@@ -10,6 +10,7 @@
 
 #include "fuzz_common.h"
 #include "fuzz_format.h"
+#include "ring_writer.h"
 #include "virtioblk/advanced.h"
 #include "virtioblk/blk.h"
 #include "virtioblk/ring.h"
@@ -25,7 +26,8 @@ struct ring_run {
     struct ring_layout l;
     uint8_t *desc, *driver, *device;
     uint8_t *desc_base, *driver_base, *device_base;
-    unsigned shift; /* host misalignment of the ring areas */
+    struct atk_ring ring; /* the driver's hand on the three areas */
+    unsigned shift;       /* host misalignment of the ring areas */
     uint8_t *piece[MAX_PIECES];
     uint32_t piece_len[MAX_PIECES];
     unsigned npieces;
@@ -159,23 +161,12 @@ static void drain(struct ring_run *rr)
 static void driver_add(struct ring_run *rr, unsigned n)
 {
     if (!rr->packed) {
-        struct vblk_split_avail *a = (struct vblk_split_avail *)rr->driver;
-        a->idx = (uint16_t)(a->idx + n);
+        atk_split_avail_add(&rr->ring, (uint16_t)n);
         return;
     }
     /* Mark n descriptors from the device's position available again, in
      * the driver's wrap counter of each lap; everything else stays. */
-    struct vblk_packed_desc *d = (struct vblk_packed_desc *)rr->desc;
-    uint16_t pos = rr->q.vq.last_avail;
-    uint8_t wrap = rr->q.vq.avail_wrap;
-    for (unsigned i = 0; i < n && i < rr->size; i++) {
-        uint16_t f = d[pos].flags & (uint16_t) ~(VBLK_DESC_F_AVAIL | VBLK_DESC_F_USED);
-        d[pos].flags = (uint16_t)(f | vblk_packed_avail_bits(wrap));
-        if (++pos == rr->size) {
-            pos = 0;
-            wrap ^= 1;
-        }
-    }
+    atk_packed_mark_avail(&rr->ring, rr->q.vq.last_avail, rr->q.vq.avail_wrap, n);
 }
 
 static uint16_t hdr_u16(const struct ring_run *rr, unsigned off)
@@ -344,6 +335,7 @@ static void setup_memory(struct ring_run *rr, struct fuzz_in *in)
     rr->device = rr->device_base + rr->shift;
     in_bytes(in, rr->desc, l->desc_len);
     in_bytes(in, rr->driver, l->driver_len);
+    atk_ring_init_areas(&rr->ring, rr->size, rr->packed, rr->desc, rr->driver, rr->device, NULL);
 
     /* The data pool, cut into separately allocated pieces at fuzzed offsets. */
     uint32_t cut[MAX_PIECES + 1];

@@ -27,7 +27,8 @@ set(VBLK_FRONTEND_SRC
   ${VBLK_LIB_DIR}/driver/vhost-user/vu_client.c
   ${VBLK_LIB_DIR}/driver/vhost-user/vu_client_msg.c)
 
-# Hosted: storage backends.
+# Hosted: storage backends. The rbd*.c files compile to nothing unless
+# VBLK_HAVE_RBD (CMake option VBLK_RBD).
 set(VBLK_BACKEND_SRC
   ${VBLK_LIB_DIR}/backend/backend.c
   ${VBLK_LIB_DIR}/backend/file.c
@@ -36,6 +37,9 @@ set(VBLK_BACKEND_SRC
   ${VBLK_LIB_DIR}/backend/file_zoned_dev.c
   ${VBLK_LIB_DIR}/backend/memory.c
   ${VBLK_LIB_DIR}/backend/null.c
+  ${VBLK_LIB_DIR}/backend/rbd.c
+  ${VBLK_LIB_DIR}/backend/rbd_io.c
+  ${VBLK_LIB_DIR}/backend/rbd_util.c
   ${VBLK_LIB_DIR}/backend/zoned_emul.c)
 
 # Hosted: the device-side transports (loopback, vhost-user, VDUSE) and the
@@ -62,6 +66,12 @@ set(VBLK_TRANSPORT_SRC
   ${VBLK_LIB_DIR}/transport/vhost-user/vu_server.c
   ${VBLK_LIB_DIR}/transport/vhost-user/vu_vring.c)
 
+# Hosted, optional (VBLK_NBD): the NBD backend over libnbd.
+set(VBLK_NBD_SRC
+  ${VBLK_LIB_DIR}/backend/nbd.c
+  ${VBLK_LIB_DIR}/backend/nbd_config.c
+  ${VBLK_LIB_DIR}/backend/nbd_conn.c)
+
 set(VBLK_ALL_SRC ${VBLK_CORE_SRC} ${VBLK_DRIVER_SRC} ${VBLK_FRONTEND_SRC} ${VBLK_BACKEND_SRC}
     ${VBLK_TRANSPORT_SRC})
 
@@ -85,6 +95,8 @@ set(VBLK_PUBLIC_HEADERS ${VBLK_CORE_HEADERS}
   ${PROJECT_SOURCE_DIR}/include/virtioblk/advanced_msg.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/backends.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/loopback.h
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/nbd.h
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/rbd.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/transport.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/vduse.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/vhost_user.h
@@ -100,11 +112,11 @@ endforeach()
 
 file(GLOB_RECURSE vblk_found CONFIGURE_DEPENDS ${VBLK_LIB_DIR}/*.c)
 set(vblk_unlisted ${vblk_found})
-list(REMOVE_ITEM vblk_unlisted ${VBLK_ALL_SRC})
+list(REMOVE_ITEM vblk_unlisted ${VBLK_ALL_SRC} ${VBLK_NBD_SRC})
 if(vblk_unlisted)
   message(FATAL_ERROR "Sources not listed in lib/sources.cmake: ${vblk_unlisted}")
 endif()
-set(vblk_missing ${VBLK_ALL_SRC})
+set(vblk_missing ${VBLK_ALL_SRC} ${VBLK_NBD_SRC})
 list(REMOVE_ITEM vblk_missing ${vblk_found})
 if(vblk_missing)
   message(FATAL_ERROR "Listed in lib/sources.cmake but not present: ${vblk_missing}")

@@ -168,11 +168,17 @@ static void zoned_explain(const struct cli_disk *d, const char *prog, uint64_t b
 void cli_disk_init(struct cli_disk *d)
 {
     *d = (struct cli_disk){.queues = 1, .queue_size = 256, .engine = VBLK_FILE_ENGINE_AUTO};
+    d->nbd.log_level = VBLK_LOG_INFO;
 }
 
 int cli_disk_option(struct cli_disk *d, const char *prog, int code, const char *arg)
 {
     char what[96];
+    int r = rbd_cli_option(&d->rbd, code, arg, prog);
+    if (r == 0)
+        r = nbd_cli_option(&d->nbd, code, arg, prog);
+    if (r != 0)
+        return r < 0 ? 2 : 1;
     switch (code) {
     case CLI_OPT_IMAGE:
         d->image = arg;
@@ -262,7 +268,7 @@ int cli_disk_option(struct cli_disk *d, const char *prog, int code, const char *
 void cli_disk_usage(FILE *f)
 {
     fprintf(f,
-            "  --image FILE         disk image or block device to serve\n"
+            "  --image FILE         disk image or block device to serve\n" RBD_CLI_HELP NBD_CLI_HELP
             "  --memory SIZE        a zero-filled RAM disk of SIZE bytes (K/M/G/T suffixes,\n"
             "                       powers of 1024; a multiple of 512)\n"
             "  --null SIZE          a disk of SIZE bytes that completes every request at once\n"
@@ -292,11 +298,14 @@ void cli_disk_usage(FILE *f)
 
 int cli_disk_check(struct cli_disk *d, const char *prog, uint64_t default_size)
 {
-    if (d->image && d->have_size) {
-        fprintf(stderr, "%s: --image, --memory and --null are mutually exclusive\n", prog);
+    if ((d->image != NULL) + (d->rbd.spec != NULL) + (d->nbd.uri != NULL) + d->have_size > 1) {
+        fprintf(stderr, "%s: --image, --rbd, --nbd, --memory and --null are mutually exclusive\n",
+                prog);
         return 2;
     }
-    if (!d->image && !d->have_size) {
+    if (rbd_cli_check(&d->rbd, prog) < 0 || nbd_cli_check(&d->nbd, prog) < 0)
+        return 2;
+    if (!d->image && !d->rbd.spec && !d->nbd.uri && !d->have_size) {
         if (!default_size) {
             fprintf(stderr, "%s: choose a disk: --image FILE, --memory SIZE or --null SIZE\n",
                     prog);
@@ -382,6 +391,12 @@ int cli_disk_open(const struct cli_disk *d, const char *prog, const char *defaul
     if (d->image) {
         if (open_image(d, prog, be))
             return 1;
+    } else if (d->rbd.spec) {
+        if (rbd_cli_open(&d->rbd, d->read_only, be, prog) < 0)
+            return 1;
+    } else if (d->nbd.uri) {
+        if (nbd_cli_open(&d->nbd, d->read_only, be, prog) < 0)
+            return 1;
     } else {
         int rc = d->null    ? vblk_backend_null_create(d->size, be)
                  : d->zoned ? vblk_backend_memory_create_zoned(d->size, &d->zoned_opts, be)
@@ -427,7 +442,11 @@ int cli_disk_open(const struct cli_disk *d, const char *prog, const char *defaul
 
 const char *cli_disk_name(const struct cli_disk *d)
 {
-    return d->image ? d->image : d->null ? "a null disk" : "a RAM disk";
+    return d->image      ? d->image
+           : d->rbd.spec ? d->rbd.spec
+           : d->nbd.uri  ? d->nbd.uri
+           : d->null     ? "a null disk"
+                         : "a RAM disk";
 }
 
 const char *cli_human(uint64_t bytes, char *buf, size_t len)

@@ -20,6 +20,9 @@
 
 #include "virtioblk/virtioblk.h"
 
+#include "nbd_cli.h"
+#include "rbd_cli.h"
+
 /* Parses a size (see above). Returns 0, or -1 if @s is not one. */
 int cli_size(const char *s, uint64_t *out);
 
@@ -80,9 +83,7 @@ enum {
         {"discard-segments", required_argument, NULL, CLI_OPT_DISCARD_SEGMENTS},                   \
         {"discard-max", required_argument, NULL, CLI_OPT_DISCARD_MAX},                             \
         {"secure-erase", no_argument, NULL, CLI_OPT_SECURE_ERASE},                                 \
-    {                                                                                              \
-        "no-packed", no_argument, NULL, CLI_OPT_NO_PACKED                                          \
-    }
+        {"no-packed", no_argument, NULL, CLI_OPT_NO_PACKED}, RBD_CLI_LONGOPTS, NBD_CLI_LONGOPTS
 
 /* The disk a program serves, as its options describe it. */
 struct cli_disk {
@@ -97,6 +98,8 @@ struct cli_disk {
     const char *serial;       /* --serial STRING */
     int engine;               /* --backend ENGINE (VBLK_FILE_ENGINE_*) */
     bool no_packed;           /* --no-packed */
+    struct rbd_cli rbd;       /* --rbd SPEC and its options */
+    struct nbd_cli nbd;       /* --nbd URI and its options; the program sets nbd.log_level */
     bool zoned;               /* --zoned SPEC: emulated zones */
     struct vblk_zoned_opts zoned_opts;
     char zone_meta[4096]; /* --zoned ...,meta=PATH ("": IMAGE.zones) */
@@ -118,7 +121,7 @@ int cli_disk_option(struct cli_disk *d, const char *prog, int code, const char *
 /* Prints the help text of the disk options. */
 void cli_disk_usage(FILE *f);
 
-/* Checks the combination (one of --image, --memory, --null at most; none
+/* Checks the combination (one of --image, --rbd, --memory, --null at most; none
  * means a RAM disk of @default_size, or is an error when it is 0). Returns
  * 0, or 2 after printing a message. */
 int cli_disk_check(struct cli_disk *d, const char *prog, uint64_t default_size);

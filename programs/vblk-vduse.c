@@ -28,7 +28,8 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: vblk-vduse --name NAME (--image FILE | --memory SIZE | --null SIZE) [options]\n"
+            "usage: vblk-vduse --name NAME (--image FILE | --rbd SPEC | --nbd URI | --memory SIZE |\n"
+            "       --null SIZE) [options]\n"
             "\n"
             "Serves a virtio-blk device through VDUSE. Attach it with\n"
             "  vdpa dev add name NAME mgmtdev vduse\n"
@@ -187,6 +188,7 @@ int main(int argc, char **argv)
         return 1;
     struct vblk_backend be;
     struct vblk_dev_params p;
+    disk.nbd.log_level = quiet ? VBLK_LOG_ERR : VBLK_LOG_INFO;
     if (cli_disk_open(&disk, PROG, NULL, &be, &p))
         return 1;
 
@@ -245,8 +247,11 @@ int main(int argc, char **argv)
             break;
         }
     }
-    if (!quiet)
+    if (!quiet) {
         print_stats(v, name);
+        rbd_cli_print_stats(&be, PROG);
+        nbd_cli_print_stats(&be, PROG);
+    }
     /* The kernel keeps a device that is still on the vDPA bus. */
     bool kept = vblk_vduse_attached(v) && !vblk_vduse_detached(v);
     vblk_vduse_destroy(v);

@@ -29,7 +29,8 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: " PROG " --socket PATH [--image FILE | --memory SIZE | --null SIZE] [options]\n"
+            "usage: " PROG " --socket PATH [--image FILE | --rbd SPEC | --nbd URI | --memory SIZE |\n"
+            "       --null SIZE] [options]\n"
             "\n"
             "Serves a virtio-blk disk to a vhost-user front-end (QEMU's vhost-user-blk-pci,\n"
             "libvirt, other VMMs) over the Unix socket PATH. One front-end is served at a\n"
@@ -226,6 +227,7 @@ int main(int argc, char **argv)
         return 1;
     struct vblk_backend be;
     struct vblk_dev_params p;
+    disk.nbd.log_level = verbose;
     if (cli_disk_open(&disk, PROG, PROG, &be, &p))
         return 1;
 
@@ -271,8 +273,11 @@ int main(int argc, char **argv)
     int sig = cli_signal_take(sfd);
     if (sig && verbose)
         fprintf(stderr, PROG ": %s: stopped\n", strsignal(sig));
-    if (verbose)
+    if (verbose) {
         print_stats(s);
+        rbd_cli_print_stats(&be, PROG);
+        nbd_cli_print_stats(&be, PROG);
+    }
     vblk_vu_server_destroy(s);
     vblk_backend_destroy(&be);
     if (disk.image && !disk.read_only) {

@@ -31,6 +31,24 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 [ "$what" != build ] || exit 0
 
+# The Ceph RBD backend (librbd-dev and librados-dev are optional for a build:
+# the backend is built when they are there) and the single-node cluster its
+# tests start (tests/ceph/ceph-up.sh). Without recommends: the daemons would
+# pull in about 100 more packages.
+# The NBD backend likewise (libnbd-dev optional for a build), with the
+# nbdkit its tests start (tests/nbd/) and nbdinfo (libnbd-bin).
+ceph=(librbd-dev librados-dev ceph-mon ceph-osd ceph-common uuid-runtime
+      libnbd-dev libnbd-bin nbdkit)
+missing=()
+for p in "${ceph[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  update
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
 # QEMU 10.0 from bookworm-backports.
 qemu_ok() {
   local p v

@@ -2,9 +2,10 @@
 /*
  * Shared by the device-model tests (test_blk.c, test_blk_queue.c): a RAM
  * disk backend that counts what it is asked to do and can hold requests to
- * complete them later, and a driver that writes split-ring descriptors and
- * request buffers straight into mapped heap memory (virtio 1.2 sections 2.7
- * and 5.2.6). Include after cmocka.h.
+ * complete them later, and a driver that writes ring descriptors (with the
+ * shared ring writer, ring_writer.h) and request buffers straight into
+ * mapped heap memory (virtio 1.2 sections 2.7 and 5.2.6). Include after
+ * cmocka.h.
  */
 #ifndef VBLK_TEST_BLK_HARNESS_H
 #define VBLK_TEST_BLK_HARNESS_H
@@ -16,6 +17,7 @@
 #include "virtioblk/advanced.h"
 #include "virtioblk/blk.h"
 #include "ram_harness.h"
+#include "ring_writer.h"
 
 #define GPA       0x80000000ULL
 #define MEM_LEN   (1u << 20)
@@ -91,10 +93,8 @@ struct h {
     struct vblk_dev dev;
     struct vblk_queue q;
     void *pool;
-    uint16_t qsize; /* queue size for bring_up() (QSIZE by default) */
-    uint16_t nextd, aidx, uread;
-    uint16_t ppos, pupos; /* packed ring: driver fill and used positions */
-    uint8_t pwrap, puwrap;
+    uint16_t qsize;       /* queue size for bring_up() (QSIZE by default) */
+    struct atk_ring ring; /* the driver's side of queue 0 */
     struct vblk_split_desc *desc;
     struct vblk_split_avail *avail;
     struct vblk_split_used *used;
@@ -128,7 +128,7 @@ static inline int setup(void **state)
     h->avail = (struct vblk_split_avail *)(h->ram.host + AVAIL_OFF);
     h->used = (struct vblk_split_used *)(h->ram.host + USED_OFF);
     h->qsize = QSIZE;
-    h->pwrap = h->puwrap = 1;
+    atk_ring_init(&h->ring, h->ram.host, GPA, QSIZE, false);
     h->tb.ops = (struct vblk_backend_ops){
         .version = VBLK_BACKEND_OPS_V1,
         .caps = ALL_CAPS,
@@ -188,6 +188,9 @@ static inline void bring_up(struct h *h, uint64_t features, uint64_t drop)
     if (!features)
         features = vblk_dev_features(&h->dev) & ~drop;
     assert_int_equal(vblk_dev_set_features(&h->dev, features), 0);
+    if (features & F(RING_PACKED))
+        atk_ring_init_areas(&h->ring, h->qsize, true, h->ram.host, h->ram.host + AVAIL_OFF,
+                            h->ram.host + USED_OFF, NULL);
     size_t len = vblk_queue_mem_size(&h->dev, h->qsize);
     h->pool = aligned_alloc(16, (len + 15) & ~(size_t)15);
     assert_non_null(h->pool);
@@ -234,15 +237,11 @@ struct seg {
 /* Driver: puts @n buffers on the ring as one chain. */
 static inline void post(struct h *h, const struct seg *s, unsigned n)
 {
-    uint16_t head = h->nextd % QSIZE;
-    for (unsigned i = 0; i < n; i++) {
-        uint16_t d = h->nextd++ % QSIZE;
-        h->desc[d] = (struct vblk_split_desc){
-            s[i].addr, s[i].len, (uint16_t)(s[i].flags | (i + 1 < n ? VBLK_DESC_F_NEXT : 0)),
-            (uint16_t)(h->nextd % QSIZE)};
-    }
-    h->avail->ring[h->aidx++ % QSIZE] = head;
-    h->avail->idx = h->aidx;
+    struct atk_seg a[64];
+    assert_true(n <= 64);
+    for (unsigned i = 0; i < n; i++)
+        a[i] = (struct atk_seg){s[i].addr, s[i].len, s[i].flags};
+    atk_post(&h->ring, a, n);
 }
 
 static inline int process(struct h *h)
@@ -253,11 +252,9 @@ static inline int process(struct h *h)
 /* Driver: takes the next used entry; returns its length. */
 static inline uint32_t take_used(struct h *h, uint16_t *id)
 {
-    assert_int_not_equal(h->used->idx, h->uread);
-    struct vblk_split_used_elem *e = &h->used->ring[h->uread++ % QSIZE];
-    if (id)
-        *id = (uint16_t)e->id;
-    return e->len;
+    uint32_t len = 0;
+    assert_int_equal(atk_used(&h->ring, id, &len), 1);
+    return len;
 }
 
 /* Posts [header][data, if len][status], runs the device, and returns the

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Shared by the device-model harnesses (blk_harness.h, attack_harness.h)
- * and test_threads.c: driver buffers handed out from guest memory that the
- * test maps, and the I/O of a RAM disk backend. Include after cmocka.h.
+ * Shared by the device-model harnesses (blk_harness.h,
+ * support/attack_harness.h) and test_threads.c: driver buffers handed out
+ * from guest memory that the test maps, and the I/O of a RAM disk backend.
+ * Include after cmocka.h.
  */
 #ifndef VBLK_TEST_RAM_HARNESS_H
 #define VBLK_TEST_RAM_HARNESS_H

@@ -447,30 +447,17 @@ static void queue_init_rejects_bad_setups(void **state)
 static void post_packed_flush(struct h *h, uint16_t id)
 {
     uint64_t st = galloc(h, 1, 0xff), t = galloc(h, 32, 0);
-    struct vblk_packed_desc *tab = hp(h, t);
-    tab[0] = (struct vblk_packed_desc){mkhdr(h, VBLK_T_FLUSH, 0), 16, 0, 0};
-    tab[1] = (struct vblk_packed_desc){st, 1, 0, W};
-    struct vblk_packed_desc *d = (struct vblk_packed_desc *)h->ram.host + h->ppos;
-    uint16_t avail = h->pwrap ? VBLK_DESC_F_AVAIL : VBLK_DESC_F_USED;
-    *d = (struct vblk_packed_desc){t, 32, id, (uint16_t)(VBLK_DESC_F_INDIRECT | avail)};
-    if (++h->ppos == h->qsize) {
-        h->ppos = 0;
-        h->pwrap ^= 1;
-    }
+    struct atk_seg tab[2] = {{mkhdr(h, VBLK_T_FLUSH, 0), 16, 0}, {st, 1, W}};
+    atk_table_write(true, hp(h, t), tab, 2);
+    h->ring.id = id;
+    atk_post_indirect(&h->ring, t, 32, 0);
 }
 
 /* Packed ring driver: the next used buffer ID, or -1 if none. */
 static int take_packed_used(struct h *h)
 {
-    const struct vblk_packed_desc *d = (struct vblk_packed_desc *)h->ram.host + h->pupos;
-    uint16_t both = VBLK_DESC_F_AVAIL | VBLK_DESC_F_USED;
-    if ((d->flags & both) != (h->puwrap ? both : 0))
-        return -1;
-    if (++h->pupos == h->qsize) {
-        h->pupos = 0;
-        h->puwrap ^= 1;
-    }
-    return d->id;
+    uint16_t id;
+    return atk_used(&h->ring, &id, NULL) ? id : -1;
 }
 
 static void in_order_survives_sequence_wrap_on_odd_packed_ring(void **state)

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ring_writer.h"
 #include "virtioblk/driver.h"
 #include "virtioblk/ring.h"
 
@@ -47,8 +48,9 @@ struct fdev {
     uint16_t size;
     uint64_t delta;
     uint8_t *desc, *drv, *dev;
-    uint16_t avail, used; /* split: free-running indices; packed: positions */
-    uint8_t avail_wrap, used_wrap;
+    uint16_t avail; /* split: free-running index; packed: position */
+    uint8_t avail_wrap;
+    struct atk_ring ring; /* writes the used entries (ring.dev_used, ring.dev_wrap) */
     unsigned errors;
 };
 
@@ -70,7 +72,8 @@ static void fdev_init(struct fdev *d, const struct vblk_drv_vq *vq,
     d->desc = host(d, a.desc);
     d->drv = host(d, a.driver);
     d->dev = host(d, a.device);
-    d->avail_wrap = d->used_wrap = 1;
+    d->avail_wrap = 1;
+    atk_ring_init_areas(&d->ring, cfg->size, cfg->packed, d->desc, d->drv, d->dev, NULL);
 }
 
 static void chain_seg(struct fdev *d, struct chain *c, uint64_t addr, uint32_t len, bool write)
@@ -148,10 +151,7 @@ static bool packed_pop(struct fdev *d, struct chain *c)
             d->errors++;
         c->id = x.id;
         c->ndescs++;
-        if (++pos == d->size) {
-            pos = 0;
-            wrap ^= 1;
-        }
+        vblk_ring_next(d->size, &pos, &wrap);
         if (x.flags & VBLK_DESC_F_INDIRECT) {
             struct vblk_packed_desc *t = host(d, x.addr);
 
@@ -188,25 +188,7 @@ static bool fdev_pop(struct fdev *d, struct chain *c)
 /* Writes one used entry; @p skip is the packed ring slot count to skip. */
 static void fdev_push_raw(struct fdev *d, uint32_t id, uint16_t skip, uint32_t len, bool wflag)
 {
-    if (!d->packed) {
-        struct vblk_split_used *u = (void *)d->dev;
-
-        u->ring[d->used & (d->size - 1)] = (struct vblk_split_used_elem){id, len};
-        __atomic_store_n(&u->idx, ++d->used, __ATOMIC_RELEASE);
-        return;
-    }
-    struct vblk_packed_desc *x = &((struct vblk_packed_desc *)d->desc)[d->used];
-    uint16_t f = (uint16_t)((d->used_wrap ? VBLK_DESC_F_AVAIL | VBLK_DESC_F_USED : 0) |
-                            (wflag ? VBLK_DESC_F_WRITE : 0));
-
-    x->id = (uint16_t)id;
-    x->len = len;
-    __atomic_store_n(&x->flags, f, __ATOMIC_RELEASE);
-    d->used = (uint16_t)(d->used + skip);
-    if (d->used >= d->size) {
-        d->used = (uint16_t)(d->used - d->size);
-        d->used_wrap ^= 1;
-    }
+    atk_used_push(&d->ring, id, len, skip, wflag);
 }
 
 static void fdev_push(struct fdev *d, const struct chain *c, uint32_t len)
@@ -773,7 +755,7 @@ static bool packed_kick_case(struct q *q, unsigned n, int off, uint16_t evflags)
         wrap ^= 1;
     for (; pos >= q->cfg.size; pos -= q->cfg.size)
         wrap ^= 1;
-    ev->off_wrap = (uint16_t)(pos | wrap << 15);
+    ev->off_wrap = vblk_off_wrap((uint16_t)pos, (uint8_t)wrap);
     ev->flags = evflags;
     assert_int_equal(add_singles(q, n), 0);
     kick = vblk_drv_vq_kick_prepare(&q->vq);
@@ -1017,7 +999,8 @@ static bool event_tracks_device(const struct q *q)
 {
     const struct vblk_packed_event *ev = (const void *)q->d.drv;
 
-    return ev->flags == VBLK_EVENT_F_DESC && ev->off_wrap == (q->d.used | q->d.used_wrap << 15);
+    return ev->flags == VBLK_EVENT_F_DESC &&
+           ev->off_wrap == vblk_off_wrap(q->d.ring.dev_used, q->d.ring.dev_wrap);
 }
 
 static void test_eproto_packed(void **state)

@@ -82,7 +82,9 @@ static void start(struct h *h, uint16_t size, bool event_idx, bool indirect)
 }
 
 /* Driver: makes @n buffers available as one list with buffer ID @id
- * (written in the last descriptor only; the others get a decoy). */
+ * (written in the last descriptor only; the others get a decoy). Written
+ * here rather than with the shared ring writer, which puts the ID in every
+ * descriptor: the decoys check that the device takes the last one's. */
 static void add(struct h *h, const struct seg *s, unsigned n, uint16_t id)
 {
     uint16_t head = h->dpos, head_flags = 0;
@@ -97,10 +99,7 @@ static void add(struct h *h, const struct seg *s, unsigned n, uint16_t id)
             head_flags = f;
         else
             d->flags = f;
-        if (++h->dpos == h->size) {
-            h->dpos = 0;
-            h->dwrap ^= 1;
-        }
+        vblk_ring_next(h->size, &h->dpos, &h->dwrap);
     }
     h->desc[head].flags = head_flags; /* the head goes last (2.8.6) */
 }
@@ -116,16 +115,11 @@ static void add1(struct h *h, uint16_t id)
 static void expect_used(struct h *h, uint16_t id, uint32_t len, uint16_t ndescs)
 {
     const struct vblk_packed_desc *d = &h->desc[h->upos];
-    uint16_t wrap_bits = h->uwrap ? (AV | US) : 0;
-    assert_int_equal(d->flags & (AV | US), wrap_bits);
+    assert_int_equal(d->flags & (AV | US), vblk_packed_used_bits(h->uwrap));
     assert_int_equal(!!(d->flags & W), len > 0);
     assert_int_equal(d->id, id);
     assert_int_equal(d->len, len);
-    h->upos = (uint16_t)(h->upos + ndescs);
-    if (h->upos >= h->size) {
-        h->upos = (uint16_t)(h->upos - h->size);
-        h->uwrap ^= 1;
-    }
+    vblk_ring_advance(h->size, &h->upos, &h->uwrap, ndescs);
 }
 
 static void direct_chain_gives_iovecs_and_id_of_last_descriptor(void **state)

@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Unit tests of the device side of the split virtqueue (lib/core/vq_split.c).
- * The tests play the driver by writing descriptors, the available ring and
- * the used ring's suppression fields straight into a buffer that the
+ * The tests play the driver by writing descriptors, the available ring
+ * (through the shared ring writer, ring_writer.h) and the used ring's
+ * suppression fields straight into a buffer that the
  * memory map exposes at a non-identity driver address, following the
  * layout of virtio 1.2 section 2.7. The buffer is heap memory of exactly
  * the mapped size so that AddressSanitizer reports any read past the map.
  */
+#include "ring_writer.h"
 #include "vq_harness.h"
 
 #define GPA       0x7f0000000ULL /* driver address of the buffer */
@@ -19,7 +21,7 @@
 struct h {
     struct vq_harness v;
     uint16_t size;
-    uint16_t aidx; /* the driver's avail->idx */
+    struct atk_ring ring; /* the driver: ring.avail is its avail->idx */
     struct vblk_split_desc *desc;
     struct vblk_split_avail *avail;
     struct vblk_split_used *used;
@@ -53,8 +55,9 @@ static void start(struct h *h, uint16_t size, bool event_idx, bool indirect,
                   const struct vblk_vq_state *st)
 {
     h->size = size;
-    h->aidx = st ? st->last_avail_idx : 0;
-    h->avail->idx = h->aidx;
+    atk_ring_init_areas(&h->ring, size, false, h->desc, h->avail, h->used, NULL);
+    h->ring.avail = st ? st->last_avail_idx : 0;
+    h->avail->idx = h->ring.avail;
     h->used->idx = st ? st->used_idx : 0;
     vq_harness_start(&h->v, cfg(size), event_idx, indirect, st);
 }
@@ -70,9 +73,7 @@ static void set_desc(struct vblk_split_desc *d, uint64_t addr, uint32_t len, uin
 
 static void make_avail(struct h *h, uint16_t head)
 {
-    h->avail->ring[h->aidx % h->size] = head;
-    h->aidx++;
-    h->avail->idx = h->aidx;
+    atk_split_publish(&h->ring, head);
 }
 
 static uint16_t *used_event(struct h *h)

@@ -236,6 +236,7 @@ struct vblk_queue {
     struct vblk_req **order;
     void *async_head;   /* _Atomic(struct vblk_req *) */
     uint32_t wake_pending; /* accessed atomically */
+    uint32_t async_busy;   /* completions between their push and their wake (atomic) */
     void *qctx;
     vblk_queue_cb notify;
     void *notify_opaque;

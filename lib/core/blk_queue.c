@@ -180,6 +180,11 @@ void vblk_req_complete_async(struct vblk_req *r, uint8_t status)
 {
     struct vblk_queue *q = r->q;
     r->state = status;
+    /* Once the request is on the list, the queue thread may finish it and
+     * the queue may be destroyed; vblk_queue_destroy() waits for this count
+     * to drop, so that @q stays valid until the wake below is done. The
+     * release of the push below publishes the increment. */
+    __atomic_fetch_add(&q->async_busy, 1u, __ATOMIC_RELAXED);
     struct vblk_req *head = __atomic_load_n((struct vblk_req **)&q->async_head, __ATOMIC_RELAXED);
     do {
         r->next = head;
@@ -189,6 +194,7 @@ void vblk_req_complete_async(struct vblk_req *r, uint8_t status)
                                           __ATOMIC_RELEASE, __ATOMIC_RELAXED));
     if (!__atomic_exchange_n(&q->wake_pending, 1u, __ATOMIC_ACQ_REL) && q->wake)
         q->wake(q->wake_opaque);
+    __atomic_fetch_sub(&q->async_busy, 1u, __ATOMIC_RELEASE);
 }
 
 static void drain_async(struct vblk_queue *q)
@@ -362,6 +368,11 @@ int vblk_queue_destroy(struct vblk_queue *q)
 {
     if (q->inflight)
         return -EBUSY;
+    /* A thread that completed the last request may still be inside
+     * vblk_req_complete_async(), waking us: a few instructions and the wake
+     * hook. */
+    while (__atomic_load_n(&q->async_busy, __ATOMIC_ACQUIRE))
+        ;
     const struct vblk_backend_ops *ops = q->dev ? q->dev->be.ops : NULL;
     if (q->started_backend && ops && ops->queue_stop)
         ops->queue_stop(q->dev->be.ctx, q->index, q->qctx);

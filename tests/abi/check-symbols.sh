@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The exported ABI is exactly what the headers declare and the linker map
 # lists: every function declared in include/virtioblk/*.h (static inline
-# helpers aside) is in lib/libvirtioblk.map and exported by the shared
+# helpers aside) is in the build's linker map (lib/libvirtioblk.map less
+# the optional backends not built, see CMakeLists.txt) and exported by the shared
 # library under a version node, and nothing else is exported.
-# Usage: check-symbols.sh SOURCE_DIR LIBRARY HEADER...
+# Usage: check-symbols.sh MAP LIBRARY HEADER...
 set -euo pipefail
-src=$1 lib=$2
+map=$1 lib=$2
 shift 2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -16,7 +17,7 @@ for h in "$@"; do
   grep -hE '^[a-z].*\bvblk_[a-z0-9_]+\(' "$h" | grep -vE '^(static|typedef)' \
     | grep -oE 'vblk_[a-z0-9_]+\(' | sed 's/($//' || true
 done | sort -u > "$tmp/declared"
-sed -n 's/^ *\(vblk_[a-z0-9_]*\);$/\1/p' "$src/lib/libvirtioblk.map" | sort -u > "$tmp/map"
+sed -n 's/^ *\(vblk_[a-z0-9_]*\);$/\1/p' "$map" | sort -u > "$tmp/map"
 nm -D --defined-only "$lib" | awk '$2 == "T" {print $3}' > "$tmp/raw"
 sed 's/@.*//' "$tmp/raw" | sort -u > "$tmp/exported"
 

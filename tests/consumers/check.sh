@@ -6,7 +6,8 @@
 #   add-subdirectory  build a project that add_subdirectory()s the tree;
 #   minimal           configure, build and install the tree with no optional
 #                     package to be found (no cmocka, no liburing, no
-#                     Doxygen, then not even pkg-config).
+#                     Doxygen, no librbd (VBLK_RBD=OFF: it is found
+#                     without pkg-config), then not even pkg-config).
 # Usage: check.sh MODE SRC BUILD CC [GENERATOR]
 set -euo pipefail
 mode=$1 src=$2 build=$3 cc=$4 gen=${5:-Unix Makefiles}
@@ -40,8 +41,8 @@ minimal)
   mkdir "$tmp/no-pc"
   PKG_CONFIG_LIBDIR=$tmp/no-pc PKG_CONFIG_PATH= \
     cmake -S "$src" -B "$tmp/b" -G "$gen" -DCMAKE_C_COMPILER="$cc" -DVBLK_WERROR=ON \
-    -DCMAKE_DISABLE_FIND_PACKAGE_Doxygen=ON >"$tmp/log" 2>&1 || { cat "$tmp/log"; exit 1; }
-  for msg in "cmocka not found" "unit tests" "preadv/pwritev only"; do
+    -DCMAKE_DISABLE_FIND_PACKAGE_Doxygen=ON -DVBLK_RBD=OFF >"$tmp/log" 2>&1 || { cat "$tmp/log"; exit 1; }
+  for msg in "cmocka not found" "unit tests" "preadv/pwritev only" "RBD backend: not built"; do
     grep -q "$msg" "$tmp/log" || { cat "$tmp/log"; echo "minimal: no \"$msg\" message"; exit 1; }
   done
   cmake --build "$tmp/b" --parallel 2 >"$tmp/log" 2>&1 || { cat "$tmp/log"; exit 1; }
@@ -54,6 +55,12 @@ minimal)
   if grep -q liburing "$tmp/prefix/lib/pkgconfig/libvirtioblk.pc"; then
     echo "minimal: libvirtioblk.pc requires liburing, which was not found"; exit 1
   fi
+  if grep -q -- -lrbd "$tmp/prefix/lib/pkgconfig/libvirtioblk.pc" ||
+     [ -e "$tmp/prefix/include/virtioblk/rbd.h" ]; then
+    echo "minimal: the RBD backend's header or libraries were installed without it"; exit 1
+  fi
+  "$tmp/prefix/bin/vblk-vhost-user" --socket "$tmp/s" --rbd rbd/x 2>"$tmp/log" && exit 1
+  grep -q "no Ceph RBD support" "$tmp/log" || { cat "$tmp/log"; echo "minimal: no message for --rbd"; exit 1; }
   # Tests that need no cmocka are still there, and pass.
   ctest --test-dir "$tmp/b" -L example --output-on-failure >"$tmp/log" 2>&1 ||
     { cat "$tmp/log"; exit 1; }

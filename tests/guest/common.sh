@@ -14,6 +14,30 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b - a}'; }
 # Prints the script's header comment: line 2 up to `set -euo pipefail`.
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
+# Handles one of the options the guest test scripts share, at the start of
+# "$@": --program PATH, --cache DIR, --count N, --timeout SECS, --keep,
+# --no-prepare, -h/--help (setting PROGRAM, CACHE, COUNT, TIMEOUT, KEEP,
+# PREPARE). Sets NOPT to the number of words it took, 0 when $1 is none of
+# them. A script's loop:
+#   while (($#)); do
+#       common_opt "$@"; ((NOPT)) && { shift "$NOPT"; continue; }
+#       case $1 in --own-option) ... ;; *) die "unknown option '$1' (see --help)" ;; esac
+#   done
+# shellcheck disable=SC2034 # the variables are the calling script's
+common_opt() {
+    NOPT=2
+    case $1 in
+    --program) PROGRAM=${2:?--program needs a value} ;;
+    --cache) CACHE=${2:?--cache needs a value} ;;
+    --count) COUNT=${2:?--count needs a value} ;;
+    --timeout) TIMEOUT=${2:?--timeout needs a value} ;;
+    --keep) KEEP=1 NOPT=1 ;;
+    --no-prepare) PREPARE=0 NOPT=1 ;;
+    -h | --help) usage; exit 0 ;;
+    *) NOPT=0 ;;
+    esac
+}
+
 # Checks the --program and --count options (PROGRAM, COUNT).
 check_program_opts() {
     [[ -n $PROGRAM ]] || die "--program PATH is required"

@@ -10,4 +10,11 @@ if(TARGET vblk-vhost-user)
       LABELS guest TIMEOUT 900 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
   endforeach()
 endif()
+if(TARGET vblk-vhost-user AND VBLK_HAVE_RBD)
+  add_test(NAME guest_vhost_user_rbd
+    COMMAND ${CMAKE_CURRENT_LIST_DIR}/vhost-user-test.sh
+            --program $<TARGET_FILE:vblk-vhost-user> --only rbd)
+  set_tests_properties(guest_vhost_user_rbd PROPERTIES
+    LABELS guest TIMEOUT 900 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+endif()
 include(${CMAKE_CURRENT_LIST_DIR}/vduse.cmake)

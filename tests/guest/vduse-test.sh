@@ -20,15 +20,10 @@ CACHE=${VBLK_GUEST_CACHE:-/var/cache/vblk-guest}
 PROGRAM= COUNT=300 SMP=2 TIMEOUT=900 KEEP=0 PREPARE=1
 . "$HERE/common.sh"
 while (($#)); do
+    common_opt "$@"
+    ((NOPT)) && { shift "$NOPT"; continue; }
     case $1 in
-    --program) PROGRAM=${2:?--program needs a value}; shift 2 ;;
-    --cache) CACHE=${2:?--cache needs a value}; shift 2 ;;
-    --count) COUNT=${2:?--count needs a value}; shift 2 ;;
     --smp) SMP=${2:?--smp needs a value}; shift 2 ;;
-    --timeout) TIMEOUT=${2:?--timeout needs a value}; shift 2 ;;
-    --keep) KEEP=1; shift ;;
-    --no-prepare) PREPARE=0; shift ;;
-    -h|--help) usage; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
     esac
 done
@@ -51,7 +46,7 @@ say "building blkcheck"
 gcc -std=c11 -static -O2 -pthread -Wall -Wextra -o "$WORK/blkcheck" "$HERE/blkcheck.c"
 cp "$PROGRAM" "$WORK/vblk-vduse"
 "$HERE/mkinitramfs.sh" "$CACHE" "$WORK/initrd.cpio.gz" "$HERE/vduse-workload.sh" \
-    "$WORK/vblk-vduse" "$WORK/blkcheck"
+    "$WORK/vblk-vduse" "$WORK/blkcheck" "$HERE/vduse-guest.sh=/usr/share/vblk-guest/vduse.sh"
 
 SEED=$((RANDOM * 32768 + RANDOM))
 say "booting: $SMP CPUs, verify count $COUNT, seed $SEED"

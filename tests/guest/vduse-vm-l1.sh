@@ -16,6 +16,7 @@
 #   VM_BIOS        seabios (default) or qboot, for the inner guests
 #   VM_SMP2_ACCEL  kvm (default) or tcg: how inner guests with 2 vCPUs run
 . /usr/share/vblk-guest/lib.sh
+. /usr/share/vblk-guest/vduse.sh
 set -u
 SEED=${PATTERN_SEED:-1}
 COUNT=${VERIFY_COUNT:-300}
@@ -57,22 +58,6 @@ if [ "${VM_SMP2_ACCEL:-kvm}" = tcg ]; then
     ACCEL2=$TCG
     L2_TIMEOUT2=$((L2_TIMEOUT * 5))
 fi
-
-# start_ours NAME ARGS...: vblk-vduse in the background; sets PID
-start_ours() {
-    _name=$1
-    shift
-    echo "+ vblk-vduse --name $_name $*"
-    vblk-vduse --name "$_name" "$@" >"/tmp/$_name.log" 2>&1 &
-    PID=$!
-    _w=0
-    while ! grep -q "attach with" "/tmp/$_name.log" || [ ! -c "/dev/vduse/$_name" ]; do
-        kill -0 "$PID" 2>/dev/null || { cat "/tmp/$_name.log"; guest_fail "vblk-vduse $_name exited early"; }
-        _w=$((_w + 1))
-        [ $_w -le 100 ] || guest_fail "/dev/vduse/$_name did not appear"
-        sleep 0.1
-    done
-}
 
 # start_qsd NAME IMAGE QUEUES SERIAL: qemu-storage-daemon's vduse-blk export
 start_qsd() {
@@ -116,20 +101,9 @@ add_vdpa() {
 del_vdpa() {
     run vdpa dev del "$1"
     [ "${2:-}" = ours ] || kill -TERM "$PID"
-    _w=0
-    while kill -0 "$PID" 2>/dev/null; do
-        _w=$((_w + 1))
-        [ $_w -le 150 ] || { cat "/tmp/$1.log"; guest_fail "the back-end of $1 did not exit"; }
-        sleep 0.1
-    done
-    wait "$PID"
-    _rc=$?
+    vduse_wait_exit "$1" 150
     sed "s/^/  [$1] /" "/tmp/$1.log"
-    [ $_rc -eq 0 ] || guest_fail "the back-end of $1 exited with status $_rc"
-    [ ! -e "/dev/vduse/$1" ] || guest_fail "/dev/vduse/$1 still exists after the back-end exited"
-    if [ "${2:-}" = ours ]; then
-        grep -q "device destroyed" "/tmp/$1.log" || guest_fail "vblk-vduse $1 did not report a clean exit"
-    fi
+    vduse_clean_exit "$1" "${2:-}"
 }
 
 # dump_stacks PID...: kernel stacks of every thread, for hangs
@@ -238,17 +212,6 @@ check_image() {
     run e2fsck -fn "$1"
 }
 
-# queues_served LOG NQ: vblk-vduse served requests on each of NQ queues
-queues_served() {
-    _q=0
-    while [ $_q -lt "$2" ]; do
-        _n=$(sed -n "s/.*queue $_q stopped: \([0-9]*\) requests.*/\1/p" "$1" | sort -n | tail -n 1)
-        echo "queue $_q served ${_n:-0} requests (most in one run)"
-        [ "${_n:-0}" -gt 0 ] || guest_fail "queue $_q carried no requests"
-        _q=$((_q + 1))
-    done
-}
-
 # one_case CASE SEED: runs one case; returns non-zero only in keep-going mode
 one_case() {
     _c=$1 _s=$2
@@ -262,8 +225,8 @@ one_case() {
         _img=/tmp/$_c.img
         run truncate -s $IMG_SIZE "$_img"
         case $_c in
-        ours-split-1q) start_ours vm1 --image "$_img" --no-packed --serial vm-$_s; _packed=0 ;;
-        ours-packed-1q) start_ours vm1 --image "$_img" --serial vm-$_s; _packed=1 ;;
+        ours-split-1q) start_vduse vm1 --image "$_img" --no-packed --serial vm-$_s; _packed=0 ;;
+        ours-packed-1q) start_vduse vm1 --image "$_img" --serial vm-$_s; _packed=1 ;;
         qsd-1q) start_qsd vm1 "$_img" 1 vm-$_s; _packed=0 ;;
         esac
         add_vdpa vm1
@@ -287,8 +250,8 @@ one_case() {
         _img=/tmp/$_c.img
         run truncate -s $IMG_SIZE "$_img"
         case $_c in
-        ours-split-2q) start_ours vm2 --image "$_img" --queues 2 --no-packed --serial vm-$_s; _packed=0 ;;
-        ours-packed-2q) start_ours vm2 --image "$_img" --queues 2 --serial vm-$_s; _packed=1 ;;
+        ours-split-2q) start_vduse vm2 --image "$_img" --queues 2 --no-packed --serial vm-$_s; _packed=0 ;;
+        ours-packed-2q) start_vduse vm2 --image "$_img" --queues 2 --serial vm-$_s; _packed=1 ;;
         qsd-2q) start_qsd vm2 "$_img" 2 vm-$_s; _packed=0 ;;
         esac
         add_vdpa vm2
@@ -312,7 +275,7 @@ one_case() {
         # device serves it while queue 1 stays idle
         _img=/tmp/$_c.img
         run truncate -s $IMG_SIZE "$_img"
-        start_ours vm3 --image "$_img" --queues 2 --serial vm-$_s
+        start_vduse vm3 --image "$_img" --queues 2 --serial vm-$_s
         add_vdpa vm3
         vm_ok "$_c" "$VHOST" 1 256M PHASE=write SEED="$_s" COUNT="$COUNT" THREADS=2 NQ=1 \
             PACKED=1 SERIAL=vm-$_s
@@ -329,7 +292,7 @@ one_case() {
         # must survive and serve the kernel's driver afterwards
         _img=/tmp/$_c.img
         run truncate -s $IMG_SIZE "$_img"
-        start_ours atk --image "$_img"
+        start_vduse atk --image "$_img"
         add_vdpa atk
         vm_ok "$_c" "$VHOST" 1 256M PHASE=attack SEED="$_s" NQ=1 PACKED=1
         kill -0 "$PID" 2>/dev/null || guest_fail "vblk-vduse died during the attacks"
@@ -350,7 +313,7 @@ one_case() {
         _img=/tmp/$_c.img
         run truncate -s 256M "$_img"
         case $_c in
-        fio-ours) start_ours fio --image "$_img" --no-packed ;;
+        fio-ours) start_vduse fio --image "$_img" --no-packed ;;
         fio-qsd) start_qsd fio "$_img" 1 fio ;;
         esac
         add_vdpa fio

@@ -55,21 +55,16 @@ PROGRAM= COUNT=150 TIMEOUT=1500 KEEP=0 PREPARE=1 REPEAT=1 KEEP_GOING=0 FIO=0 FIO
 CASES=ours-split-1q,ours-packed-2q1,ours-packed-2q,ours-attack,qsd-1q
 . "$HERE/common.sh"
 while (($#)); do
+    common_opt "$@"
+    ((NOPT)) && { shift "$NOPT"; continue; }
     case $1 in
-    --program) PROGRAM=${2:?--program needs a value}; shift 2 ;;
-    --cache) CACHE=${2:?--cache needs a value}; shift 2 ;;
     --cases) CASES=${2:?--cases needs a value}; shift 2 ;;
     --repeat) REPEAT=${2:?--repeat needs a value}; shift 2 ;;
     --keep-going) KEEP_GOING=1; shift ;;
-    --count) COUNT=${2:?--count needs a value}; shift 2 ;;
     --fio) FIO=1; shift ;;
     --qboot) BIOS=qboot; shift ;;
     --smp2-tcg) SMP2=tcg; shift ;;
     --fio-runtime) FIO_RUNTIME=${2:?--fio-runtime needs a value}; shift 2 ;;
-    --timeout) TIMEOUT=${2:?--timeout needs a value}; shift 2 ;;
-    --keep) KEEP=1; shift ;;
-    --no-prepare) PREPARE=0; shift ;;
-    -h|--help) usage; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
     esac
 done
@@ -125,7 +120,8 @@ cp "$PROGRAM" "$WORK/vblk-vduse"
 l2extra=("$WORK/blkcheck" "$WORK/vringattack")
 ((FIO)) && l2extra+=("$(command -v fio)")
 "$HERE/mkinitramfs.sh" "$WORK/l2" "$WORK/l2.cpio.gz" "$HERE/vduse-vm-l2.sh" "${l2extra[@]}"
-l1extra=("$WORK/vblk-vduse" "$WORK/blkcheck" "$(command -v qemu-system-x86_64)"
+l1extra=("$WORK/vblk-vduse" "$WORK/blkcheck" "$HERE/vduse-guest.sh=/usr/share/vblk-guest/vduse.sh"
+         "$(command -v qemu-system-x86_64)"
          "$(command -v qemu-storage-daemon)"
          "$CACHE/vmlinuz=/usr/share/vblk-vm/vmlinuz" "$WORK/l2.cpio.gz=/usr/share/vblk-vm/l2.cpio.gz")
 # firmware the inner QEMU loads: SeaBIOS and the option ROMs for -kernel

@@ -13,26 +13,10 @@
 #            while attached, after 'vdpa dev del'), never a live one
 # Environment (from run-guest.sh --env): VERIFY_COUNT, PATTERN_SEED.
 . /usr/share/vblk-guest/lib.sh
+. /usr/share/vblk-guest/vduse.sh
 set -u
 COUNT=${VERIFY_COUNT:-300}
 SEED=${PATTERN_SEED:-12345}
-
-# start_dev NAME ARGS...: start vblk-vduse in the background, wait until it
-# reports the device ready (and its node exists); sets PID
-start_dev() {
-    _name=$1
-    shift
-    echo "+ vblk-vduse --name $_name $*"
-    vblk-vduse --name "$_name" "$@" >"/tmp/$_name.log" 2>&1 &
-    PID=$!
-    _w=0
-    while ! grep -q "attach with" "/tmp/$_name.log" || [ ! -c "/dev/vduse/$_name" ]; do
-        kill -0 "$PID" 2>/dev/null || { cat "/tmp/$_name.log"; guest_fail "vblk-vduse $_name exited early"; }
-        _w=$((_w + 1))
-        [ $_w -le 100 ] || guest_fail "/dev/vduse/$_name did not appear"
-        sleep 0.1
-    done
-}
 
 # attach NAME: add the vDPA device; sets DISK to its /dev/vdX
 attach() {
@@ -54,18 +38,9 @@ attach() {
 # detach NAME: delete the vDPA device, expect vblk-vduse to exit with 0
 detach() {
     run vdpa dev del "$1"
-    _w=0
-    while kill -0 "$PID" 2>/dev/null; do
-        _w=$((_w + 1))
-        [ $_w -le 100 ] || { cat "/tmp/$1.log"; guest_fail "vblk-vduse $1 did not exit after 'vdpa dev del'"; }
-        sleep 0.1
-    done
-    wait "$PID"
-    _rc=$?
+    vduse_wait_exit "$1" 100
     cat "/tmp/$1.log"
-    [ $_rc -eq 0 ] || guest_fail "vblk-vduse $1 exited with status $_rc after detach"
-    [ ! -e "/dev/vduse/$1" ] || guest_fail "/dev/vduse/$1 still exists after vblk-vduse exited"
-    grep -q "device destroyed" "/tmp/$1.log" || guest_fail "vblk-vduse $1 did not report a clean exit"
+    vduse_clean_exit "$1" ours
 }
 
 # feature DEV BIT 0|1: check a negotiated feature bit
@@ -93,7 +68,7 @@ grep -q "permission denied" /tmp/noperm.log || guest_fail "permission error is n
 # --------------------------------------------------------------------- rw1
 step "rw1: 1 queue, file image"
 run truncate -s 64M /tmp/rw1.img
-start_dev rw1 --image /tmp/rw1.img --serial vduse-serial-rw1
+start_vduse rw1 --image /tmp/rw1.img --serial vduse-serial-rw1
 attach rw1
 D=$(basename "$DISK")
 run blkcheck info "$DISK"
@@ -138,7 +113,7 @@ run e2fsck -fn /tmp/rw1.img
 [ "$(dd if=/tmp/rw1.img bs=1M skip=52 count=4 2>/dev/null | tr -d '\000' | wc -c)" -eq 0 ] ||
     guest_fail "the write-zeroes range of the image is not zero"
 step "rw1: the same image through a new vblk-vduse"
-start_dev rw1 --image /tmp/rw1.img
+start_vduse rw1 --image /tmp/rw1.img
 attach rw1
 run mount -t ext4 -o ro "$DISK" /mnt
 (cd /mnt && sha256sum -c /tmp/sums >/dev/null) || guest_fail "files in the image differ"
@@ -148,7 +123,7 @@ detach rw1
 
 # --------------------------------------------------------------------- mq2
 step "mq2: 2 queues, RAM disk, split rings"
-start_dev mq2 --memory 64M --queues 2 --no-packed --serial vduse-mq2
+start_vduse mq2 --memory 64M --queues 2 --no-packed --serial vduse-mq2
 attach mq2
 D=$(basename "$DISK")
 feature "$D" 12 1          # MQ
@@ -170,17 +145,13 @@ run mount -t ext4 -o ro "$DISK" /mnt
 run umount /mnt
 run e2fsck -fn "$DISK"
 detach mq2
-for q in 0 1; do
-    n=$(sed -n "s/.*queue $q stopped: \([0-9]*\) requests.*/\1/p" /tmp/mq2.log | sort -n | tail -n 1)
-    echo "queue $q served ${n:-0} requests"
-    [ "${n:-0}" -gt 0 ] || guest_fail "queue $q carried no requests"
-done
+queues_served /tmp/mq2.log 2
 
 # ---------------------------------------------------------------------- ro
 step "ro: read-only image"
 run truncate -s 16M /tmp/ro.img
 run blkcheck pattern-write /tmp/ro.img 0 16M "$((SEED + 2))"
-start_dev ro --image /tmp/ro.img --read-only
+start_vduse ro --image /tmp/ro.img --read-only
 attach ro
 D=$(basename "$DISK")
 feature "$D" 5 1           # RO
@@ -205,7 +176,7 @@ run blkcheck pattern-check /tmp/ro.img 0 16M "$((SEED + 2))"
 
 # ----------------------------------------------------------------- sigterm
 step "sigterm: stop before attach"
-start_dev idle --memory 1M
+start_vduse idle --memory 1M
 run kill -TERM "$PID"
 wait "$PID"
 rc=$?
@@ -213,20 +184,20 @@ cat /tmp/idle.log
 [ $rc -eq 0 ] || guest_fail "vblk-vduse exited with $rc on SIGTERM"
 [ ! -e /dev/vduse/idle ] || guest_fail "/dev/vduse/idle left behind"
 # the name is free again
-start_dev idle --memory 1M
+start_vduse idle --memory 1M
 run kill -INT "$PID"
 wait "$PID" || guest_fail "vblk-vduse exited with $? on SIGINT"
 
 # ----------------------------------------------------------------- reclaim
 step "reclaim: the device of a killed vblk-vduse"
-start_dev stale --memory 1M
+start_vduse stale --memory 1M
 run kill -KILL "$PID"
 wait "$PID"
 [ -c /dev/vduse/stale ] || guest_fail "the killed process's device is gone already?"
 vblk-vduse --name stale --memory 1M >/tmp/stale2.log 2>&1 && guest_fail "created over a stale device without --reclaim"
 cat /tmp/stale2.log
 grep -q "nothing serves it.*--reclaim" /tmp/stale2.log || guest_fail "no hint about --reclaim"
-start_dev stale --memory 1M --reclaim
+start_vduse stale --memory 1M --reclaim
 # --reclaim never takes a device that is in use
 vblk-vduse --name stale --memory 1M --reclaim >/tmp/stale3.log 2>&1 && guest_fail "--reclaim took a device in use"
 cat /tmp/stale3.log
@@ -237,7 +208,7 @@ cat /tmp/stale.log
 grep -q "destroyed the stale VDUSE device" /tmp/stale.log || guest_fail "stale device not reported"
 
 step "reclaim: killed while attached"
-start_dev dead --memory 4M
+start_vduse dead --memory 4M
 attach dead
 # the kernel waits this long for an answer from the dead process
 echo 2 >/sys/class/vduse/dead/msg_timeout || guest_fail "cannot set msg_timeout"
@@ -247,7 +218,7 @@ vblk-vduse --name dead --memory 1M --reclaim >/tmp/dead2.log 2>&1 && guest_fail 
 cat /tmp/dead2.log
 grep -q "vdpa dev del dead" /tmp/dead2.log || guest_fail "no hint about deleting the vDPA device"
 run vdpa dev del dead
-start_dev dead --memory 1M --reclaim
+start_vduse dead --memory 1M --reclaim
 run kill -TERM "$PID"
 wait "$PID" || guest_fail "vblk-vduse exited with $? on SIGTERM"
 grep -q "destroyed the stale VDUSE device" /tmp/dead.log || guest_fail "stale device not reported"

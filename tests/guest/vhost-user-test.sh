@@ -20,6 +20,12 @@
 #               the same on a packed ring (packed=on) with 2 queues
 #   migrate     live-migrate the guest while it writes, from a QEMU served by
 #               one server to a QEMU served by another (dirty log): data intact
+#   rbd         (only with --only rbd; needs a build with the RBD backend and
+#               the Ceph daemons) a Ceph RBD image of a single-node cluster
+#               started under the work directory (tests/ceph/ceph-up.sh), 2
+#               queues: verify, flush, discard, write-zeroes, ext4; afterwards
+#               "rbd export" of the image holds the guest's pattern and a
+#               clean ext4
 # Every case checks the serial (GET_ID), INDIRECT_DESC and EVENT_IDX, the
 # server's clean exit (socket removed) and, for images, the data on the host.
 #
@@ -38,23 +44,21 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${VBLK_GUEST_CACHE:-/var/cache/vblk-guest}
 PROGRAM= ONLY= COUNT=300 TIMEOUT=300 KEEP=0 PREPARE=1
 ALL_CASES="split-1q packed-1q split-2q packed-2q readonly poll reconnect reconnect-packed migrate"
+OPTIONAL_CASES="rbd"
 . "$HERE/common.sh"
 while (($#)); do
+    common_opt "$@"
+    ((NOPT)) && { shift "$NOPT"; continue; }
     case $1 in
-    --program) PROGRAM=${2:?--program needs a value}; shift 2 ;;
     --only) ONLY=${2:?--only needs a value}; shift 2 ;;
-    --cache) CACHE=${2:?--cache needs a value}; shift 2 ;;
-    --count) COUNT=${2:?--count needs a value}; shift 2 ;;
-    --timeout) TIMEOUT=${2:?--timeout needs a value}; shift 2 ;;
-    --keep) KEEP=1; shift ;;
-    --no-prepare) PREPARE=0; shift ;;
-    -h|--help) usage; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
     esac
 done
 check_program_opts
 CASES=${ONLY:-$ALL_CASES}
-for c in $CASES; do [[ " $ALL_CASES " == *" $c "* ]] || die "unknown case '$c' ($ALL_CASES)"; done
+for c in $CASES; do
+    [[ " $ALL_CASES $OPTIONAL_CASES " == *" $c "* ]] || die "unknown case '$c' ($ALL_CASES $OPTIONAL_CASES)"
+done
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 guest_cache_ready
@@ -62,6 +66,7 @@ guest_cache_ready
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/vblk-vu-test.XXXXXX")
 SERVER_PID=
 EXTRA_PIDS=()
+CEPH_DIR=
 ok=0
 cleanup() {
     local p
@@ -71,6 +76,7 @@ cleanup() {
             wait "$p" 2>/dev/null || true
         fi
     done
+    [[ -z $CEPH_DIR ]] || "$HERE/../ceph/ceph-down.sh" "$CEPH_DIR"
     drop_work
 }
 trap cleanup EXIT
@@ -310,6 +316,13 @@ run_case() {
         run_migrate "$case" "$log" "$img"
         return 0
         ;;
+    rbd)
+        CEPH_DIR=$WORK/ceph
+        IMAGE_SIZE=64M "$HERE/../ceph/ceph-up.sh" "$CEPH_DIR" >/dev/null || die "ceph-up.sh failed"
+        export CEPH_CONF=$CEPH_DIR/ceph.conf
+        start_server "$log" --rbd rbd/img0 --queues 2 --serial "vu-$case" -v
+        boot "$case" 2 2 0 "" MODE=full DO_FS=1 || rc=$?
+        ;;
     reconnect|reconnect-packed)
         local packed=0 nq=1
         [[ $case == reconnect-packed ]] && packed=1 nq=2
@@ -358,7 +371,7 @@ run_case() {
     stop_server "$([[ $case == split-1q ]] && echo INT || echo TERM)" "$log"
     grep -E '^vblk-vhost-user: queue [0-9]+:' "$log" | sed 's/^/    /' >&2
     case $case in
-    split-2q|packed-2q)
+    split-2q|packed-2q|rbd)
         local q0 q1
         q0=$(queue_requests "$log" 0) q1=$(queue_requests "$log" 1)
         ((q0 > 0 && q1 > 0)) || die "case $case: both queues must carry I/O (saw $q0 and $q1 requests)"
@@ -367,8 +380,13 @@ run_case() {
         cmp -s "$img" "$img.orig" || die "case readonly: the read-only image changed"
         ;;
     esac
+    if [[ $case == rbd ]]; then
+        # What the cluster holds, read back by the rbd tool.
+        rbd export --no-progress rbd/img0 "$img" >/dev/null || die "case rbd: rbd export failed"
+        grep -E '^vblk-vhost-user: rbd:' "$log" | sed 's/^/    /' >&2
+    fi
     case $case in
-    split-1q|packed-2q) host_check_image "$img" 1 ;;
+    split-1q|packed-2q|rbd) host_check_image "$img" 1 ;;
     split-2q|reconnect|reconnect-packed) host_check_image "$img" 0 ;;
     esac
     rm -f "$img" "$img.orig"

@@ -6,8 +6,9 @@
  * user space through its modern virtio-pci capabilities (sysfs resource
  * files), and puts hand-made rings and requests in a 2 MiB huge page whose
  * guest-physical address it reads from /proc/self/pagemap. Each attack is a
- * case of the unit tests' attack catalogue (tests/test_attacks.c) that a
- * driver can send through PCI: looping or out-of-range chains, indirect
+ * case of the unit tests' attack catalogue (tests/test_attacks_ring.c and
+ * tests/test_attacks_request.c) that a driver can send through PCI:
+ * looping or out-of-range chains, indirect
  * tables in the wrong places, buffers outside guest memory, bad headers and
  * status descriptors, avail index jumps, packed descriptors with the wrong
  * wrap counter. After each attack the device is reset and must serve a good

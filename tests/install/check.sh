@@ -20,9 +20,9 @@ cc -std=c11 -Wall -Wextra -Werror "$src/tests/install/prog.c" -o "$prefix/prog" 
 cc -std=c11 -Wall -Wextra -Werror "$src/examples/firmware-poll.c" -o "$prefix/firmware-poll" \
    $(pkg-config --cflags --libs virtioblk-core)
 "$prefix/firmware-poll"
-# Only vblk_ symbols are exported, and the library has a SONAME.
+# Only vblk_ symbols are exported, and the SONAME is the ABI version (docs/api.md).
 so=$(readlink -f "$prefix/lib/libvirtioblk.so")
-objdump -p "$so" | grep -q 'SONAME *libvirtioblk.so.0' || { echo "no SONAME"; exit 1; }
+objdump -p "$so" | grep -q 'SONAME *libvirtioblk.so.1$' || { echo "no SONAME libvirtioblk.so.1"; exit 1; }
 bad=$(nm -D --defined-only "$so" | awk '$2 ~ /[TDBR]/ {print $3}' | grep -v '^vblk_' | grep -v '^VBLK_' || true)
 [ -z "$bad" ] || { echo "unexpected exported symbols: $bad"; exit 1; }
 echo "install test passed"

@@ -6,6 +6,8 @@
 #
 # Usage: bench-verify.sh --bench PATH --server PATH --case CASE
 #   CASE: ours-{memory,image}-{split,packed}-{1q,2q}
+#         ours-rbd-{split,packed}-{1q,2q}   an RBD image of the cluster in
+#                               $VBLK_CEPH_DIR (tests/ceph/ceph-up.sh)
 #         qsd-{file,null}-split-{1q,2q}
 #         qsd-packed-refused    packed rings against QSD fail with a clear message
 #         ours-readonly-status  writes to a read-only disk fail with the status byte
@@ -126,6 +128,18 @@ case $case in
     fi
     verify_all "$ring" "$nq"
     stop_server
+    ;;
+  ours-rbd-*-*q)
+    IFS=- read -r _ _ ring nq <<<"$case"
+    nq=${nq%q}
+    [ -f "${VBLK_CEPH_DIR:-}/ceph.conf" ] || fail "no Ceph cluster: set VBLK_CEPH_DIR (tests/ceph/ceph-up.sh DIR)"
+    export CEPH_CONF=$VBLK_CEPH_DIR/ceph.conf
+    img=it-$case-$$
+    rbd create --size 128M "rbd/$img"
+    start_ours --rbd "rbd/$img" --queues "$nq"
+    verify_all "$ring" "$nq"
+    stop_server
+    rbd rm --no-progress "rbd/$img"
     ;;
   qsd-file-split-*q)
     nq=${case##*-}; nq=${nq%q}

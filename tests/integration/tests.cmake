@@ -17,6 +17,17 @@ if(TARGET vblk-vhost-user AND TARGET vblk-bench)
   endforeach()
 endif()
 
+# vu-ranges: DISCARD / WRITE_ZEROES read back as zeros through vhost-user
+# (used by the network backends' tests).
+if(TARGET vblk-vhost-user)
+  add_executable(vu-ranges ${CMAKE_CURRENT_LIST_DIR}/vu-ranges.c)
+  target_compile_definitions(vu-ranges PRIVATE _GNU_SOURCE)
+  target_link_libraries(vu-ranges PRIVATE virtioblk_static Threads::Threads)
+  if(VBLK_HAVE_URING)
+    target_link_libraries(vu-ranges PRIVATE PkgConfig::URING)
+  endif()
+endif()
+
 # Request types through vhost-user without a VM: GET_LIFETIME, and zoned
 # exports checked by vblk-bench --zoned.
 if(TARGET vblk-vhost-user AND TARGET vblk-bench)

@@ -1,0 +1,297 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The RBD backend: connecting to the cluster, opening the image, closing
+ * it, and the counters. The datapath is in rbd_io.c.
+ *
+ * Every step of opening is bounded in time: rados_connect by
+ * client_mount_timeout and rados_mon_op_timeout (the connect timeout), the
+ * OSD reads of rbd_open by rados_osd_op_timeout (the I/O timeout, which
+ * also bounds every request later). A failure names the step that failed
+ * in one line (rbd_error_message).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#if VBLK_HAVE_RBD
+#include "backend/backend_internal.h"
+#include "backend/rbd_internal.h"
+
+static void rbd_destroy(void *ctx)
+{
+    struct rbd_be *be = ctx;
+
+    if (be == NULL)
+        return;
+    /* rbd_close writes back the cache and releases the exclusive lock:
+     * bounded by the I/O timeout like any other operation. */
+    if (be->image != NULL)
+        rbd_close(be->image);
+    if (be->ioctx != NULL)
+        rados_ioctx_destroy(be->ioctx);
+    if (be->cluster != NULL)
+        rados_shutdown(be->cluster);
+    free(be);
+}
+
+/* Settings this backend imposes, applied after ceph.conf and $CEPH_ARGS. */
+static int apply_settings(rados_t cl, const struct vblk_rbd_opts *o, unsigned ctimeout,
+                          unsigned iotimeout)
+{
+    char ct[16], it[16];
+    const char *const common[][2] = {
+        {"client_mount_timeout", ct},
+        {"rados_mon_op_timeout", ct},
+        {"rados_osd_op_timeout", it},
+        /* The queue thread must never wait inside rbd_aio_*. */
+        {"rbd_non_blocking_aio", "true"},
+        /* A discarded range reads back as zeros, even a partial object. */
+        {"rbd_skip_partial_discard", "false"},
+        /* librbd keeps the caller's buffers for writes (and copies them
+         * anyway when a write-back cache holds dirty data). */
+        {"rbd_disable_zero_copy_writes", "false"},
+        /* Start-up failures are reported by the caller in one line. */
+        {"log_to_stderr", "false"},
+        {"err_to_stderr", "false"},
+    };
+    int r;
+
+    snprintf(ct, sizeof(ct), "%u", ctimeout);
+    snprintf(it, sizeof(it), "%u", iotimeout);
+    for (size_t i = 0; i < sizeof(common) / sizeof(common[0]); i++) {
+        r = rados_conf_set(cl, common[i][0], common[i][1]);
+        if (r < 0)
+            return r;
+    }
+    switch (o->cache) {
+    case VBLK_RBD_CACHE_WRITEBACK:
+        if ((r = rados_conf_set(cl, "rbd_cache", "true")) < 0 ||
+            (r = rados_conf_set(cl, "rbd_cache_policy", "writeback")) < 0)
+            return r;
+        break;
+    case VBLK_RBD_CACHE_WRITETHROUGH:
+        if ((r = rados_conf_set(cl, "rbd_cache", "true")) < 0 ||
+            (r = rados_conf_set(cl, "rbd_cache_policy", "writethrough")) < 0 ||
+            (r = rados_conf_set(cl, "rbd_cache_max_dirty", "0")) < 0)
+            return r;
+        break;
+    case VBLK_RBD_CACHE_NONE:
+        if ((r = rados_conf_set(cl, "rbd_cache", "false")) < 0)
+            return r;
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+/* Opens the image (read-only when asked or for a snapshot). */
+static int open_image(struct rbd_be *be, const struct vblk_rbd_opts *o, bool ro,
+                      enum rbd_stage *stage)
+{
+    int r;
+
+    *stage = RBD_STAGE_IMAGE;
+    if (ro)
+        r = rbd_open_read_only(be->ioctx, o->image, &be->image, o->snapshot);
+    else
+        r = rbd_open(be->ioctx, o->image, &be->image, NULL);
+    if (r == -ENOENT && o->snapshot != NULL) {
+        /* The image or its snapshot? */
+        rbd_image_t head;
+        if (rbd_open_read_only(be->ioctx, o->image, &head, NULL) == 0) {
+            rbd_close(head);
+            *stage = RBD_STAGE_SNAPSHOT;
+        }
+    }
+    if (r < 0)
+        be->image = NULL;
+    return r;
+}
+
+/* NULL if the options make sense, else what is wrong with them. */
+static const char *check_options(const struct vblk_rbd_opts *o)
+{
+    if (o->pool == NULL || *o->pool == '\0')
+        return "no pool given";
+    if (o->image == NULL || *o->image == '\0')
+        return "no image given";
+    if (o->snapshot != NULL && *o->snapshot == '\0')
+        return "empty snapshot name";
+    if (o->cache < VBLK_RBD_CACHE_DEFAULT || o->cache > VBLK_RBD_CACHE_NONE)
+        return "unknown cache mode";
+    if (o->connect_timeout_s > VBLK_RBD_MAX_TIMEOUT || o->io_timeout_s > VBLK_RBD_MAX_TIMEOUT)
+        return "timeout longer than a day";
+    return NULL;
+}
+
+int vblk_backend_rbd_open(const struct vblk_rbd_opts *o, struct vblk_backend *out, char *err,
+                          size_t errlen)
+{
+    enum rbd_stage stage = RBD_STAGE_OPTIONS;
+    unsigned ctimeout, iotimeout, timeout = 0;
+    char name[256], mon[256] = "";
+    struct rbd_be *be;
+    bool ro;
+    int r;
+
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    if (o == NULL || out == NULL)
+        return -EINVAL;
+    const char *bad = check_options(o);
+    if (bad != NULL) {
+        if (err != NULL && errlen > 0)
+            snprintf(err, errlen, "rbd: invalid options: %s", bad);
+        return -EINVAL;
+    }
+    ctimeout = o->connect_timeout_s ? o->connect_timeout_s : VBLK_RBD_DEFAULT_CONNECT_TIMEOUT;
+    iotimeout = o->io_timeout_s ? o->io_timeout_s : VBLK_RBD_DEFAULT_IO_TIMEOUT;
+    ro = o->read_only || o->snapshot != NULL;
+
+    be = calloc(1, sizeof(*be));
+    if (be == NULL) {
+        r = -ENOMEM;
+        goto fail_msg;
+    }
+    stage = RBD_STAGE_CREATE;
+    snprintf(name, sizeof(name), "client.%s",
+             o->client_id != NULL && *o->client_id ? o->client_id : "admin");
+    r = rados_create2(&be->cluster, "ceph", name, 0);
+    if (r < 0) {
+        be->cluster = NULL;
+        goto fail;
+    }
+
+    stage = RBD_STAGE_CONF;
+    if (o->conf_path != NULL) {
+        /* rados_conf_read_file says ENOENT for an unreadable file too. */
+        if (access(o->conf_path, R_OK) < 0) {
+            r = -errno;
+            goto fail;
+        }
+        r = rados_conf_read_file(be->cluster, o->conf_path);
+        if (r < 0)
+            goto fail;
+    } else {
+        /* Ceph's search path; having no file at all is fine when
+         * $CEPH_ARGS or the defaults name the monitors. */
+        (void)rados_conf_read_file(be->cluster, NULL);
+    }
+    r = rados_conf_parse_env(be->cluster, NULL);
+    if (r < 0)
+        goto fail;
+    if (o->keyring != NULL) {
+        stage = RBD_STAGE_KEYRING;
+        if (access(o->keyring, R_OK) < 0) {
+            r = -errno;
+            goto fail;
+        }
+        r = rados_conf_set(be->cluster, "keyring", o->keyring);
+        if (r < 0)
+            goto fail;
+    }
+    stage = RBD_STAGE_OPTIONS;
+    r = apply_settings(be->cluster, o, ctimeout, iotimeout);
+    if (r < 0)
+        goto fail;
+    if (rados_conf_get(be->cluster, "mon_host", mon, sizeof(mon)) < 0)
+        mon[0] = '\0';
+
+    stage = RBD_STAGE_CONNECT;
+    timeout = ctimeout;
+    r = rados_connect(be->cluster);
+    if (r < 0)
+        goto fail;
+
+    stage = RBD_STAGE_POOL;
+    r = rados_ioctx_create(be->cluster, o->pool, &be->ioctx);
+    if (r < 0) {
+        be->ioctx = NULL;
+        goto fail;
+    }
+    if (o->pool_namespace != NULL && *o->pool_namespace != '\0') {
+        bool exists = false;
+        stage = RBD_STAGE_NS;
+        timeout = iotimeout;
+        r = rbd_namespace_exists(be->ioctx, o->pool_namespace, &exists);
+        if (r == 0 && !exists)
+            r = -ENOENT;
+        if (r < 0)
+            goto fail;
+        rados_ioctx_set_namespace(be->ioctx, o->pool_namespace);
+    }
+
+    timeout = iotimeout;
+    r = open_image(be, o, ro, &stage);
+    if (r < 0)
+        goto fail;
+
+    stage = RBD_STAGE_SIZE;
+    r = rbd_get_size(be->image, &be->size);
+    if (r < 0)
+        goto fail;
+    be->size -= be->size % VBLK_SECTOR_SIZE;
+    if (be->size == 0) {
+        r = -EINVAL;
+        goto fail;
+    }
+
+    be->ops.version = VBLK_BACKEND_OPS_V1;
+    be->ops.name = "rbd";
+    be->ops.destroy = rbd_destroy;
+    if (ro) {
+        be->ops.caps = VBLK_BACKEND_CAP_READ_ONLY;
+    } else {
+        be->ops.caps = VBLK_BACKEND_CAP_DISCARD | VBLK_BACKEND_CAP_WRITE_ZEROES;
+        /* Only a cache that may hold dirty data needs FLUSH; without it
+         * the disk is write-through and every write is stable when done. */
+        if (o->cache == VBLK_RBD_CACHE_DEFAULT || o->cache == VBLK_RBD_CACHE_WRITEBACK) {
+            be->ops.caps |= VBLK_BACKEND_CAP_FLUSH;
+            be->flush_after_fua = true;
+        }
+    }
+    rbd_io_setup(be);
+
+    memset(out, 0, sizeof(*out));
+    out->ops = &be->ops;
+    out->ctx = be;
+    out->size = be->size;
+    return 0;
+
+fail:
+    rbd_destroy(be);
+fail_msg:
+    if (err != NULL && errlen > 0)
+        rbd_error_message(stage, r, o, timeout, mon, err, errlen);
+    return r;
+}
+
+int vblk_backend_rbd_stats(const struct vblk_backend *be, struct vblk_rbd_stats *st)
+{
+    const struct rbd_be *rb;
+
+    if (be == NULL || st == NULL || be->ops == NULL || be->ctx == NULL ||
+        be->ops->destroy != rbd_destroy)
+        return -EINVAL;
+    rb = be->ctx;
+#define RBD_LOAD(f) st->f = atomic_load_explicit(&rb->n.f, memory_order_relaxed)
+    RBD_LOAD(reads);
+    RBD_LOAD(writes);
+    RBD_LOAD(flushes);
+    RBD_LOAD(discards);
+    RBD_LOAD(write_zeroes);
+    RBD_LOAD(fua_flushes);
+    RBD_LOAD(errors);
+    RBD_LOAD(timeouts);
+    RBD_LOAD(bounced);
+    RBD_LOAD(bounce_bytes);
+#undef RBD_LOAD
+    return 0;
+}
+
+#else
+typedef int vblk_rbd_unused;
+#endif

@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# NBD backend tests against a real nbdkit started here on a UNIX socket.
+#
+# Usage: nbd-test.sh --bench PATH --server PATH --check PATH --ranges PATH --case CASE
+#   vu-{split,packed}-{1q,2q}      vblk-bench --verify through vhost-user to
+#                                  vblk-vhost-user --nbd (one connection per
+#                                  queue: nbdkit advertises multi-conn)
+#   vu-shared-{split,packed}-2q    the same with multi-conn turned off in
+#                                  nbdkit: both queues share one connection
+#   vu-ranges                      DISCARD / WRITE_ZEROES through vhost-user
+#                                  read back as zeros (vu-ranges), and what
+#                                  the driver reads matches what nbdkit has
+#   ops                            discard / write-zeroes read back as zeros,
+#                                  flush, scattered buffers, splitting at the
+#                                  server's maximum block size (nbd-check)
+#   fault-kill                     nbdkit killed and restarted during a
+#                                  verified run (nbd-check fault)
+#   fault-stop                     nbdkit stopped longer than the request
+#                                  timeout, then continued
+#   badconfig                      bad URI, nothing listening, unknown
+#                                  export, a server that never answers: one
+#                                  clear line, fast
+# Exit status: 0 pass, 1 fail.
+set -euo pipefail
+
+bench="" server="" check="" ranges="" case=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --bench) bench=$2; shift 2 ;;
+    --server) server=$2; shift 2 ;;
+    --check) check=$2; shift 2 ;;
+    --ranges) ranges=$2; shift 2 ;;
+    --case) case=$2; shift 2 ;;
+    *) echo "usage: $0 --bench PATH --server PATH --check PATH --ranges PATH --case CASE" >&2; exit 2 ;;
+  esac
+done
+[ -n "$bench" ] && [ -n "$server" ] && [ -n "$check" ] && [ -n "$ranges" ] && [ -n "$case" ] || {
+  echo "usage: $0 --bench PATH --server PATH --check PATH --ranges PATH --case CASE" >&2; exit 2; }
+command -v nbdkit >/dev/null || { echo "FAIL: nbdkit is not installed (scripts/deps.sh test)" >&2; exit 1; }
+
+dir=$(mktemp -d "${TMPDIR:-/tmp}/vblk-nbd.XXXXXX")
+# The file plugin's image lives on tmpfs when there is one.
+shm=$dir
+if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
+  shm=$(mktemp -d /dev/shm/vblk-nbd.XXXXXX)
+fi
+nsock=$dir/nbd.sock vsock=$dir/vu.sock pidfile=$dir/nbdkit.pid
+uri="nbd+unix:///?socket=$nsock"
+pid=""
+nbdkit_pids() { cat "$pidfile" 2>/dev/null || true; }
+cleanup() {
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+  local p
+  p=$(nbdkit_pids)
+  if [ -n "$p" ]; then kill -CONT "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; fi
+  rm -rf "$dir"
+  [ "$shm" = "$dir" ] || rm -rf "$shm"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+fail() {
+  echo "FAIL ($case): $*" >&2
+  [ -f "$dir/server.log" ] && sed 's/^/  server: /' "$dir/server.log" >&2
+  [ -f "$dir/nbdkit.log" ] && sed 's/^/  nbdkit: /' "$dir/nbdkit.log" >&2
+  exit 1
+}
+
+# nbdkit in the background, its messages in nbdkit.log (the pid file appears
+# when it is ready).
+start_nbdkit() { # nbdkit arguments after the socket options
+  rm -f "$nsock" "$pidfile"
+  # nbdkit ends with its parent: this shell, which outlives the case.
+  nbdkit -f -U "$nsock" -P "$pidfile" "$@" >>"$dir/nbdkit.log" 2>&1 &
+  for _ in $(seq 200); do [ -s "$pidfile" ] && return 0; sleep 0.02; done
+  fail "nbdkit wrote no pid file"
+}
+stop_nbdkit() {
+  local p; p=$(nbdkit_pids)
+  [ -n "$p" ] && kill "$p" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.02; done
+  rm -f "$pidfile" "$nsock"
+}
+
+listening() { ss -xlH 2>/dev/null | awk -v p="$vsock" '$5 == p {f = 1} END {exit !f}'; }
+
+start_server() {
+  "$server" --socket "$vsock" "$@" >"$dir/server.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do
+    listening && return 0
+    kill -0 "$pid" 2>/dev/null || fail "the server exited during start-up"
+    sleep 0.1
+  done
+  fail "the server did not listen on $vsock within 10 s"
+}
+
+stop_server() {
+  kill -0 "$pid" 2>/dev/null || fail "the server died during the test"
+  kill -TERM "$pid"
+  local rc=0
+  wait "$pid" || rc=$?
+  pid=""
+  [ "$rc" -eq 0 ] || fail "the server exited with status $rc after SIGTERM"
+}
+
+run_bench() {
+  echo "+ vblk-bench --socket SOCK $*"
+  local rc=0
+  "$bench" --socket "$vsock" --runtime 1 "$@" >"$dir/out" 2>"$dir/err" || rc=$?
+  cat "$dir/out"
+  sed 's/^/  stderr: /' "$dir/err"
+  [ "$rc" -eq 0 ] || fail "vblk-bench exited with status $rc"
+}
+
+verify_all() { # RING QUEUES
+  local common=(--ring "$1" --queues "$2" --size 64M --verify)
+  run_bench "${common[@]}" --rw randrw --bs 4096 --iodepth 16
+  grep -q "blocks read back and checked" "$dir/out" || fail "no blocks were verified"
+  run_bench "${common[@]}" --rw randread --bs 16384 --iodepth 8
+  run_bench "${common[@]}" --rw write --bs 131072 --iodepth 4
+}
+
+# Runs the server with ARGS, expecting it to fail at start-up with a
+# message matching PATTERN within SECONDS.
+expect_refused() { # PATTERN SECONDS ARGS...
+  local pat=$1 limit=$2; shift 2
+  local t0 t1 rc=0
+  t0=$(date +%s%N)
+  timeout 30 "$server" --socket "$vsock" "$@" >"$dir/bad.out" 2>"$dir/bad.err" || rc=$?
+  t1=$(date +%s%N)
+  local ms=$(( (t1 - t0) / 1000000 ))
+  echo "+ vblk-vhost-user $* -> status $rc in $ms ms: $(head -1 "$dir/bad.err")"
+  [ "$rc" -eq 1 ] || fail "expected status 1, got $rc"
+  grep -Eq "$pat" "$dir/bad.err" || fail "no message matching '$pat'"
+  [ "$(grep -c . "$dir/bad.err")" -eq 1 ] || fail "expected one line of error, got: $(cat "$dir/bad.err")"
+  [ "$ms" -le $((limit * 1000)) ] || fail "took $ms ms, more than $limit s"
+}
+
+case $case in
+  vu-split-*q | vu-packed-*q | vu-shared-*-2q)
+    IFS=- read -r -a parts <<<"$case"
+    nq=${parts[-1]%q} ring=${parts[-2]}
+    if [ "${parts[1]}" = shared ]; then
+      start_nbdkit --filter=multi-conn memory 128M multi-conn-mode=disable
+    else
+      start_nbdkit memory 128M
+    fi
+    start_server --nbd "$uri" --queues "$nq" -q
+    verify_all "$ring" "$nq"
+    stop_server
+    ;;
+  vu-ranges)
+    start_nbdkit memory 16M
+    start_server --nbd "$uri" -q
+    "$ranges" "$vsock" zeroes || fail "vu-ranges failed"
+    "$ranges" "$vsock" read 0 16777216 >"$dir/via-vhost-user.bin" || fail "vu-ranges read failed"
+    stop_server
+    # What nbdkit holds, read without this library.
+    nbdcopy "$uri" "$dir/via-nbd.bin" || fail "nbdcopy could not read the export"
+    cmp "$dir/via-vhost-user.bin" "$dir/via-nbd.bin" || fail "the driver and nbdkit see different data"
+    echo "vu-ranges: 16 MiB read through vhost-user equal what nbdkit holds"
+    ;;
+  ops)
+    start_nbdkit --filter=blocksize-policy memory 64M \
+      blocksize-minimum=512 blocksize-preferred=4096 blocksize-maximum=65536
+    "$check" ops "$uri" || fail "nbd-check ops failed"
+    ;;
+  fault-kill | fault-stop)
+    truncate -s 64M "$shm/disk.img"
+    nbd_args=(file "$shm/disk.img")
+    start_nbdkit "${nbd_args[@]}"
+    # nbd-check runs it as its child (nbdkit ends with its parent); a
+    # killed nbdkit leaves its socket file behind.
+    restart="rm -f $nsock; exec nbdkit -f -U $nsock -P $pidfile ${nbd_args[*]} >>$dir/nbdkit.log 2>&1"
+    "$check" fault "$uri" --pidfile "$pidfile" --mode "${case#fault-}" --timeout 1 \
+      --restart "$restart" || fail "nbd-check fault failed"
+    ;;
+  badconfig)
+    expect_refused "bad NBD URI .*not an NBD URI" 2 --nbd "http://example.com/disk"
+    expect_refused "bad NBD URI .*needs \?socket=PATH" 2 --nbd "nbd+unix:///disk"
+    expect_refused "TLS" 2 --nbd "nbds://localhost/disk"
+    expect_refused "cannot connect: .*(No such file|not found)" 2 --nbd "$uri"
+    : >"$nsock"  # a socket file with nobody behind it
+    rm -f "$nsock"
+    start_nbdkit --filter=exportname memory 16M exportname-strict=true exportname=disk0
+    expect_refused "cannot connect: .*" 2 --nbd "nbd+unix:///nosuch?socket=$nsock"
+    grep -qi "export" "$dir/bad.err" || fail "the message does not name the export problem"
+    # The right export name works.
+    start_server --nbd "nbd+unix:///disk0?socket=$nsock" -q
+    stop_server
+    stop_nbdkit
+    expect_refused "cannot connect: .*(refused|No such file)" 2 --nbd "nbd://127.0.0.1:1/disk"
+    # A server that accepts but never answers: bounded by --nbd-timeout.
+    start_nbdkit memory 16M
+    kill -STOP "$(nbdkit_pids)"
+    expect_refused "cannot connect: .*no answer within 1000 ms" 3 --nbd "$uri" --nbd-timeout 1
+    kill -CONT "$(nbdkit_pids)"
+    ;;
+  *)
+    echo "unknown case '$case'" >&2
+    exit 2
+    ;;
+esac
+echo "PASS ($case)"
