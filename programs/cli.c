@@ -318,7 +318,7 @@ int cli_disk_check(struct cli_disk *d, const char *prog, uint64_t default_size)
         fprintf(stderr, "%s: --backend applies to --image only\n", prog);
         return 2;
     }
-    if (d->zoned && d->null) {
+    if (d->zoned && (d->null || d->rbd.spec || d->nbd.uri)) {
         fprintf(stderr, "%s: --zoned applies to --image and --memory\n", prog);
         return 2;
     }
