@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_requests.h"
 #include "cli.h"
 #include "virtioblk/virtioblk.h"
 
@@ -58,6 +59,9 @@ struct opts {
     bool spin;
     bool idle;
     bool json;
+    bool zoned;
+    bool lifetime;
+    bool secure_erase;
 };
 
 /* Log-linear latency histogram (ns): 64 sub-buckets per power of two. */
@@ -145,6 +149,13 @@ static void usage(FILE *f)
             "  --idle            set the queues up, then submit nothing for --runtime\n"
             "                    seconds: an attached idle device (--socket only)\n"
             "  --timeout SECONDS fail when a request takes longer (default 10)\n"
+            "  --zoned           check a zoned (host-managed) back-end: zone report,\n"
+            "                    states, write pointer rules, then ZONE_APPENDs from every\n"
+            "                    queue racing into one zone (--socket only)\n"
+            "  --get-lifetime    send GET_LIFETIME and print the answer (--socket only)\n"
+            "  --check-secure-erase\n"
+            "                    write blocks 0-7, SECURE_ERASE some of them, check what\n"
+            "                    reads back (--socket only; the first 32 KiB are overwritten)\n"
             "  --json            print one JSON object instead of text\n"
             "\n"
             "Exit status: 0 success, 1 I/O or device error, 2 usage, 3 verify mismatch.\n");
@@ -159,23 +170,16 @@ static int bad(const char *msg)
 static int parse(int argc, char **argv, struct opts *o)
 {
     static const struct option lo[] = {
-        {"loopback", no_argument, NULL, 'l'},
-        {"socket", required_argument, NULL, 's'},
-        {"ring", required_argument, NULL, 'r'},
-        {"rw", required_argument, NULL, 'w'},
-        {"bs", required_argument, NULL, 'b'},
-        {"iodepth", required_argument, NULL, 'd'},
-        {"queues", required_argument, NULL, 'Q'},
-        {"queue-size", required_argument, NULL, 'S'},
-        {"runtime", required_argument, NULL, 't'},
-        {"timeout", required_argument, NULL, 'T'},
-        {"size", required_argument, NULL, 'z'},
-        {"verify", no_argument, NULL, 'v'},
-        {"spin", no_argument, NULL, 'p'},
-        {"json", no_argument, NULL, 'j'},
-        {"idle", no_argument, NULL, 'i'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"loopback", no_argument, NULL, 'l'},      {"socket", required_argument, NULL, 's'},
+        {"ring", required_argument, NULL, 'r'},    {"rw", required_argument, NULL, 'w'},
+        {"bs", required_argument, NULL, 'b'},      {"iodepth", required_argument, NULL, 'd'},
+        {"queues", required_argument, NULL, 'Q'},  {"queue-size", required_argument, NULL, 'S'},
+        {"runtime", required_argument, NULL, 't'}, {"timeout", required_argument, NULL, 'T'},
+        {"size", required_argument, NULL, 'z'},    {"verify", no_argument, NULL, 'v'},
+        {"spin", no_argument, NULL, 'p'},          {"json", no_argument, NULL, 'j'},
+        {"idle", no_argument, NULL, 'i'},          {"zoned", no_argument, NULL, 'Z'},
+        {"get-lifetime", no_argument, NULL, 'G'},  {"check-secure-erase", no_argument, NULL, 'E'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     static const char *const modes[] = {"read", "write", "randread", "randwrite", "randrw"};
     *o = (struct opts){
@@ -249,6 +253,15 @@ static int parse(int argc, char **argv, struct opts *o)
         case 'i':
             o->idle = true;
             break;
+        case 'Z':
+            o->zoned = true;
+            break;
+        case 'G':
+            o->lifetime = true;
+            break;
+        case 'E':
+            o->secure_erase = true;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -263,8 +276,10 @@ static int parse(int argc, char **argv, struct opts *o)
     }
     if (!o->loopback == !o->socket)
         return bad("choose one target: --socket PATH or --loopback");
-    if (o->loopback && (o->queues > 1 || o->verify || o->spin || o->idle || o->queue_size))
-        return bad("--queues, --queue-size, --verify, --spin and --idle need --socket");
+    if (o->loopback && (o->queues > 1 || o->verify || o->spin || o->idle || o->queue_size ||
+                        o->zoned || o->lifetime || o->secure_erase))
+        return bad("--queues, --queue-size, --verify, --spin, --idle, --zoned, --get-lifetime and "
+                   "--check-secure-erase need --socket");
     if (o->idle && o->verify)
         return bad("--idle submits nothing to verify");
     if (o->size && o->size < o->bs * (uint64_t)o->queues)
@@ -845,6 +860,13 @@ int main(int argc, char **argv)
     struct vblk_backend be = {0};
     uint64_t capacity = 0;
     int rc = o.loopback ? open_loopback(&o, &sh, &be, &capacity) : open_socket(&o, &sh, &capacity);
+    if (rc == 0 && (o.zoned || o.lifetime || o.secure_erase)) {
+        int ex = o.zoned      ? bench_zoned(sh.client, o.queues, o.iodepth, o.timeout)
+                 : o.lifetime ? bench_lifetime(sh.client, o.timeout)
+                              : bench_secure_erase(sh.client, o.timeout);
+        vblk_vu_client_close(sh.client);
+        return ex;
+    }
     struct worker *w = calloc(o.queues, sizeof(*w));
     struct hist *lat = calloc(1, sizeof(*lat));
     if (rc == 0 && (!w || !lat))

@@ -13,7 +13,8 @@
 
 #include "fuzz_common.h"
 
-#define CFG_SIZE ((uint32_t)sizeof(struct vblk_config))
+/* The fuzzed backends are regular (not zoned) disks. */
+#define CFG_SIZE VBLK_CONFIG_SIZE_NO_ZONED
 
 static struct vblk_mem g_mem;
 

@@ -12,7 +12,8 @@ set(VBLK_CORE_SRC
   ${VBLK_LIB_DIR}/core/version.c
   ${VBLK_LIB_DIR}/core/vq.c
   ${VBLK_LIB_DIR}/core/vq_packed.c
-  ${VBLK_LIB_DIR}/core/vq_split.c)
+  ${VBLK_LIB_DIR}/core/vq_split.c
+  ${VBLK_LIB_DIR}/core/zone.c)
 
 # Freestanding: the driver side of a virtqueue.
 set(VBLK_DRIVER_SRC
@@ -33,11 +34,13 @@ set(VBLK_BACKEND_SRC
   ${VBLK_LIB_DIR}/backend/file.c
   ${VBLK_LIB_DIR}/backend/file_range.c
   ${VBLK_LIB_DIR}/backend/file_uring.c
+  ${VBLK_LIB_DIR}/backend/file_zoned_dev.c
   ${VBLK_LIB_DIR}/backend/memory.c
   ${VBLK_LIB_DIR}/backend/null.c
   ${VBLK_LIB_DIR}/backend/rbd.c
   ${VBLK_LIB_DIR}/backend/rbd_io.c
-  ${VBLK_LIB_DIR}/backend/rbd_util.c)
+  ${VBLK_LIB_DIR}/backend/rbd_util.c
+  ${VBLK_LIB_DIR}/backend/zoned_emul.c)
 
 # Hosted: the device-side transports (loopback, vhost-user, VDUSE) and the
 # page-fault guard they share.
@@ -84,7 +87,8 @@ set(VBLK_CORE_HEADERS
   ${PROJECT_SOURCE_DIR}/include/virtioblk/ring.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/spec.h
   ${PROJECT_SOURCE_DIR}/include/virtioblk/version.h
-  ${PROJECT_SOURCE_DIR}/include/virtioblk/vq.h)
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/vq.h
+  ${PROJECT_SOURCE_DIR}/include/virtioblk/zone.h)
 
 # Every public header a full build installs. An optional backend whose
 # library is not found removes its header from this list.

@@ -103,6 +103,68 @@ int cli_signal_take(int sfd)
     return (int)si.ssi_signo;
 }
 
+/* --zoned zone-size=SIZE[,conv=N][,max-open=N][,max-active=N]
+ *         [,max-append=SIZE][,granularity=SIZE][,model=hm|ha][,meta=PATH] */
+static int zoned_option(struct cli_disk *d, const char *prog, const char *spec)
+{
+    struct vblk_zoned_opts *o = &d->zoned_opts;
+    memset(o, 0, sizeof(*o));
+    d->zone_meta[0] = 0;
+    for (const char *p = spec; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char item[256], *v;
+        uint64_t x = 0;
+        if (len >= sizeof(item))
+            return cli_bad(prog, "--zoned", spec, "KEY=VALUE items shorter than 256 bytes");
+        memcpy(item, p, len);
+        item[len] = 0;
+        p += len + (comma != NULL);
+        v = strchr(item, '=');
+        if (!v)
+            return cli_bad(prog, "--zoned", item, "KEY=VALUE (see --help)");
+        *v++ = 0;
+        bool size_ok = cli_size(v, &x) == 0;
+        if (!strcmp(item, "model") && (!strcmp(v, "hm") || !strcmp(v, "ha"))) {
+            o->model = v[1] == 'm' ? VBLK_Z_HM : VBLK_Z_HA;
+        } else if (!strcmp(item, "meta") && *v && strlen(v) < sizeof(d->zone_meta)) {
+            strcpy(d->zone_meta, v);
+        } else if (!strcmp(item, "zone-size") && size_ok && x && x % 512 == 0 &&
+                   x / 512 <= UINT32_MAX) {
+            o->zone_sectors = (uint32_t)(x / 512);
+        } else if (!strcmp(item, "max-append") && size_ok && x && x % 512 == 0 &&
+                   x / 512 <= UINT32_MAX) {
+            o->max_append_sectors = (uint32_t)(x / 512);
+        } else if (!strcmp(item, "granularity") && size_ok && x && x <= UINT32_MAX) {
+            o->write_granularity = (uint32_t)x;
+        } else if (!strcmp(item, "conv") && size_ok && x <= UINT32_MAX) {
+            o->nr_conv = (uint32_t)x;
+        } else if (!strcmp(item, "max-open") && size_ok && x <= UINT32_MAX) {
+            o->max_open = (uint32_t)x;
+        } else if (!strcmp(item, "max-active") && size_ok && x <= UINT32_MAX) {
+            o->max_active = (uint32_t)x;
+        } else {
+            v[-1] = '=';
+            return cli_bad(prog, "--zoned", item, "a valid KEY=VALUE (see --help)");
+        }
+    }
+    if (!o->zone_sectors)
+        return cli_bad(prog, "--zoned", spec, "zone-size=SIZE");
+    d->zoned = true;
+    return 1;
+}
+
+/* Says why the zone options do not fit a disk of @bytes. */
+static void zoned_explain(const struct cli_disk *d, const char *prog, uint64_t bytes)
+{
+    const struct vblk_zoned_opts *o = &d->zoned_opts;
+    fprintf(stderr,
+            "%s: --zoned does not fit a %" PRIu64 "-byte disk: the zone size must be a power "
+            "of two, conv at most the number of zones (%u here), max-open at most max-active, "
+            "granularity a power of two >= 512 and <= max-append\n",
+            prog, bytes, vblk_zone_count(bytes / 512, o->zone_sectors));
+}
+
 void cli_disk_init(struct cli_disk *d)
 {
     *d = (struct cli_disk){.queues = 1, .queue_size = 256, .engine = VBLK_FILE_ENGINE_AUTO};
@@ -168,6 +230,36 @@ int cli_disk_option(struct cli_disk *d, const char *prog, int code, const char *
     case CLI_OPT_NO_PACKED:
         d->no_packed = true;
         return 1;
+    case CLI_OPT_ZONED:
+        return zoned_option(d, prog, arg);
+    case CLI_OPT_LIFETIME: {
+        unsigned pre, a, b;
+        char tail;
+        if (sscanf(arg, "%u,%u,%u%c", &pre, &a, &b, &tail) != 3 || pre > 3 || a > 11 || b > 11)
+            return cli_bad(prog, "--lifetime", arg, "P,A,B with P 0..3 and A, B 0..11");
+        d->lifetime = true;
+        d->lifetime_info.pre_eol_info = (uint16_t)pre;
+        d->lifetime_info.device_lifetime_est_typ_a = (uint16_t)a;
+        d->lifetime_info.device_lifetime_est_typ_b = (uint16_t)b;
+        return 1;
+    }
+    case CLI_OPT_DISCARD_SEGMENTS: {
+        unsigned long v;
+        if (cli_uint(arg, 1, 256, &v) < 0)
+            return cli_bad(prog, "--discard-segments", arg, "1..256");
+        d->discard_segments = (uint32_t)v;
+        return 1;
+    }
+    case CLI_OPT_DISCARD_MAX: {
+        uint64_t v;
+        if (cli_size(arg, &v) < 0 || !v || v % VBLK_SECTOR_SIZE || v > (1ull << 31))
+            return cli_bad(prog, "--discard-max", arg, "a multiple of 512 bytes up to 2G");
+        d->discard_max_sectors = (uint32_t)(v / VBLK_SECTOR_SIZE);
+        return 1;
+    }
+    case CLI_OPT_SECURE_ERASE:
+        d->secure_erase = true;
+        return 1;
     default:
         return 0;
     }
@@ -187,7 +279,20 @@ void cli_disk_usage(FILE *f)
             "  --serial STRING      serial number reported by GET_ID (up to %u bytes)\n"
             "  --backend ENGINE     I/O engine for --image: io_uring or psync (default: io_uring\n"
             "                       when the kernel allows it, else psync)\n"
-            "  --no-packed          do not offer packed virtqueues\n",
+            "  --no-packed          do not offer packed virtqueues\n"
+            "  --zoned SPEC         emulated zones over --image or --memory (host-managed by\n"
+            "                       default; docs/zoned.md): SPEC is zone-size=SIZE[,conv=N]\n"
+            "                       [,max-open=N][,max-active=N][,max-append=SIZE]\n"
+            "                       [,granularity=SIZE][,model=hm|ha][,meta=PATH]; with --image\n"
+            "                       the zone state is kept in PATH (default IMAGE.zones). A\n"
+            "                       zoned block device as --image is passed through as is.\n"
+            "  --lifetime P,A,B     offer GET_LIFETIME: pre_eol_info P (0..3), wear estimates\n"
+            "                       A and B (0..11)\n"
+            "  --discard-segments N ranges per DISCARD, WRITE_ZEROES and SECURE_ERASE request\n"
+            "                       (1..256, default 1)\n"
+            "  --discard-max SIZE   largest range of those requests (default 2G)\n"
+            "  --secure-erase       offer SECURE_ERASE (--image: BLKSECDISCARD on a block\n"
+            "                       device, else zeros written over the range and synced)\n",
             VBLK_MAX_QUEUES, VBLK_QUEUE_SIZE_MAX, VBLK_ID_BYTES);
 }
 
@@ -213,6 +318,14 @@ int cli_disk_check(struct cli_disk *d, const char *prog, uint64_t default_size)
         fprintf(stderr, "%s: --backend applies to --image only\n", prog);
         return 2;
     }
+    if (d->zoned && (d->null || d->rbd.spec || d->nbd.uri)) {
+        fprintf(stderr, "%s: --zoned applies to --image and --memory\n", prog);
+        return 2;
+    }
+    if (d->zoned && d->engine == VBLK_FILE_ENGINE_IO_URING) {
+        fprintf(stderr, "%s: --zoned images use the psync engine\n", prog);
+        return 2;
+    }
     return 0;
 }
 
@@ -234,8 +347,27 @@ static int open_image(const struct cli_disk *d, const char *prog, struct vblk_ba
                 (long long)st.st_size);
         return 1;
     }
-    struct vblk_file_opts fo = {.read_only = d->read_only, .engine = d->engine};
+    struct vblk_file_opts fo = {.read_only = d->read_only,
+                                .engine = d->engine,
+                                .zoned = d->zoned ? &d->zoned_opts : NULL,
+                                .zone_meta = d->zone_meta[0] ? d->zone_meta : NULL,
+                                .secure_erase = d->secure_erase};
     int rc = vblk_backend_file_open(path, &fo, be);
+    if (rc == -EBADMSG) {
+        fprintf(stderr,
+                "%s: the zone metadata of '%s' is damaged or was made for other --zoned "
+                "settings\n",
+                prog, path);
+        return 1;
+    }
+    if (rc == -EINVAL && d->zoned) {
+        if (S_ISBLK(st.st_mode))
+            fprintf(stderr, "%s: '%s': --zoned cannot emulate zones over a zoned device\n", prog,
+                    path);
+        else
+            zoned_explain(d, prog, (uint64_t)st.st_size);
+        return 1;
+    }
     if (rc == -ENOTSUP && d->engine == VBLK_FILE_ENGINE_IO_URING) {
         fprintf(stderr, "%s: --backend io_uring: io_uring is not available here\n", prog);
         return 1;
@@ -266,8 +398,13 @@ int cli_disk_open(const struct cli_disk *d, const char *prog, const char *defaul
         if (nbd_cli_open(&d->nbd, d->read_only, be, prog) < 0)
             return 1;
     } else {
-        int rc = d->null ? vblk_backend_null_create(d->size, be)
-                         : vblk_backend_memory_create(d->size, be);
+        int rc = d->null    ? vblk_backend_null_create(d->size, be)
+                 : d->zoned ? vblk_backend_memory_create_zoned(d->size, &d->zoned_opts, be)
+                            : vblk_backend_memory_create(d->size, be);
+        if (rc == -EINVAL && d->zoned) {
+            zoned_explain(d, prog, d->size);
+            return 1;
+        }
         if (rc < 0) {
             fprintf(stderr, "%s: cannot create a %" PRIu64 "-byte %s: %s\n", prog, d->size,
                     d->null ? "null disk" : "RAM disk", strerror(-rc));
@@ -283,6 +420,23 @@ int cli_disk_open(const struct cli_disk *d, const char *prog, const char *defaul
         memcpy(p->serial, serial, strnlen(serial, VBLK_ID_BYTES));
     if (d->no_packed)
         p->features_off |= VBLK_BIT(VBLK_F_RING_PACKED);
+    p->lifetime = d->lifetime;
+    p->lifetime_info = d->lifetime_info;
+    if (d->discard_segments) {
+        p->max_discard_seg = d->discard_segments;
+        p->max_write_zeroes_seg = d->discard_segments;
+        p->max_secure_erase_seg = d->discard_segments;
+    }
+    if (d->secure_erase) {
+        p->max_secure_erase_sectors = 1u << 22;
+        p->secure_erase_sector_alignment = 8;
+    }
+    if (d->discard_max_sectors) {
+        p->max_discard_sectors = d->discard_max_sectors;
+        p->max_write_zeroes_sectors = d->discard_max_sectors;
+        if (p->max_secure_erase_sectors)
+            p->max_secure_erase_sectors = d->discard_max_sectors;
+    }
     return 0;
 }
 

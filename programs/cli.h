@@ -61,6 +61,11 @@ enum {
     CLI_OPT_SERIAL,
     CLI_OPT_ENGINE,
     CLI_OPT_NO_PACKED,
+    CLI_OPT_ZONED,
+    CLI_OPT_LIFETIME,
+    CLI_OPT_DISCARD_SEGMENTS,
+    CLI_OPT_DISCARD_MAX,
+    CLI_OPT_SECURE_ERASE,
 };
 
 /* The entries to put in a program's getopt_long table. */
@@ -73,6 +78,11 @@ enum {
         {"read-only", no_argument, NULL, CLI_OPT_READ_ONLY},                                       \
         {"serial", required_argument, NULL, CLI_OPT_SERIAL},                                       \
         {"backend", required_argument, NULL, CLI_OPT_ENGINE},                                      \
+        {"zoned", required_argument, NULL, CLI_OPT_ZONED},                                         \
+        {"lifetime", required_argument, NULL, CLI_OPT_LIFETIME},                                   \
+        {"discard-segments", required_argument, NULL, CLI_OPT_DISCARD_SEGMENTS},                   \
+        {"discard-max", required_argument, NULL, CLI_OPT_DISCARD_MAX},                             \
+        {"secure-erase", no_argument, NULL, CLI_OPT_SECURE_ERASE},                                 \
         {"no-packed", no_argument, NULL, CLI_OPT_NO_PACKED}, RBD_CLI_LONGOPTS, NBD_CLI_LONGOPTS
 
 /* The disk a program serves, as its options describe it. */
@@ -90,6 +100,14 @@ struct cli_disk {
     bool no_packed;           /* --no-packed */
     struct rbd_cli rbd;       /* --rbd SPEC and its options */
     struct nbd_cli nbd;       /* --nbd URI and its options; the program sets nbd.log_level */
+    bool zoned;               /* --zoned SPEC: emulated zones */
+    struct vblk_zoned_opts zoned_opts;
+    char zone_meta[4096]; /* --zoned ...,meta=PATH ("": IMAGE.zones) */
+    bool lifetime;        /* --lifetime P,A,B */
+    struct vblk_lifetime lifetime_info;
+    uint32_t discard_segments;    /* --discard-segments N (0: default) */
+    uint32_t discard_max_sectors; /* --discard-max SIZE (0: default) */
+    bool secure_erase;            /* --secure-erase */
 };
 
 /* Defaults: 1 queue of 256 entries, read-write, no disk chosen yet. */

@@ -12,7 +12,7 @@ what=${1:-all}
 pkgs=(build-essential cmake pkg-config libcmocka-dev liburing-dev libjson-c-dev libmicrohttpd-dev)
 if [ "$what" != build ]; then
   pkgs+=(clang doxygen gcovr lcov valgrind busybox-static cpio xz-utils
-         e2fsprogs iproute2 util-linux python3)
+         e2fsprogs iproute2 util-linux f2fs-tools python3)
 fi
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo

@@ -456,8 +456,9 @@ static void vu_set_config_outside_config_space(void **state)
     (void)state;
     struct atk_vu *v = atk_vu_new(NULL);
     atk_vu_negotiate(v, false);
-    struct vblk_config before;
-    assert_int_equal(vblk_dev_config_read(vblk_vu_dev_blk(v->d), 0, &before, sizeof(before)), 0);
+    struct vblk_config before = {0};
+    const uint32_t size = VBLK_CONFIG_SIZE_NO_ZONED;
+    assert_int_equal(vblk_dev_config_read(vblk_vu_dev_blk(v->d), 0, &before, size), 0);
     struct {
         uint32_t offset, size;
     } bad[] = {{250, 10}, {256, 0}, {0, 8}, {0, 72}, {200, 56}, {UINT32_MAX, 1}};
@@ -466,8 +467,8 @@ static void vu_set_config_outside_config_space(void **state)
         memset(c.data, 0xff, sizeof(c.data));
         atk_vu_refused(v, ATK_VU_SET_CONFIG, &c, 12 + bad[i].size, NULL, 0);
     }
-    struct vblk_config after;
-    assert_int_equal(vblk_dev_config_read(vblk_vu_dev_blk(v->d), 0, &after, sizeof(after)), 0);
+    struct vblk_config after = {0};
+    assert_int_equal(vblk_dev_config_read(vblk_vu_dev_blk(v->d), 0, &after, size), 0);
     assert_memory_equal(&before, &after, sizeof(before));
     atk_vu_free(v, false);
 }

@@ -59,8 +59,8 @@ static void backend_caps_narrow_the_offer(void **state)
     dev_up(h);
     uint64_t f = vblk_dev_features(&h->dev);
     assert_false(f & (F(FLUSH) | F(CONFIG_WCE) | F(DISCARD) | F(WRITE_ZEROES) | F(SECURE_ERASE)));
-    struct vblk_config c;
-    assert_int_equal(vblk_dev_config_read(&h->dev, 0, &c, sizeof(c)), 0);
+    struct vblk_config c = {0};
+    assert_int_equal(vblk_dev_config_read(&h->dev, 0, &c, VBLK_CONFIG_SIZE_NO_ZONED), 0);
     assert_int_equal(c.max_discard_sectors, 0);
     assert_int_equal(c.max_write_zeroes_sectors, 0);
     assert_int_equal(c.max_secure_erase_sectors, 0);
@@ -496,6 +496,21 @@ static void range_requests_reach_backend_as_copies(void **state)
     assert_int_equal(h->tb.ntype[VBLK_T_SECURE_ERASE], 1);
 }
 
+/* Linux's virtio_blk puts SECURE_ERASE ranges in a device-writable buffer
+ * (type 14 lacks the VIRTIO_BLK_T_OUT bit). Through a bounce buffer
+ * (VDUSE) the device would read stale data there, so it must not take
+ * ranges from it: IOERR, and nothing reaches the backend. */
+static void secure_erase_ranges_in_a_writable_buffer_refused(void **state)
+{
+    struct h *h = *state;
+    up(h);
+    uint64_t ga = galloc(h, 32, 0);
+    struct vblk_discard_wz_seg seg = SEG(96, 32, 0);
+    memcpy(hp(h, ga), &seg, 16);
+    assert_int_equal(rq(h, VBLK_T_SECURE_ERASE, 0, ga, 16, W, NULL), VBLK_S_IOERR);
+    assert_int_equal(h->tb.ntype[VBLK_T_SECURE_ERASE], 0);
+}
+
 static void write_zeroes_unmap_dropped_when_not_allowed(void **state)
 {
     struct h *h = *state;
@@ -588,6 +603,7 @@ int main(void)
         T(get_lifetime_needs_feature_and_six_bytes),
         T(unknown_types_are_unsupported),
         T(range_requests_reach_backend_as_copies),
+        T(secure_erase_ranges_in_a_writable_buffer_refused),
         T(write_zeroes_unmap_dropped_when_not_allowed),
         T(range_requests_need_their_feature),
         T(range_flags_unknown_or_unmap_misuse_are_unsupported),

@@ -427,11 +427,12 @@ static void test_config_and_status(void **state)
     (void)state;
     struct fe *f = fe_new(NULL);
     fe_negotiate(f, false);
-    struct vu_config c = {0, sizeof(struct vblk_config), 0, {0}};
+    struct vu_config c = {0, VBLK_CONFIG_SIZE_NO_ZONED, 0, {0}};
     assert_int_equal(fe_send(f, VU_GET_CONFIG, 0, &c, 12 + c.size, NULL, 0), 0);
     assert_int_equal(fe_recv(f, VU_GET_CONFIG, &c, sizeof(c), NULL), 12 + 72);
     struct vblk_config cfg;
-    memcpy(&cfg, c.data, sizeof(cfg));
+    memset(&cfg, 0, sizeof(cfg));
+    memcpy(&cfg, c.data, VBLK_CONFIG_SIZE_NO_ZONED);
     assert_int_equal(cfg.capacity, DISK_SIZE / 512);
     assert_int_equal(cfg.num_queues, 2);
     assert_int_equal(cfg.writeback, 1);

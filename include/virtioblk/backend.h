@@ -48,8 +48,10 @@ struct vblk_req;
 
 /** The first version of struct vblk_backend_ops. */
 #define VBLK_BACKEND_OPS_V1 1u
-/** The second version: adds vblk_backend_ops::resize. */
+/** Adds zone_info and zone_report: zoned block devices (zone.h). */
 #define VBLK_BACKEND_OPS_V2 2u
+/** Adds vblk_backend_ops::resize (online resize). */
+#define VBLK_BACKEND_OPS_V3 3u
 
 /** @name Backend capabilities (vblk_backend_ops::caps) */
 /**@{*/
@@ -59,6 +61,30 @@ struct vblk_req;
 #define VBLK_BACKEND_CAP_SECURE_ERASE (1u << 3) /**< SECURE_ERASE supported. */
 #define VBLK_BACKEND_CAP_READ_ONLY    (1u << 4) /**< Backend can only be read. */
 /**@}*/
+
+/**
+ * Zoned geometry and limits of a zoned backend, in host byte order; the
+ * device copies them into the zoned fields of its config space
+ * (virtio 1.2 5.2.4).
+ */
+struct vblk_zone_info {
+    uint8_t model;               /**< VBLK_Z_HM or VBLK_Z_HA. */
+    uint32_t zone_sectors;       /**< Sectors per zone (the last zone may be smaller). */
+    uint32_t max_open_zones;     /**< 0: no limit. */
+    uint32_t max_active_zones;   /**< 0: no limit. */
+    uint32_t max_append_sectors; /**< Largest ZONE_APPEND; 0: ZONE_APPEND unsupported. */
+    uint32_t write_granularity;  /**< Bytes, a multiple of 512. */
+};
+
+/** One zone as a backend reports it, in host byte order. */
+struct vblk_zone {
+    uint64_t start; /**< First sector. */
+    uint64_t len;   /**< Sectors in the zone. */
+    uint64_t cap;   /**< Writable sectors (<= len). */
+    uint64_t wp;    /**< Write pointer (a sector); meaningful in the writable states. */
+    uint8_t type;   /**< VBLK_ZT_*. */
+    uint8_t state;  /**< VBLK_ZS_*. */
+};
 
 /** Methods of a storage backend. Optional methods may be NULL. */
 struct vblk_backend_ops {
@@ -102,15 +128,41 @@ struct vblk_backend_ops {
     int (*queue_fd)(void *be, void *qctx);
     /** Optional. Releases the backend. */
     void (*destroy)(void *be);
+
+    /* ---- VBLK_BACKEND_OPS_V2 ---- */
+
     /**
-     * Optional, VBLK_BACKEND_OPS_V2. Changes the capacity to @p size bytes
-     * (a multiple of 512, checked by the caller) while queues may be
-     * running on other threads. After it returns, no request touches data
-     * at or past the new end: a shrink waits (bounded) for the requests in
-     * flight that began before it, and later requests past the end fail
-     * with VBLK_S_IOERR. A grown area reads as zeros unless the storage
-     * already held data there (a file that was longer before). Returns 0,
-     * -ENOTSUP (this instance cannot change its size, e.g. a block device),
+     * Optional (V2). Whether the backend is zoned: returns 1 and fills
+     * @p info for a zoned backend, 0 for a regular one, or a negative errno.
+     * Called once, from vblk_dev_init(). A zoned backend's submit() also
+     * receives VBLK_T_ZONE_APPEND (finish it with vblk_req_set_append_sector()
+     * and vblk_req_complete()), VBLK_T_ZONE_OPEN, _CLOSE, _FINISH, _RESET
+     * (req->sector is a zone start) and _RESET_ALL, and applies the zone
+     * rules to VBLK_T_IN and VBLK_T_OUT itself: the device checks only what
+     * the config space says (bounds, zone starts, append size and alignment).
+     * The emulated-zone helper in zone.h implements those rules.
+     */
+    int (*zone_info)(void *be, struct vblk_zone_info *info);
+    /**
+     * Required when zone_info() returns 1 (V2). Fills up to @p n zones,
+     * starting with the zone that contains @p sector, in order. Returns the
+     * number filled (0 past the last zone) or a negative errno. Called on a
+     * queue thread, synchronously, for VBLK_T_ZONE_REPORT: it must not
+     * block for long.
+     */
+    int (*zone_report)(void *be, uint64_t sector, struct vblk_zone *zones, uint32_t n);
+
+    /* ---- VBLK_BACKEND_OPS_V3 ---- */
+
+    /**
+     * Optional (V3). Changes the capacity to @p size bytes (a multiple of
+     * 512, checked by the caller) while queues may be running on other
+     * threads. After it returns, no request touches data at or past the new
+     * end: a shrink waits (bounded) for the requests in flight that began
+     * before it, and later requests past the end fail with VBLK_S_IOERR. A
+     * grown area reads as zeros unless the storage already held data there
+     * (a file that was longer before). Returns 0, -ENOTSUP (this instance
+     * cannot change its size, e.g. a block device or a zoned backend),
      * -ENOSPC (no room to grow), -ETIMEDOUT (requests in flight did not
      * finish; the new size is in force for new requests but the storage
      * was not shrunk) or another negative errno.

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "zone.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -27,6 +28,21 @@ struct vblk_file_opts {
     int engine;
     /** Queue depth of each io_uring (0: 256). */
     unsigned ring_depth;
+    /**
+     * Emulated zones over the file (NULL: a regular disk). The zone state
+     * lives in @ref zone_meta and survives a restart; zoned files use the
+     * psync engine.
+     */
+    const struct vblk_zoned_opts *zoned;
+    /** Zone metadata file (NULL: the image's path with ".zones" appended). */
+    const char *zone_meta;
+    /**
+     * Offer SECURE_ERASE: BLKSECDISCARD on a block device that has it,
+     * otherwise the ranges are overwritten with zeros and synced. On a file
+     * system that copies on write or journals data the old blocks may
+     * survive elsewhere, so it is opt-in.
+     */
+    bool secure_erase;
 };
 
 /** @name File backend I/O engines */
@@ -51,11 +67,38 @@ int vblk_backend_null_create(uint64_t size, struct vblk_backend *out);
 int vblk_backend_memory_create(uint64_t size, struct vblk_backend *out);
 
 /**
+ * A RAM disk of @p size bytes with emulated zones (@p zoned; see zone.h):
+ * a zoned device with the zones' rules, every zone empty. Returns 0,
+ * -EINVAL (options that do not fit the size) or -ENOMEM.
+ */
+int vblk_backend_memory_create_zoned(uint64_t size, const struct vblk_zoned_opts *zoned,
+                                     struct vblk_backend *out);
+
+/**
+ * The zone table of a built-in backend with emulated zones, or NULL. For
+ * tests and fault injection (vblk_zone_table_set_condition()); call
+ * vblk_backend_zone_persist() after changing a zone behind the device.
+ */
+struct vblk_zone_table *vblk_backend_zone_table(const struct vblk_backend *be);
+
+/**
+ * Writes zone @p idx's state to the backend's zone metadata (file images;
+ * a no-op for RAM disks). Returns 0 or a negative errno.
+ */
+int vblk_backend_zone_persist(const struct vblk_backend *be, uint32_t idx);
+
+/**
  * File or block device backend. FLUSH maps to fdatasync, DISCARD to
  * fallocate(PUNCH_HOLE), WRITE_ZEROES to fallocate(ZERO_RANGE) (or
  * PUNCH_HOLE with the UNMAP flag). @p opts may be NULL for defaults.
  * Returns 0 or a negative errno (-ENOENT, -EACCES, -EINVAL if the size is
- * not a multiple of 512, ...).
+ * not a multiple of 512, ...). With @p opts->zoned the file carries
+ * emulated zones whose state is kept in a metadata file (format in
+ * docs/zoned.md): -EBADMSG if that file belongs to another geometry or is
+ * damaged. A host zoned block device (a SMR disk, a ZNS namespace,
+ * null_blk with zoned=1) is passed through as a zoned device: zone
+ * requests become BLKREPORTZONE / BLKOPENZONE / ... ioctls, ZONE_APPEND a
+ * write at the zone's write pointer under a per-zone lock.
  */
 int vblk_backend_file_open(const char *path, const struct vblk_file_opts *opts,
                            struct vblk_backend *out);

@@ -91,15 +91,21 @@ struct vblk_dev {
     uint64_t host_features;
     uint64_t driver_features;
     uint8_t features_ok;
+    uint8_t zoned;  /* ZONED offered (a zoned backend) */
+    uint8_t zoned_on; /* zoned requests accepted: ZONED negotiated, model HM / HA */
     uint32_t max_ranges;
+    struct vblk_zone_info zinfo;
     /** @endcond */
 };
 
 /**
  * Initializes @p dev for backend @p be. The backend's capabilities narrow
  * the features (no DISCARD without VBLK_BACKEND_CAP_DISCARD, ...), and a
- * read-only backend forces read-only. Returns 0 or -EINVAL for
- * inconsistent parameters (capacity not a multiple of 512, seg_max 0, ...).
+ * read-only backend forces read-only. A zoned backend (zone_info(), V2)
+ * makes a zoned device: VIRTIO_BLK_F_ZONED with its geometry, and no
+ * DISCARD, WRITE_ZEROES or SECURE_ERASE. Returns 0, -EINVAL for
+ * inconsistent parameters (capacity not a multiple of 512, seg_max 0, a
+ * zone geometry that does not fit, ...) or the error of zone_info().
  */
 int vblk_dev_init(struct vblk_dev *dev, const struct vblk_dev_params *p,
                   const struct vblk_backend *be);
@@ -109,7 +115,8 @@ uint64_t vblk_dev_features(const struct vblk_dev *dev);
 
 /**
  * Accepts the driver's feature selection. Returns 0, or -EINVAL if it is not
- * a subset of the offer or lacks VIRTIO_F_VERSION_1.
+ * a subset of the offer, lacks VIRTIO_F_VERSION_1, or lacks
+ * VIRTIO_BLK_F_ZONED on a host-managed zoned device (virtio 1.2 5.2.5.2).
  */
 int vblk_dev_set_features(struct vblk_dev *dev, uint64_t features);
 
@@ -119,7 +126,7 @@ static inline uint64_t vblk_dev_driver_features(const struct vblk_dev *dev)
     return dev->driver_features;
 }
 
-/** Size of the configuration space in bytes. */
+/** Size of the configuration space in bytes: 96 for a zoned device, else 72. */
 uint32_t vblk_dev_config_size(const struct vblk_dev *dev);
 
 /**
@@ -169,11 +176,11 @@ void vblk_dev_set_read_only(struct vblk_dev *dev, bool read_only);
 
 /** A request as the backend sees it. Fields past @c priv are private. */
 struct vblk_req {
-    uint32_t type;             /**< VBLK_T_IN, _OUT, _FLUSH, _DISCARD, _WRITE_ZEROES, _SECURE_ERASE. */
+    uint32_t type;             /**< VBLK_T_IN, _OUT, _FLUSH, _DISCARD, _WRITE_ZEROES, _SECURE_ERASE, or (zoned) _ZONE_*. */
     uint16_t queue;            /**< Queue index. */
     uint16_t niov;             /**< Data iovecs. */
-    uint64_t sector;           /**< First sector for IN / OUT. */
-    uint32_t len;              /**< Data bytes for IN / OUT. */
+    uint64_t sector;           /**< First sector for IN / OUT; the zone start for ZONE_* requests. */
+    uint32_t len;              /**< Data bytes for IN / OUT / ZONE_APPEND. */
     uint32_t nranges;          /**< Ranges for DISCARD / WRITE_ZEROES / SECURE_ERASE. */
     uint32_t flags;            /**< VBLK_REQ_F_*. */
     struct vblk_iov *iov;      /**< Data buffers (driver memory). */
@@ -192,6 +199,8 @@ struct vblk_req {
     uint32_t seq;
     uint16_t head_pos;
     uint8_t head_wrap;
+    uint16_t nzin;         /* ZONE_APPEND: writable iovecs before the status byte */
+    struct vblk_iov *zin;  /* ZONE_APPEND: where append_sector goes */
     /** @endcond */
     struct vblk_chain chain; /**< The descriptor chain (read-only for backends). */
 };
@@ -223,6 +232,7 @@ struct vblk_queue_stats {
     uint64_t ioerr;     /**< Completed with VBLK_S_IOERR. */
     uint64_t unsupp;    /**< Completed with VBLK_S_UNSUPP. */
     uint64_t pool_full; /**< Times processing paused because every slot was in flight. */
+    uint64_t multi_range; /**< DISCARD / WRITE_ZEROES / SECURE_ERASE requests with more than one range. */
 };
 
 /** A device queue: a virtqueue plus its request pool. Fields are private. */
@@ -358,6 +368,13 @@ void vblk_req_complete(struct vblk_req *req, uint8_t status);
  * was empty. The queue thread finishes it in vblk_queue_process().
  */
 void vblk_req_complete_async(struct vblk_req *req, uint8_t status);
+
+/**
+ * ZONE_APPEND: records @p sector, the first sector the data went to, as the
+ * request's append_sector (virtio 1.2 5.2.6). Call before completing the
+ * request with VBLK_S_OK, on any thread that owns it.
+ */
+void vblk_req_set_append_sector(struct vblk_req *req, uint64_t sector);
 
 /** Human-readable name of a request type ("IN", "OUT", ...). */
 const char *vblk_req_type_name(uint32_t type);

@@ -146,12 +146,34 @@ struct vblk_drv_blk_frame {
 /**
  * Adds a virtio-blk request: header from @p frame, then @p data (readable
  * for OUT/DISCARD/WRITE_ZEROES/SECURE_ERASE, writable for IN/GET_ID/
- * GET_LIFETIME, ignored for FLUSH), then the status byte. Fills in the
- * header. Returns what vblk_drv_vq_add() returns.
+ * GET_LIFETIME/ZONE_REPORT, ignored for FLUSH and the zone operations
+ * ZONE_OPEN/_CLOSE/_FINISH/_RESET/_RESET_ALL), then the status byte. Fills
+ * in the header. ZONE_APPEND has its own frame: vblk_drv_blk_add_append().
+ * Returns what vblk_drv_vq_add() returns.
  */
 int vblk_drv_blk_add(struct vblk_drv_vq *vq, struct vblk_drv_blk_frame *frame, uint32_t type,
                      uint64_t sector, const struct vblk_iov *data, unsigned ndata, void *token,
                      bool use_indirect);
+
+/**
+ * A ZONE_APPEND frame in driver-visible memory: header, then the extended
+ * in-header (append_sector, status) of virtio 1.2 5.2.6.
+ */
+struct vblk_drv_blk_za_frame {
+    struct vblk_req_hdr hdr; /**< Request header (little-endian). */
+    uint64_t append_sector;  /**< Written by the device: where the data went. */
+    uint8_t status;          /**< Status byte the device writes. */
+    uint8_t pad[7];          /**< Keeps frames 16-byte aligned. */
+};
+
+/**
+ * Adds a ZONE_APPEND of @p data (readable) to the zone starting at
+ * @p zone_sector; on completion @p frame holds the status and, on
+ * VBLK_S_OK, the append_sector. Returns what vblk_drv_vq_add() returns.
+ */
+int vblk_drv_blk_add_append(struct vblk_drv_vq *vq, struct vblk_drv_blk_za_frame *frame,
+                            uint64_t zone_sector, const struct vblk_iov *data, unsigned ndata,
+                            void *token, bool use_indirect);
 
 #ifdef __cplusplus
 }

@@ -106,6 +106,15 @@ void vblk_loopback_stats(struct vblk_loopback *lb, struct vblk_transport_stats *
 int vblk_loopback_rw(struct vblk_loopback *lb, uint16_t qidx, uint32_t type, uint64_t sector,
                      void *buf, size_t len);
 
+/**
+ * Synchronous helper: a ZONE_APPEND of @p len bytes from @p buf (arena
+ * memory) to the zone starting at @p zone_sector on queue @p qidx. On
+ * VBLK_S_OK, @p *append_sector (may be NULL) is where the data went.
+ * Returns the status byte or a negative errno, like vblk_loopback_rw().
+ */
+int vblk_loopback_zone_append(struct vblk_loopback *lb, uint16_t qidx, uint64_t zone_sector,
+                              void *buf, size_t len, uint64_t *append_sector);
+
 #ifdef __cplusplus
 }
 #endif

@@ -46,7 +46,7 @@ extern "C" {
 #define VBLK_F_WRITE_ZEROES 14 /**< WRITE_ZEROES requests supported. */
 #define VBLK_F_LIFETIME     15 /**< GET_LIFETIME requests supported. */
 #define VBLK_F_SECURE_ERASE 16 /**< SECURE_ERASE requests supported. */
-#define VBLK_F_ZONED        17 /**< Zoned device (not implemented). */
+#define VBLK_F_ZONED        17 /**< Zoned device: the zoned fields are valid. */
 /**@}*/
 
 /** Turns a feature bit number into a mask. */
@@ -148,6 +148,13 @@ struct vblk_packed_event {
 #define VBLK_T_DISCARD      11u /**< Deallocate ranges. */
 #define VBLK_T_WRITE_ZEROES 13u /**< Zero ranges. */
 #define VBLK_T_SECURE_ERASE 14u /**< Securely erase ranges. */
+#define VBLK_T_ZONE_APPEND    15u /**< Write at the zone's write pointer (ZONED). */
+#define VBLK_T_ZONE_REPORT    16u /**< Read zone descriptors (ZONED). */
+#define VBLK_T_ZONE_OPEN      18u /**< Open a zone explicitly (ZONED). */
+#define VBLK_T_ZONE_CLOSE     20u /**< Close a zone (ZONED). */
+#define VBLK_T_ZONE_FINISH    22u /**< Make a zone full (ZONED). */
+#define VBLK_T_ZONE_RESET     24u /**< Rewind a zone's write pointer (ZONED). */
+#define VBLK_T_ZONE_RESET_ALL 26u /**< Reset every sequential zone (ZONED). */
 /**@}*/
 
 /** @name virtio-blk status byte values */
@@ -155,6 +162,36 @@ struct vblk_packed_event {
 #define VBLK_S_OK     0u /**< Success. */
 #define VBLK_S_IOERR  1u /**< Device or driver error. */
 #define VBLK_S_UNSUPP 2u /**< Request not supported. */
+#define VBLK_S_ZONE_INVALID_CMD     3u /**< Zoned: the request breaks a zone rule. */
+#define VBLK_S_ZONE_UNALIGNED_WP    4u /**< Zoned: a write not at the write pointer. */
+#define VBLK_S_ZONE_OPEN_RESOURCE   5u /**< Zoned: max_open_zones would be exceeded. */
+#define VBLK_S_ZONE_ACTIVE_RESOURCE 6u /**< Zoned: max_active_zones would be exceeded. */
+/**@}*/
+
+/** @name Zoned device models (virtio 1.2 5.2.4, zoned.model) */
+/**@{*/
+#define VBLK_Z_NONE 0u /**< Drive-managed or not zoned. */
+#define VBLK_Z_HM   1u /**< Host-managed: sequential-write-required zones. */
+#define VBLK_Z_HA   2u /**< Host-aware: sequential-write-preferred zones. */
+/**@}*/
+
+/** @name Zone types (virtio 1.2 5.2.6, z_type) */
+/**@{*/
+#define VBLK_ZT_CONV 1u /**< Conventional: random writes, no write pointer. */
+#define VBLK_ZT_SWR  2u /**< Sequential write required. */
+#define VBLK_ZT_SWP  3u /**< Sequential write preferred. */
+/**@}*/
+
+/** @name Zone states (virtio 1.2 5.2.6, z_state) */
+/**@{*/
+#define VBLK_ZS_NOT_WP  0u  /**< Conventional zone. */
+#define VBLK_ZS_EMPTY   1u  /**< Write pointer at the zone start. */
+#define VBLK_ZS_IOPEN   2u  /**< Implicitly open (by a write). */
+#define VBLK_ZS_EOPEN   3u  /**< Explicitly open (ZONE_OPEN). */
+#define VBLK_ZS_CLOSED  4u  /**< Written to, not open. */
+#define VBLK_ZS_RDONLY  13u /**< Read-only (device failure). */
+#define VBLK_ZS_FULL    14u /**< Written to capacity or finished. */
+#define VBLK_ZS_OFFLINE 15u /**< Neither readable nor writable. */
 /**@}*/
 
 /** Length of the GET_ID answer (virtio 1.2 5.2.6). */
@@ -216,7 +253,40 @@ struct vblk_config {
     uint32_t max_secure_erase_sectors;      /**< SECURE_ERASE. */
     uint32_t max_secure_erase_seg;          /**< SECURE_ERASE. */
     uint32_t secure_erase_sector_alignment; /**< SECURE_ERASE. */
+    /** ZONED: zoned characteristics (all read-only). */
+    struct {
+        uint32_t zone_sectors;       /**< Zone size in 512-byte sectors. */
+        uint32_t max_open_zones;     /**< Most open zones; 0: no limit. */
+        uint32_t max_active_zones;   /**< Most active zones; 0: no limit. */
+        uint32_t max_append_sectors; /**< Largest ZONE_APPEND; 0: no ZONE_APPEND. */
+        uint32_t write_granularity;  /**< Offset and size alignment of sequential writes, bytes. */
+        uint8_t model;               /**< VBLK_Z_*. */
+        uint8_t unused2[3];          /**< Reserved. */
+    } zoned;
 };
+
+/** Bytes of struct vblk_config without the zoned fields. */
+#define VBLK_CONFIG_SIZE_NO_ZONED 72u
+
+/** Header of a ZONE_REPORT answer (virtio 1.2 5.2.6). */
+struct vblk_zone_report {
+    uint64_t nr_zones;    /**< Descriptors fully transferred after the header. */
+    uint8_t reserved[56]; /**< Zero. */
+};
+
+/** One zone descriptor of a ZONE_REPORT answer (virtio 1.2 5.2.6). */
+struct vblk_zone_descriptor {
+    uint64_t z_cap;        /**< Writable sectors when empty. */
+    uint64_t z_start;      /**< First sector of the zone. */
+    uint64_t z_wp;         /**< Write pointer (undefined for CONV, RDONLY, FULL, OFFLINE). */
+    uint8_t z_type;        /**< VBLK_ZT_*. */
+    uint8_t z_state;       /**< VBLK_ZS_*. */
+    uint8_t reserved[38];  /**< Zero. */
+};
+
+/** Bytes the device writes before the status byte of a ZONE_APPEND:
+ * append_sector, at the start of the device-writable part (virtio 1.2 5.2.6). */
+#define VBLK_ZONE_APPEND_INHDR 8u
 
 #ifdef __cplusplus
 }

@@ -28,6 +28,7 @@
 #include "vq.h"
 #include "backend.h"
 #include "backends.h"
+#include "zone.h"
 #include "blk.h"
 #include "driver.h"
 #include "transport.h"

@@ -22,7 +22,7 @@ int vblk_backend_resize(struct vblk_backend *be, uint64_t size)
 {
     if (be == NULL || be->ops == NULL || size % VBLK_SECTOR_SIZE != 0)
         return -EINVAL;
-    if (be->ops->version < VBLK_BACKEND_OPS_V2 || be->ops->resize == NULL)
+    if (be->ops->version < VBLK_BACKEND_OPS_V3 || be->ops->resize == NULL)
         return -ENOTSUP;
     int rc = be->ops->resize(be->ctx, size);
     if (rc == 0 || rc == -ETIMEDOUT)

@@ -17,6 +17,34 @@
 #include "virtioblk/backends.h"
 #include "virtioblk/blk.h"
 #include "virtioblk/spec.h"
+#include "virtioblk/zone.h"
+
+#include <pthread.h>
+
+/*
+ * Emulated zones (zoned_emul.c), shared by the memory and file backends.
+ * A backend instance that may be zoned keeps a `struct zemu *` as its first
+ * member (NULL: not zoned), so zemu_of(ctx) finds it.
+ */
+struct zemu {
+    struct vblk_zone_table t;
+    struct vblk_zone_slot *slots;
+    int meta_fd;          /* metadata file, or -1 (memory) */
+    pthread_mutex_t lock; /* orders the metadata record writes */
+};
+
+int zemu_create(uint64_t size, const struct vblk_zoned_opts *opts, struct zemu **out);
+void zemu_destroy(struct zemu *z);
+/* Loads (or creates, every zone empty) the metadata file at @p path. */
+int zemu_attach_meta(struct zemu *z, const char *path, bool read_only);
+/* Persists the record of the zone holding @p sector / of every zone. */
+int zemu_persist_sector(struct zemu *z, uint64_t sector);
+int zemu_persist_all(struct zemu *z);
+/* fdatasync of the metadata file (FLUSH, write-through writes). */
+int zemu_sync(struct zemu *z);
+struct zemu *zemu_of(void *be);
+int zemu_zone_info(void *be, struct vblk_zone_info *info);
+int zemu_zone_report(void *be, uint64_t sector, struct vblk_zone *zones, uint32_t n);
 
 /*
  * Resize guard: tells a shrink when every request that may have been
@@ -77,7 +105,11 @@ int be_guard_set_size(struct be_guard *g, uint64_t size, unsigned timeout_ms);
  * capabilities (READ_ONLY, DISCARD, ...) and the methods (psync or io_uring)
  * depend on how the file was opened.
  */
+struct zdev;
+
 struct file_be {
+    struct zemu *zemu; /* emulated zones (first member: zemu_of) */
+    struct zdev *zdev; /* a host zoned block device passed through */
     struct vblk_backend_ops ops;
     int fd;
     bool blkdev;               /* block device: fallocate falls back to ioctls */
@@ -143,6 +175,21 @@ uint8_t file_range_falloc(int fd, int mode, uint64_t off, uint64_t len);
  */
 uint8_t file_range_fallback(struct file_be *fb, uint32_t type, const struct vblk_discard_wz_seg *r,
                             int mode);
+
+/*
+ * SECURE_ERASE of every range of @p req, synchronously: BLKSECDISCARD on a
+ * block device that supports it, else zeros written over the range, then
+ * fdatasync. Returns a VBLK_S_* status.
+ */
+uint8_t file_secure_erase(struct file_be *fb, const struct vblk_req *req);
+
+/* Zoned block device passthrough (file_zoned_dev.c). */
+struct stat;
+bool file_is_zoned_dev(int fd);
+/* Reopens with O_DIRECT, reads the zones and installs the methods. */
+int file_zoned_dev_setup(struct file_be *fb, const char *path, const struct stat *st,
+                         bool read_only);
+void file_zoned_dev_free(struct file_be *fb);
 
 /* Maps a negative errno from an I/O call to a VBLK_S_* status. */
 static inline uint8_t be_errno_status(int err)

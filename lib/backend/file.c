@@ -17,7 +17,14 @@
  *    spec asks of WRITE_ZEROES.
  *  - EOPNOTSUPP from fallocate on a block device falls back to the
  *    BLKDISCARD / BLKZEROOUT ioctls (synchronous); otherwise VBLK_S_UNSUPP.
- *  - SECURE_ERASE is not offered (no way to guarantee it on a file).
+ *  - SECURE_ERASE only with opts->secure_erase (no way to guarantee it on
+ *    a file system): BLKSECDISCARD, or zeros written over the ranges and
+ *    fdatasync (file_secure_erase()), synchronously in either engine.
+ *
+ * With emulated zones (opts->zoned) the zone table (zone.h) decides every
+ * write and zone operation, and its state is persisted in a metadata file
+ * (zoned_emul.c) before the request completes; such files use the psync
+ * engine.
  */
 #ifndef _FILE_OFFSET_BITS
 #define _FILE_OFFSET_BITS 64
@@ -114,6 +121,80 @@ static uint8_t psync_ranges(struct file_be *fb, struct vblk_req *req)
     return st;
 }
 
+/* Requests of a file with emulated zones. */
+static uint8_t psync_zoned(struct file_be *fb, struct vblk_req *req)
+{
+    struct zemu *z = fb->zemu;
+    struct vblk_zone_table *t = &z->t;
+    uint64_t nsect = req->len >> VBLK_SECTOR_SHIFT, at, valid;
+    uint32_t len = req->len;
+    uint8_t st;
+    switch (req->type) {
+    case VBLK_T_IN:
+        st = vblk_zone_table_read(t, req->sector, nsect, &valid);
+        if (st != VBLK_S_OK)
+            return st;
+        /* Past the write pointer: unwritten data reads as zeros. */
+        req->len = (uint32_t)valid << VBLK_SECTOR_SHIFT;
+        st = psync_rw(fb, req);
+        req->len = len;
+        if (st == VBLK_S_OK && valid < nsect) {
+            struct iov_pos pos = {0, 0};
+            be_iov_advance(req->iov, req->niov, &pos, valid << VBLK_SECTOR_SHIFT);
+            be_iov_zero(req->iov, req->niov, pos);
+        }
+        return st;
+    case VBLK_T_OUT:
+    case VBLK_T_ZONE_APPEND: {
+        uint64_t sector = req->sector;
+        st = vblk_zone_table_write_begin(t, req->type == VBLK_T_ZONE_APPEND, sector, nsect, &at);
+        if (st != VBLK_S_OK)
+            return st;
+        req->sector = at;
+        st = psync_rw(fb, req);
+        req->sector = sector;
+        vblk_zone_table_write_end(t, at, nsect, st == VBLK_S_OK);
+        /* The new write pointer is on disk before the write completes. */
+        if (st == VBLK_S_OK && zemu_persist_sector(z, at) < 0)
+            st = VBLK_S_IOERR;
+        if (st == VBLK_S_OK && (req->flags & VBLK_REQ_F_FUA) && zemu_sync(z) < 0)
+            st = VBLK_S_IOERR;
+        if (st == VBLK_S_OK)
+            vblk_req_set_append_sector(req, at);
+        return st;
+    }
+    case VBLK_T_FLUSH:
+        if (fdatasync(fb->fd) < 0 || zemu_sync(z) < 0)
+            return VBLK_S_IOERR;
+        return VBLK_S_OK;
+    case VBLK_T_ZONE_OPEN:
+    case VBLK_T_ZONE_CLOSE:
+    case VBLK_T_ZONE_FINISH:
+    case VBLK_T_ZONE_RESET:
+    case VBLK_T_ZONE_RESET_ALL: {
+        st = vblk_zone_table_mgmt(t, req->type, req->sector);
+        if (st != VBLK_S_OK)
+            return st;
+        int rc = req->type == VBLK_T_ZONE_RESET_ALL ? zemu_persist_all(z)
+                                                    : zemu_persist_sector(z, req->sector);
+        /* Zone operations are rare: each is durable when it completes. */
+        if (rc < 0 || zemu_sync(z) < 0)
+            return VBLK_S_IOERR;
+        if (req->type == VBLK_T_ZONE_RESET) {
+            /* Give the space back; the zone reads as zeros anyway. */
+            struct vblk_zone zn;
+            vblk_zone_table_get(t, vblk_zone_table_index(t, req->sector), &zn);
+            if (zn.wp == zn.start)
+                (void)file_range_falloc(fb->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                        zn.start << VBLK_SECTOR_SHIFT, zn.len << VBLK_SECTOR_SHIFT);
+        }
+        return VBLK_S_OK;
+    }
+    default:
+        return VBLK_S_UNSUPP;
+    }
+}
+
 /* True if every byte @p req touches lies inside the current size. */
 bool file_req_fits(struct file_be *fb, const struct vblk_req *req)
 {
@@ -139,6 +220,10 @@ static void psync_submit(void *be, void *qctx, struct vblk_req *req)
     uint8_t st;
 
     (void)qctx;
+    if (fb->zemu) {
+        vblk_req_complete(req, psync_zoned(fb, req));
+        return;
+    }
     unsigned token = be_guard_enter(&fb->guard, req->queue);
     if (!file_req_fits(fb, req)) {
         /* Checked by the device against a capacity a resize just shrank. */
@@ -158,6 +243,11 @@ static void psync_submit(void *be, void *qctx, struct vblk_req *req)
     case VBLK_T_WRITE_ZEROES:
         st = psync_ranges(fb, req);
         break;
+    case VBLK_T_SECURE_ERASE:
+        /* Only when offered (opts->secure_erase). */
+        st = (fb->ops.caps & VBLK_BACKEND_CAP_SECURE_ERASE) ? file_secure_erase(fb, req)
+                                                            : VBLK_S_UNSUPP;
+        break;
     default:
         st = VBLK_S_UNSUPP;
         break;
@@ -172,7 +262,8 @@ static void psync_submit(void *be, void *qctx, struct vblk_req *req)
 static int file_resize(void *be, uint64_t size)
 {
     struct file_be *fb = be;
-    if (fb->blkdev)
+    /* A zoned layout (and its metadata) is fixed at creation. */
+    if (fb->blkdev || fb->zemu)
         return -ENOTSUP;
     if (fb->ops.caps & VBLK_BACKEND_CAP_READ_ONLY)
         return -EROFS;
@@ -199,6 +290,8 @@ static void file_destroy(void *be)
     if (fb == NULL)
         return;
     close(fb->fd);
+    zemu_destroy(fb->zemu);
+    file_zoned_dev_free(fb);
     free(fb);
 }
 
@@ -270,6 +363,35 @@ static int file_pick_engine(int engine, unsigned depth)
 #endif
 }
 
+/* Emulated zones: the table, and its state from the metadata file. */
+static int file_zoned_setup(struct file_be *fb, const char *path, const struct vblk_file_opts *opts)
+{
+    int r = zemu_create(fb->size, opts->zoned, &fb->zemu);
+    if (r < 0)
+        return r;
+    char *meta = NULL;
+    const char *mp = opts->zone_meta;
+    if (mp == NULL) {
+        size_t n = strlen(path);
+        meta = malloc(n + sizeof(".zones"));
+        if (meta == NULL) {
+            r = -ENOMEM;
+            goto out;
+        }
+        memcpy(meta, path, n);
+        memcpy(meta + n, ".zones", sizeof(".zones"));
+        mp = meta;
+    }
+    r = zemu_attach_meta(fb->zemu, mp, opts->read_only);
+out:
+    free(meta);
+    if (r < 0) {
+        zemu_destroy(fb->zemu);
+        fb->zemu = NULL;
+    }
+    return r;
+}
+
 int vblk_backend_file_open(const char *path, const struct vblk_file_opts *opts,
                            struct vblk_backend *out)
 {
@@ -306,7 +428,18 @@ int vblk_backend_file_open(const char *path, const struct vblk_file_opts *opts,
         r = -EINVAL;
         goto fail_fd;
     }
-    uring = file_pick_engine(opts->engine, depth);
+    /* Zones, emulated or passed through, run on the psync engine; zones
+     * cannot be emulated over a zoned device. */
+    bool zdev = S_ISBLK(st.st_mode) && file_is_zoned_dev(fd);
+    if ((opts->zoned || zdev) && opts->engine == VBLK_FILE_ENGINE_IO_URING) {
+        r = -EINVAL;
+        goto fail_fd;
+    }
+    if (opts->zoned && zdev) {
+        r = -EINVAL;
+        goto fail_fd;
+    }
+    uring = opts->zoned || zdev ? 0 : file_pick_engine(opts->engine, depth);
     if (uring < 0) {
         r = uring;
         goto fail_fd;
@@ -323,11 +456,20 @@ int vblk_backend_file_open(const char *path, const struct vblk_file_opts *opts,
     be_guard_init(&fb->guard, size);
     atomic_init(&fb->no_zero_range, false);
 
-    fb->ops.version = VBLK_BACKEND_OPS_V2;
+    fb->ops.version = VBLK_BACKEND_OPS_V3;
     fb->ops.resize = file_resize;
     fb->ops.name = "file";
     fb->ops.submit = psync_submit;
     fb->ops.destroy = file_destroy;
+    fb->ops.zone_info = zemu_zone_info;
+    fb->ops.zone_report = zemu_zone_report;
+    if (opts->zoned) {
+        r = file_zoned_setup(fb, path, opts);
+        if (r < 0) {
+            free(fb);
+            goto fail_fd;
+        }
+    }
     if (opts->read_only) {
         fb->ops.caps = VBLK_BACKEND_CAP_READ_ONLY;
     } else {
@@ -337,6 +479,16 @@ int vblk_backend_file_open(const char *path, const struct vblk_file_opts *opts,
             fb->ops.caps |= VBLK_BACKEND_CAP_DISCARD;
         else if (!fb->blkdev)
             fb->ops.caps &= ~VBLK_BACKEND_CAP_WRITE_ZEROES; /* no way to zero cheaply */
+        if (opts->secure_erase)
+            fb->ops.caps |= VBLK_BACKEND_CAP_SECURE_ERASE;
+    }
+    if (zdev) {
+        r = file_zoned_dev_setup(fb, path, &st, opts->read_only);
+        if (r < 0) {
+            fd = fb->fd; /* setup may have replaced it */
+            free(fb);
+            goto fail_fd;
+        }
     }
 #if VBLK_HAVE_URING
     if (uring)

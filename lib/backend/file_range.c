@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "backend/backend_internal.h"
 
@@ -59,4 +60,37 @@ uint8_t file_range_fallback(struct file_be *fb, uint32_t type, const struct vblk
         return file_range_falloc(fb->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
     }
     return VBLK_S_UNSUPP;
+}
+
+/* Overwrites [off, off + len) with zeros. Returns a VBLK_S_* status. */
+static uint8_t zero_fill(int fd, uint64_t off, uint64_t len)
+{
+    static const uint8_t zeros[64 * 1024];
+    while (len) {
+        size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
+        ssize_t w = pwrite(fd, zeros, n, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return VBLK_S_IOERR;
+        off += (uint64_t)w;
+        len -= (uint64_t)w;
+    }
+    return VBLK_S_OK;
+}
+
+uint8_t file_secure_erase(struct file_be *fb, const struct vblk_req *req)
+{
+    for (uint32_t i = 0; i < req->nranges; i++) {
+        const struct vblk_discard_wz_seg *r = &req->ranges[i];
+        uint64_t rng[2] = {be_range_off(r), be_range_len(r)};
+        if (!rng[1])
+            continue;
+        if (fb->blkdev && ioctl(fb->fd, BLKSECDISCARD, rng) == 0)
+            continue;
+        uint8_t st = zero_fill(fb->fd, rng[0], rng[1]);
+        if (st != VBLK_S_OK)
+            return st;
+    }
+    return fdatasync(fb->fd) == 0 ? VBLK_S_OK : VBLK_S_IOERR;
 }

@@ -296,6 +296,12 @@ static void uq_submit(void *be, void *qctx, struct vblk_req *req)
     case VBLK_T_DISCARD:
     case VBLK_T_WRITE_ZEROES:
         break;
+    case VBLK_T_SECURE_ERASE:
+        /* Rare, and it must overwrite: done in place, on this thread. */
+        vblk_req_complete(req, (q->fb->ops.caps & VBLK_BACKEND_CAP_SECURE_ERASE)
+                                   ? file_secure_erase(q->fb, req)
+                                   : VBLK_S_UNSUPP);
+        return;
     default:
         vblk_req_complete(req, VBLK_S_UNSUPP);
         return;

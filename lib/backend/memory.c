@@ -16,6 +16,10 @@
  * opens more of it; shrinking waits for the requests in flight (the resize
  * guard) and gives the tail's pages back, so that it reads as zeros if the
  * disk grows again. The mapping never moves under a request.
+ *
+ * With emulated zones (vblk_backend_memory_create_zoned()) the zone table
+ * of zone.h decides every write and zone operation; its spin lock makes
+ * ZONE_APPENDs from several queues take distinct ranges of a zone.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -33,6 +37,7 @@
 #define MEM_GROW_RESERVE (64ull << 30)
 
 struct mem_be {
+    struct zemu *zemu; /* emulated zones or NULL (first member: zemu_of) */
     uint8_t *base;
     size_t map_len;    /* reserved */
     size_t access_len; /* readable and writable, page-aligned */
@@ -56,10 +61,12 @@ static void mem_zero(struct mem_be *mb, uint64_t off, uint64_t len)
     memset(p, 0, len);
 }
 
-static uint8_t mem_rw(struct mem_be *mb, struct vblk_req *req)
+/* Copies @len bytes between the disk at sector @at and the request's
+ * buffers (in @req's direction); reads zero the buffers past @len. */
+static uint8_t mem_copy(struct mem_be *mb, struct vblk_req *req, uint64_t at, uint32_t len)
 {
-    uint64_t off = req->sector << VBLK_SECTOR_SHIFT;
-    uint32_t left = req->len;
+    uint64_t off = at << VBLK_SECTOR_SHIFT;
+    uint32_t left = len;
     uint8_t *disk;
 
     /* The device validated it against the capacity, which a resize may
@@ -76,7 +83,63 @@ static uint8_t mem_rw(struct mem_be *mb, struct vblk_req *req)
         disk += n;
         left -= (uint32_t)n;
     }
-    return left == 0 ? VBLK_S_OK : VBLK_S_IOERR;
+    if (left)
+        return VBLK_S_IOERR;
+    if (req->type == VBLK_T_IN && len < req->len) {
+        struct iov_pos pos = {0, 0};
+        be_iov_advance(req->iov, req->niov, &pos, len);
+        be_iov_zero(req->iov, req->niov, pos);
+    }
+    return VBLK_S_OK;
+}
+
+static uint8_t mem_rw(struct mem_be *mb, struct vblk_req *req)
+{
+    return mem_copy(mb, req, req->sector, req->len);
+}
+
+/* Requests of a zoned RAM disk: the zone table first, then the copy. */
+static uint8_t mem_zoned(struct mem_be *mb, struct vblk_req *req)
+{
+    struct vblk_zone_table *t = &mb->zemu->t;
+    uint64_t nsect = req->len >> VBLK_SECTOR_SHIFT, at, valid;
+    uint8_t st;
+    switch (req->type) {
+    case VBLK_T_IN:
+        st = vblk_zone_table_read(t, req->sector, nsect, &valid);
+        return st != VBLK_S_OK ? st : mem_copy(mb, req, req->sector, (uint32_t)valid << 9);
+    case VBLK_T_OUT:
+    case VBLK_T_ZONE_APPEND:
+        st = vblk_zone_table_write_begin(t, req->type == VBLK_T_ZONE_APPEND, req->sector, nsect,
+                                         &at);
+        if (st != VBLK_S_OK)
+            return st;
+        st = mem_copy(mb, req, at, req->len);
+        vblk_zone_table_write_end(t, at, nsect, st == VBLK_S_OK);
+        if (st == VBLK_S_OK)
+            vblk_req_set_append_sector(req, at);
+        return st;
+    case VBLK_T_FLUSH:
+        return VBLK_S_OK;
+    case VBLK_T_ZONE_OPEN:
+    case VBLK_T_ZONE_CLOSE:
+    case VBLK_T_ZONE_FINISH:
+        return vblk_zone_table_mgmt(t, req->type, req->sector);
+    case VBLK_T_ZONE_RESET:
+    case VBLK_T_ZONE_RESET_ALL:
+        /* The data is unreachable past the write pointer (it reads as
+         * zeros); dropping it gives the memory back. */
+        st = vblk_zone_table_mgmt(t, req->type, req->sector);
+        if (st == VBLK_S_OK && req->type == VBLK_T_ZONE_RESET) {
+            struct vblk_zone z;
+            vblk_zone_table_get(t, vblk_zone_table_index(t, req->sector), &z);
+            if (z.wp == z.start)
+                mem_zero(mb, z.start << VBLK_SECTOR_SHIFT, z.len << VBLK_SECTOR_SHIFT);
+        }
+        return st;
+    default:
+        return VBLK_S_UNSUPP;
+    }
 }
 
 static uint8_t mem_ranges(struct mem_be *mb, struct vblk_req *req)
@@ -99,6 +162,10 @@ static void mem_submit(void *be, void *qctx, struct vblk_req *req)
     uint8_t st;
 
     (void)qctx;
+    if (mb->zemu) {
+        vblk_req_complete(req, mem_zoned(mb, req));
+        return;
+    }
     unsigned token = be_guard_enter(&mb->guard, req->queue);
     switch (req->type) {
     case VBLK_T_IN:
@@ -130,6 +197,9 @@ static int mem_resize(void *be, uint64_t size)
 {
     struct mem_be *mb = be;
     uint64_t old = be_guard_size(&mb->guard);
+    /* A zoned layout is fixed at creation. */
+    if (mb->zemu)
+        return -ENOTSUP;
     if (size > mb->map_len)
         return -ENOSPC;
     if (size > old) {
@@ -160,17 +230,20 @@ static void mem_destroy(void *be)
         return;
     if (mb->base != NULL)
         munmap(mb->base, mb->map_len);
+    zemu_destroy(mb->zemu);
     free(mb);
 }
 
 static const struct vblk_backend_ops mem_ops = {
-    .version = VBLK_BACKEND_OPS_V2,
+    .version = VBLK_BACKEND_OPS_V3,
     /* FLUSH is a no-op but offered so that every request type works. */
     .caps = VBLK_BACKEND_CAP_FLUSH | VBLK_BACKEND_CAP_DISCARD | VBLK_BACKEND_CAP_WRITE_ZEROES |
             VBLK_BACKEND_CAP_SECURE_ERASE,
     .name = "memory",
     .submit = mem_submit,
     .destroy = mem_destroy,
+    .zone_info = zemu_zone_info,
+    .zone_report = zemu_zone_report,
     .resize = mem_resize,
 };
 
@@ -210,5 +283,23 @@ int vblk_backend_memory_create(uint64_t size, struct vblk_backend *out)
     out->ops = &mem_ops;
     out->ctx = mb;
     out->size = size;
+    return 0;
+}
+
+int vblk_backend_memory_create_zoned(uint64_t size, const struct vblk_zoned_opts *zoned,
+                                     struct vblk_backend *out)
+{
+    struct zemu *z;
+    if (out == NULL || zoned == NULL)
+        return -EINVAL;
+    int rc = zemu_create(size, zoned, &z);
+    if (rc < 0)
+        return rc;
+    rc = vblk_backend_memory_create(size, out);
+    if (rc < 0) {
+        zemu_destroy(z);
+        return rc;
+    }
+    ((struct mem_be *)out->ctx)->zemu = z;
     return 0;
 }

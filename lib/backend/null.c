@@ -26,7 +26,7 @@ static int null_resize(void *be, uint64_t size)
 }
 
 static const struct vblk_backend_ops null_ops = {
-    .version = VBLK_BACKEND_OPS_V2,
+    .version = VBLK_BACKEND_OPS_V3,
     .caps = VBLK_BACKEND_CAP_FLUSH | VBLK_BACKEND_CAP_DISCARD | VBLK_BACKEND_CAP_WRITE_ZEROES |
             VBLK_BACKEND_CAP_SECURE_ERASE,
     .name = "null",

@@ -6,7 +6,11 @@
 
 #include "virtioblk/blk.h"
 
-_Static_assert(sizeof(struct vblk_config) == 72, "virtio 1.2 5.2.4 layout (zoned excluded)");
+_Static_assert(sizeof(struct vblk_config) == 96, "virtio 1.2 5.2.4 layout");
+_Static_assert(offsetof(struct vblk_config, zoned) == VBLK_CONFIG_SIZE_NO_ZONED, "zoned offset");
+_Static_assert(offsetof(struct vblk_config, zoned.model) == 92, "zoned model offset");
+_Static_assert(sizeof(struct vblk_zone_report) == 64, "zone report header");
+_Static_assert(sizeof(struct vblk_zone_descriptor) == 64, "zone descriptor");
 _Static_assert(offsetof(struct vblk_config, writeback) == 32, "writeback offset");
 _Static_assert(offsetof(struct vblk_config, num_queues) == 34, "num_queues offset");
 _Static_assert(offsetof(struct vblk_config, max_discard_sectors) == 36, "discard offset");
@@ -38,6 +42,43 @@ void vblk_dev_params_default(struct vblk_dev_params *p, uint64_t capacity)
 static uint32_t max_u32(uint32_t a, uint32_t b)
 {
     return a > b ? a : b;
+}
+
+/* The zoned fields of the config space: the geometry, or zeros. */
+static void fill_zoned(struct vblk_dev *dev, bool on)
+{
+    memset(&dev->config.zoned, 0, sizeof(dev->config.zoned));
+    if (!on)
+        return;
+    dev->config.zoned.zone_sectors = dev->zinfo.zone_sectors;
+    dev->config.zoned.max_open_zones = dev->zinfo.max_open_zones;
+    dev->config.zoned.max_active_zones = dev->zinfo.max_active_zones;
+    dev->config.zoned.max_append_sectors = dev->zinfo.max_append_sectors;
+    dev->config.zoned.write_granularity = dev->zinfo.write_granularity;
+    dev->config.zoned.model = dev->zinfo.model;
+}
+
+/* A zoned backend's geometry, checked against what the device offers. */
+static int zoned_init(struct vblk_dev *dev, const struct vblk_backend *be)
+{
+    const struct vblk_backend_ops *ops = be->ops;
+    /* backend.h: never look at a method past the declared version. */
+    if (ops->version < VBLK_BACKEND_OPS_V2 || !ops->zone_info)
+        return 0;
+    struct vblk_zone_info *zi = &dev->zinfo;
+    int rc = ops->zone_info(be->ctx, zi);
+    if (rc <= 0)
+        return rc;
+    if (!ops->zone_report || (zi->model != VBLK_Z_HM && zi->model != VBLK_Z_HA))
+        return -EINVAL;
+    if (!zi->zone_sectors || !zi->write_granularity || zi->write_granularity % VBLK_SECTOR_SIZE)
+        return -EINVAL;
+    /* virtio 1.2 5.2.4: max_append_sectors <= seg_max * size_max. */
+    if (dev->p.size_max && (uint64_t)zi->max_append_sectors * VBLK_SECTOR_SIZE >
+                               (uint64_t)dev->p.seg_max * dev->p.size_max)
+        return -EINVAL;
+    dev->zoned = 1;
+    return 1;
 }
 
 int vblk_dev_init(struct vblk_dev *dev, const struct vblk_dev_params *p,
@@ -76,6 +117,16 @@ int vblk_dev_init(struct vblk_dev *dev, const struct vblk_dev_params *p,
         dev->p.max_write_zeroes_seg = 1;
     if (dev->p.max_secure_erase_seg == 0)
         dev->p.max_secure_erase_seg = 1;
+    int zrc = zoned_init(dev, be);
+    if (zrc < 0)
+        return zrc;
+    if (dev->zoned) {
+        /* Ranges make no sense on sequential zones (and SECURE_ERASE would
+         * have to act as a zone reset, virtio 1.2 5.2.6): not offered. */
+        dev->p.max_discard_sectors = 0;
+        dev->p.max_write_zeroes_sectors = 0;
+        dev->p.max_secure_erase_sectors = 0;
+    }
 
     uint64_t f = VBLK_BIT(VBLK_F_VERSION_1) | VBLK_BIT(VBLK_F_INDIRECT_DESC) |
                  VBLK_BIT(VBLK_F_EVENT_IDX) | VBLK_BIT(VBLK_F_RING_PACKED) |
@@ -97,7 +148,14 @@ int vblk_dev_init(struct vblk_dev *dev, const struct vblk_dev_params *p,
         f |= VBLK_BIT(VBLK_F_SECURE_ERASE);
     if (dev->p.lifetime)
         f |= VBLK_BIT(VBLK_F_LIFETIME);
+    if (dev->zoned)
+        f |= VBLK_BIT(VBLK_F_ZONED);
     f &= ~dev->p.features_off;
+    /* A host-managed device cannot pass as a regular one. */
+    if (dev->zoned && !(f & VBLK_BIT(VBLK_F_ZONED)) && dev->zinfo.model == VBLK_Z_HM)
+        return -EINVAL;
+    if (!(f & VBLK_BIT(VBLK_F_ZONED)))
+        dev->zoned = 0;
     /* virtio 1.2 5.2.5.2: CONFIG_WCE may only be offered with FLUSH. */
     if (!(f & VBLK_BIT(VBLK_F_FLUSH)))
         f &= ~VBLK_BIT(VBLK_F_CONFIG_WCE);
@@ -136,6 +194,7 @@ int vblk_dev_init(struct vblk_dev *dev, const struct vblk_dev_params *p,
     c->max_secure_erase_sectors = dev->p.max_secure_erase_sectors;
     c->max_secure_erase_seg = dev->p.max_secure_erase_seg;
     c->secure_erase_sector_alignment = dev->p.secure_erase_sector_alignment;
+    fill_zoned(dev, dev->zoned);
     return 0;
 }
 
@@ -149,6 +208,16 @@ int vblk_dev_set_features(struct vblk_dev *dev, uint64_t features)
     /* virtio 1.2 2.2.1: the driver accepts a subset; 6.1: modern only. */
     if ((features & ~dev->host_features) || !(features & VBLK_BIT(VBLK_F_VERSION_1)))
         return -EINVAL;
+    bool zoned = (features & VBLK_BIT(VBLK_F_ZONED)) != 0;
+    if (dev->zoned) {
+        /* virtio 1.2 5.2.5.2: host-managed needs a driver that takes
+         * ZONED; a host-aware device then reads as a regular one, its
+         * zoned fields zero. */
+        if (!zoned && dev->zinfo.model == VBLK_Z_HM)
+            return -EINVAL;
+        fill_zoned(dev, zoned);
+        dev->zoned_on = zoned;
+    }
     dev->driver_features = features;
     dev->features_ok = 1;
     return 0;
@@ -156,13 +225,13 @@ int vblk_dev_set_features(struct vblk_dev *dev, uint64_t features)
 
 uint32_t vblk_dev_config_size(const struct vblk_dev *dev)
 {
-    (void)dev;
-    return (uint32_t)sizeof(struct vblk_config);
+    return dev->zoned ? (uint32_t)sizeof(struct vblk_config) : VBLK_CONFIG_SIZE_NO_ZONED;
 }
 
 int vblk_dev_config_read(const struct vblk_dev *dev, uint32_t offset, void *buf, uint32_t len)
 {
-    if (offset > sizeof(dev->config) || len > sizeof(dev->config) - offset)
+    uint32_t size = vblk_dev_config_size(dev);
+    if (offset > size || len > size - offset)
         return -EINVAL;
     memcpy(buf, (const uint8_t *)&dev->config + offset, len);
     return 0;
@@ -170,7 +239,8 @@ int vblk_dev_config_read(const struct vblk_dev *dev, uint32_t offset, void *buf,
 
 int vblk_dev_config_write(struct vblk_dev *dev, uint32_t offset, const void *buf, uint32_t len)
 {
-    if (offset > sizeof(dev->config) || len > sizeof(dev->config) - offset)
+    uint32_t size = vblk_dev_config_size(dev);
+    if (offset > size || len > size - offset)
         return -EINVAL;
     const uint32_t wb = offsetof(struct vblk_config, writeback);
     /* virtio 1.2 5.2.5: only writeback is writable, with CONFIG_WCE. */
@@ -221,6 +291,20 @@ const char *vblk_req_type_name(uint32_t type)
         return "WRITE_ZEROES";
     case VBLK_T_SECURE_ERASE:
         return "SECURE_ERASE";
+    case VBLK_T_ZONE_APPEND:
+        return "ZONE_APPEND";
+    case VBLK_T_ZONE_REPORT:
+        return "ZONE_REPORT";
+    case VBLK_T_ZONE_OPEN:
+        return "ZONE_OPEN";
+    case VBLK_T_ZONE_CLOSE:
+        return "ZONE_CLOSE";
+    case VBLK_T_ZONE_FINISH:
+        return "ZONE_FINISH";
+    case VBLK_T_ZONE_RESET:
+        return "ZONE_RESET";
+    case VBLK_T_ZONE_RESET_ALL:
+        return "ZONE_RESET_ALL";
     default:
         return "UNKNOWN";
     }

@@ -20,7 +20,13 @@ int req_decode(const struct vblk_queue *q, struct vblk_req *r);
 /* Request types whose data buffers the device writes. */
 static inline bool req_writes_data(uint32_t type)
 {
-    return type == VBLK_T_IN || type == VBLK_T_GET_ID || type == VBLK_T_GET_LIFETIME;
+    return type == VBLK_T_IN || type == VBLK_T_GET_ID || type == VBLK_T_GET_LIFETIME ||
+           type == VBLK_T_ZONE_REPORT;
 }
+
+/* Decodes the zoned request types (zoned requests accepted, dev->zoned_on). */
+int req_decode_zoned(const struct vblk_queue *q, struct vblk_req *r, struct vblk_iov *rd,
+                     uint16_t nrd, uint32_t rd_len, struct vblk_iov *win, uint16_t nwin,
+                     uint32_t wr_len);
 
 #endif

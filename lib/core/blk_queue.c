@@ -251,6 +251,7 @@ static bool start(struct vblk_queue *q, struct vblk_req *r)
     int verdict = req_decode(q, r);
     if (verdict == REQ_SUBMIT) {
         q->stats.submitted++;
+        q->stats.multi_range += r->nranges > 1;
         q->dev->be.ops->submit(q->dev->be.ctx, q->qctx, r);
         return true;
     }

@@ -38,6 +38,28 @@ static size_t iov_scatter(struct vblk_iov *iov, unsigned n, const void *src, siz
     return done;
 }
 
+/* Writes @len bytes @skip bytes into @iov; the caller checked the room. */
+static void iov_scatter_at(struct vblk_iov *iov, unsigned n, uint64_t skip, const void *src,
+                           size_t len)
+{
+    const uint8_t *s = src;
+    for (unsigned i = 0; i < n && len; i++) {
+        if (skip >= iov[i].len) {
+            skip -= iov[i].len;
+            continue;
+        }
+        size_t chunk = iov[i].len - (size_t)skip;
+        if (chunk > len)
+            chunk = len;
+        memcpy((uint8_t *)iov[i].base + skip, s, chunk);
+        s += chunk;
+        len -= chunk;
+        skip = 0;
+    }
+}
+
+static bool write_through(const struct vblk_dev *dev);
+
 /* Drops the first @skip bytes of an iovec array in place. Returns the new
  * start and count. */
 static struct vblk_iov *iov_advance(struct vblk_iov *iov, uint16_t *n, size_t skip)
@@ -53,7 +75,6 @@ static struct vblk_iov *iov_advance(struct vblk_iov *iov, uint16_t *n, size_t sk
     }
     return iov;
 }
-
 
 /* Sector range, alignment and segment limits for IN / OUT. */
 static bool rw_ok(const struct vblk_queue *q, const struct vblk_req *r)
@@ -73,6 +94,127 @@ static bool rw_ok(const struct vblk_queue *q, const struct vblk_req *r)
         r->chain.max_desc_len > dev->p.size_max && r->chain.ndata > 1)
         return false;
     return true;
+}
+
+/* ZONE_REPORT: the descriptors from the zone holding r->sector, as many
+ * as the driver's buffer holds whole (virtio 1.2 5.2.6), fetched from the
+ * backend a few at a time. */
+static int zone_report(const struct vblk_queue *q, struct vblk_req *r, struct vblk_iov *win,
+                       uint16_t nwin, uint32_t wr_len)
+{
+    const struct vblk_dev *dev = q->dev;
+    /* Not even room for the header: nothing meaningful can be returned. */
+    if (wr_len < sizeof(struct vblk_zone_report) || r->sector >= dev->config.capacity)
+        return VBLK_S_ZONE_INVALID_CMD;
+    uint64_t want =
+        (wr_len - sizeof(struct vblk_zone_report)) / sizeof(struct vblk_zone_descriptor);
+    uint64_t sector = r->sector, done = 0;
+    while (done < want) {
+        struct vblk_zone z[8];
+        uint32_t n = want - done < 8 ? (uint32_t)(want - done) : 8;
+        int got = dev->be.ops->zone_report(dev->be.ctx, sector, z, n);
+        if (got < 0)
+            return VBLK_S_IOERR;
+        if (got == 0)
+            break;
+        if ((uint32_t)got > n)
+            got = (int)n;
+        for (int i = 0; i < got; i++) {
+            /* A backend that goes backwards would loop forever. */
+            if (z[i].start + z[i].len <= sector || z[i].len == 0)
+                return VBLK_S_IOERR;
+            struct vblk_zone_descriptor d;
+            memset(&d, 0, sizeof(d));
+            d.z_cap = z[i].cap;
+            d.z_start = z[i].start;
+            d.z_wp = z[i].wp;
+            d.z_type = z[i].type;
+            d.z_state = z[i].state;
+            iov_scatter_at(win, nwin,
+                           sizeof(struct vblk_zone_report) + (done + (uint64_t)i) * sizeof(d), &d,
+                           sizeof(d));
+            sector = z[i].start + z[i].len;
+        }
+        done += (uint32_t)got;
+        if (sector >= dev->config.capacity)
+            break;
+    }
+    struct vblk_zone_report h;
+    memset(&h, 0, sizeof(h));
+    h.nr_zones = done;
+    iov_scatter(win, nwin, &h, sizeof(h));
+    r->iov = win;
+    r->niov = nwin;
+    r->used_len = (uint32_t)(sizeof(h) + done * sizeof(struct vblk_zone_descriptor)) + 1;
+    return VBLK_S_OK;
+}
+
+int req_decode_zoned(const struct vblk_queue *q, struct vblk_req *r, struct vblk_iov *rd,
+                     uint16_t nrd, uint32_t rd_len, struct vblk_iov *win, uint16_t nwin,
+                     uint32_t wr_len)
+{
+    const struct vblk_dev *dev = q->dev;
+    const struct vblk_zone_info *zi = &dev->zinfo;
+    uint64_t cap = dev->config.capacity;
+    switch (r->type) {
+    case VBLK_T_ZONE_REPORT:
+        return zone_report(q, r, win, nwin, wr_len);
+    case VBLK_T_ZONE_APPEND: {
+        /* The extended in-header: append_sector, then the status byte. */
+        if (wr_len < VBLK_ZONE_APPEND_INHDR || rd_len % VBLK_SECTOR_SIZE)
+            return VBLK_S_IOERR;
+        if (r->chain.ndata > dev->p.seg_max + 2u)
+            return VBLK_S_IOERR;
+        uint64_t nsect = rd_len >> VBLK_SECTOR_SHIFT;
+        /* virtio 1.2 5.2.6.2: the append size limit, then the zone rules
+         * the config space tells (the backend applies the rest). */
+        if (nsect > zi->max_append_sectors)
+            return zi->max_append_sectors ? VBLK_S_ZONE_INVALID_CMD : VBLK_S_UNSUPP;
+        if (r->sector >= cap || r->sector % zi->zone_sectors)
+            return VBLK_S_ZONE_INVALID_CMD;
+        if (rd_len % zi->write_granularity)
+            return VBLK_S_ZONE_UNALIGNED_WP;
+        r->iov = rd;
+        r->niov = nrd;
+        r->len = rd_len;
+        r->zin = win;
+        r->nzin = nwin;
+        r->used_len = wr_len + 1;
+        if (write_through(dev))
+            r->flags |= VBLK_REQ_F_FUA;
+        return REQ_SUBMIT;
+    }
+    case VBLK_T_ZONE_OPEN:
+    case VBLK_T_ZONE_CLOSE:
+    case VBLK_T_ZONE_FINISH:
+    case VBLK_T_ZONE_RESET:
+        if (r->sector >= cap || r->sector % zi->zone_sectors)
+            return VBLK_S_ZONE_INVALID_CMD;
+        return REQ_SUBMIT;
+    case VBLK_T_ZONE_RESET_ALL:
+        r->sector = 0;
+        return REQ_SUBMIT;
+    default:
+        return VBLK_S_UNSUPP;
+    }
+}
+
+void vblk_req_set_append_sector(struct vblk_req *r, uint64_t sector)
+{
+    /* zin is set by every ZONE_APPEND that reaches a backend (and only
+     * read for one), so the common path never clears it. */
+    if (r->type != VBLK_T_ZONE_APPEND || !r->zin)
+        return;
+    iov_scatter(r->zin, r->nzin, &sector, sizeof(sector));
+    struct vblk_mem *mem = r->q->vq.mem;
+    if (mem->log) {
+        size_t left = sizeof(sector);
+        for (uint16_t i = 0; i < r->nzin && left; i++) {
+            size_t n = r->zin[i].len < left ? r->zin[i].len : left;
+            vblk_mem_log_host(mem, r->zin[i].base, n);
+            left -= n;
+        }
+    }
 }
 
 /* DISCARD / WRITE_ZEROES / SECURE_ERASE: copy each segment out of driver
@@ -123,7 +265,9 @@ static uint8_t ranges_load(const struct vblk_queue *q, struct vblk_req *r, struc
 static bool req_modifies(uint32_t type)
 {
     return type == VBLK_T_OUT || type == VBLK_T_DISCARD || type == VBLK_T_WRITE_ZEROES ||
-           type == VBLK_T_SECURE_ERASE;
+           type == VBLK_T_SECURE_ERASE || type == VBLK_T_ZONE_APPEND || type == VBLK_T_ZONE_OPEN ||
+           type == VBLK_T_ZONE_CLOSE || type == VBLK_T_ZONE_FINISH || type == VBLK_T_ZONE_RESET ||
+           type == VBLK_T_ZONE_RESET_ALL;
 }
 
 static uint64_t feature_for(uint32_t type)
@@ -258,8 +402,11 @@ int req_decode(const struct vblk_queue *q, struct vblk_req *r)
         break;
     }
     default:
-        /* Unknown types, and ZONED types until that feature exists. */
-        return VBLK_S_UNSUPP;
+        /* virtio 1.2 5.2.6.2: without ZONED negotiated the zone types are
+         * unsupported, like unknown types. */
+        if (!dev->zoned_on)
+            return VBLK_S_UNSUPP;
+        return req_decode_zoned(q, r, rd, nrd, rd_len, win, nwin, wr_len);
     }
     if ((r->type == VBLK_T_IN || r->type == VBLK_T_OUT) && r->len == 0)
         return VBLK_S_OK;

@@ -177,6 +177,7 @@ static void add_req_stats(struct vblk_queue_stats *sum, const struct vblk_queue_
     sum->ioerr += s->ioerr;
     sum->unsupp += s->unsupp;
     sum->pool_full += s->pool_full;
+    sum->multi_range += s->multi_range;
 }
 
 void tq_stop(struct tqueue *t, tq_warn_fn warn, void *opaque)

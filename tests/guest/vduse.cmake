@@ -19,3 +19,13 @@ if(TARGET vblk-vduse)
   set_tests_properties(guest_vduse_vm PROPERTIES
     LABELS guest TIMEOUT 1800 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
 endif()
+
+# A zoned disk through VDUSE (vduse-zoned-test.sh): blkzone, the write
+# pointer rules, f2fs and a restart, from the guest kernel's virtio_blk.
+if(TARGET vblk-vduse AND TARGET vblk-vhost-user AND TARGET vblk-bench)
+  add_test(NAME guest_vduse_zoned
+    COMMAND ${CMAKE_CURRENT_LIST_DIR}/vduse-zoned-test.sh --program $<TARGET_FILE:vblk-vduse>
+            --vhost-user $<TARGET_FILE:vblk-vhost-user> --bench $<TARGET_FILE:vblk-bench>)
+  set_tests_properties(guest_vduse_zoned PROPERTIES
+    LABELS guest TIMEOUT 900 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+endif()

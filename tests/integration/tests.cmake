@@ -27,3 +27,16 @@ if(TARGET vblk-vhost-user)
     target_link_libraries(vu-ranges PRIVATE PkgConfig::URING)
   endif()
 endif()
+
+# Request types through vhost-user without a VM: GET_LIFETIME, and zoned
+# exports checked by vblk-bench --zoned.
+if(TARGET vblk-vhost-user AND TARGET vblk-bench)
+  foreach(case lifetime secure-erase zoned-memory zoned-image)
+    add_test(NAME integration_${case}
+      COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/requests-bench.sh
+              --bench $<TARGET_FILE:vblk-bench> --server $<TARGET_FILE:vblk-vhost-user>
+              --case ${case})
+    set_tests_properties(integration_${case} PROPERTIES
+      LABELS integration TIMEOUT 120)
+  endforeach()
+endif()

@@ -25,7 +25,7 @@
      VBLK_BIT(VBLK_F_RO) | VBLK_BIT(VBLK_F_BLK_SIZE) | VBLK_BIT(VBLK_F_FLUSH) |                    \
      VBLK_BIT(VBLK_F_TOPOLOGY) | VBLK_BIT(VBLK_F_CONFIG_WCE) | VBLK_BIT(VBLK_F_MQ) |               \
      VBLK_BIT(VBLK_F_DISCARD) | VBLK_BIT(VBLK_F_WRITE_ZEROES) | VBLK_BIT(VBLK_F_LIFETIME) |        \
-     VBLK_BIT(VBLK_F_SECURE_ERASE))
+     VBLK_BIT(VBLK_F_SECURE_ERASE) | VBLK_BIT(VBLK_F_ZONED))
 
 #define WANTED_PROTOCOL                                                                            \
     (VBLK_BIT(VBLK_VU_PROTOCOL_F_MQ) | VBLK_BIT(VBLK_VU_PROTOCOL_F_REPLY_ACK) |                    \
@@ -85,7 +85,7 @@ static int get_config(struct vblk_vu_client *c, uint32_t len, struct vu_config *
  * back-ends know (up to write_zeroes_may_unmap, up to num_queues). */
 static int read_config(struct vblk_vu_client *c, struct vblk_config *cfg, uint32_t *len_out)
 {
-    static const uint32_t lens[] = {sizeof(struct vblk_config), 60, 36};
+    static const uint32_t lens[] = {sizeof(struct vblk_config), VBLK_CONFIG_SIZE_NO_ZONED, 60, 36};
     struct vu_config rep;
     int rc = -EIO;
     for (unsigned i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {

@@ -221,6 +221,32 @@ void vblk_loopback_stats(struct vblk_loopback *lb, struct vblk_transport_stats *
             st->broken_queues++;
 }
 
+/* Waits for the one request in flight on @lq; its status is at @status. */
+static int lb_wait(struct vblk_loopback *lb, uint16_t qidx, struct lb_queue *lq,
+                   const uint8_t *status, int rc)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (unsigned spins = 0; rc >= 0; spins++) {
+        void *tok;
+        uint32_t ulen;
+        int got = vblk_drv_vq_get_used(&lq->drv, &tok, &ulen);
+        if (got < 0)
+            return got;
+        if (got > 0)
+            return *status;
+        /* Asynchronous backends finish on their own time; give up after
+         * 30 s rather than spinning forever on a lost request. */
+        if ((spins & 1023) == 1023) {
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            if (t.tv_sec - t0.tv_sec > 30)
+                return -ETIMEDOUT;
+        }
+        rc = vblk_loopback_process(lb, qidx);
+    }
+    return rc;
+}
+
 int vblk_loopback_rw(struct vblk_loopback *lb, uint16_t qidx, uint32_t type, uint64_t sector,
                      void *buf, size_t len)
 {
@@ -232,25 +258,23 @@ int vblk_loopback_rw(struct vblk_loopback *lb, uint16_t qidx, uint32_t type, uin
     int rc = vblk_drv_blk_add(&lq->drv, fr, type, sector, &data, buf ? 1 : 0, fr, false);
     if (rc < 0)
         return rc;
-    rc = vblk_loopback_kick(lb, qidx);
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (unsigned spins = 0; rc >= 0; spins++) {
-        void *tok;
-        uint32_t ulen;
-        int got = vblk_drv_vq_get_used(&lq->drv, &tok, &ulen);
-        if (got < 0)
-            return got;
-        if (got > 0)
-            return fr->status;
-        /* Asynchronous backends finish on their own time; give up after
-         * 30 s rather than spinning forever on a lost request. */
-        if ((spins & 1023) == 1023) {
-            clock_gettime(CLOCK_MONOTONIC, &t);
-            if (t.tv_sec - t0.tv_sec > 30)
-                return -ETIMEDOUT;
-        }
-        rc = vblk_loopback_process(lb, qidx);
-    }
+    return lb_wait(lb, qidx, lq, &fr->status, vblk_loopback_kick(lb, qidx));
+}
+
+int vblk_loopback_zone_append(struct vblk_loopback *lb, uint16_t qidx, uint64_t zone_sector,
+                              void *buf, size_t len, uint64_t *append_sector)
+{
+    if (qidx >= lb->nq)
+        return -EINVAL;
+    struct lb_queue *lq = &lb->q[qidx];
+    /* The first frames are 32 bytes each, as big as an append frame. */
+    struct vblk_drv_blk_za_frame *fr = (struct vblk_drv_blk_za_frame *)&lq->frames[0];
+    struct vblk_iov data = {buf, len};
+    int rc = vblk_drv_blk_add_append(&lq->drv, fr, zone_sector, &data, buf ? 1 : 0, fr, false);
+    if (rc < 0)
+        return rc;
+    rc = lb_wait(lb, qidx, lq, &fr->status, vblk_loopback_kick(lb, qidx));
+    if (rc == VBLK_S_OK && append_sector)
+        *append_sector = fr->append_sector;
     return rc;
 }

@@ -154,12 +154,14 @@ void vduse_vq_stop(struct vblk_vduse *v, uint16_t index)
     close_fd(&vq->kickfd);
     /* The backend finishes what it started before the driver memory its
      * buffers point to can be unmapped (tqueue.h). */
-    uint64_t before = vq->tq.stats.req.completed;
+    uint64_t before = vq->tq.stats.req.completed, mr = vq->tq.stats.req.multi_range;
     tq_stop(&vq->tq, drain_warn, vq);
-    vduse_log(v, VBLK_LOG_INFO, "queue %u stopped: %llu requests, %llu kicks, %llu interrupts",
+    vduse_log(v, VBLK_LOG_INFO,
+              "queue %u stopped: %llu requests, %llu kicks, %llu interrupts, %llu multi-range",
               index, (unsigned long long)(vq->tq.stats.req.completed - before),
               (unsigned long long)(vq->tq.stats.kicks - vq->kicks0),
-              (unsigned long long)(vq->tq.stats.notifies - vq->notifies0));
+              (unsigned long long)(vq->tq.stats.notifies - vq->notifies0),
+              (unsigned long long)(vq->tq.stats.req.multi_range - mr));
 }
 
 void vduse_vq_run(struct vblk_vduse *v, uint16_t index)
