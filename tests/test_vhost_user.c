@@ -469,7 +469,8 @@ static uint64_t fe_capacity(struct fe *f)
 {
     struct vu_config c = {0, sizeof(struct vblk_config), 0, {0}};
     assert_int_equal(fe_send(f, VU_GET_CONFIG, 0, &c, 12 + c.size, NULL, 0), 0);
-    assert_int_equal(fe_recv(f, VU_GET_CONFIG, &c, sizeof(c), NULL), 12 + 72);
+    assert_int_equal(fe_recv(f, VU_GET_CONFIG, &c, sizeof(c), NULL),
+                     12 + (int)sizeof(struct vblk_config));
     struct vblk_config cfg;
     memcpy(&cfg, c.data, sizeof(cfg));
     return cfg.capacity;

@@ -205,8 +205,8 @@ static int mem_resize(void *be, uint64_t size)
     if (size > old) {
         size_t want = page_up(mb, size);
         if (want > mb->access_len) {
-            if (mprotect(mb->base + mb->access_len, want - mb->access_len,
-                         PROT_READ | PROT_WRITE) < 0)
+            if (mprotect(mb->base + mb->access_len, want - mb->access_len, PROT_READ | PROT_WRITE) <
+                0)
                 return -ENOMEM;
             mb->access_len = want;
         }
@@ -267,14 +267,12 @@ int vblk_backend_memory_create(uint64_t size, struct vblk_backend *out)
         reserve = size > MEM_GROW_RESERVE / 2 ? size * 2 : MEM_GROW_RESERVE;
     mb->map_len = page_up(mb, reserve);
     mb->access_len = page_up(mb, size);
-    mb->base = mmap(NULL, mb->map_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
-                    -1, 0);
+    mb->base = mmap(NULL, mb->map_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mb->base == MAP_FAILED) {
         free(mb);
         return -ENOMEM;
     }
-    if (mb->access_len &&
-        mprotect(mb->base, mb->access_len, PROT_READ | PROT_WRITE) < 0) {
+    if (mb->access_len && mprotect(mb->base, mb->access_len, PROT_READ | PROT_WRITE) < 0) {
         munmap(mb->base, mb->map_len);
         free(mb);
         return -ENOMEM;
