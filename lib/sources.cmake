@@ -71,7 +71,8 @@ set(VBLK_TRANSPORT_SRC
 set(VBLK_NBD_SRC
   ${VBLK_LIB_DIR}/backend/nbd.c
   ${VBLK_LIB_DIR}/backend/nbd_config.c
-  ${VBLK_LIB_DIR}/backend/nbd_conn.c)
+  ${VBLK_LIB_DIR}/backend/nbd_conn.c
+  ${VBLK_LIB_DIR}/backend/nbd_log.c)
 
 set(VBLK_ALL_SRC ${VBLK_CORE_SRC} ${VBLK_DRIVER_SRC} ${VBLK_FRONTEND_SRC} ${VBLK_BACKEND_SRC}
     ${VBLK_TRANSPORT_SRC})

@@ -195,25 +195,6 @@ static uint8_t psync_zoned(struct file_be *fb, struct vblk_req *req)
     }
 }
 
-/* True if every byte @p req touches lies inside the current size. */
-bool file_req_fits(struct file_be *fb, const struct vblk_req *req)
-{
-    switch (req->type) {
-    case VBLK_T_IN:
-    case VBLK_T_OUT:
-        return be_guard_fits(&fb->guard, req->sector << VBLK_SECTOR_SHIFT, req->len);
-    case VBLK_T_DISCARD:
-    case VBLK_T_WRITE_ZEROES:
-        for (uint32_t i = 0; i < req->nranges; i++)
-            if (!be_guard_fits(&fb->guard, be_range_off(&req->ranges[i]),
-                               be_range_len(&req->ranges[i])))
-                return false;
-        return true;
-    default:
-        return true;
-    }
-}
-
 static void psync_submit(void *be, void *qctx, struct vblk_req *req)
 {
     struct file_be *fb = be;
