@@ -36,6 +36,8 @@ static void usage(FILE *f)
             "  add vduse NAME [--vduse-name NAME] BACKEND [OPTIONS]\n"
             "      BACKEND: --image FILE [--engine auto|io_uring|psync] [--direct]\n"
             "               | --memory SIZE | --null SIZE | --nbd URI\n"
+            "               --zoned zone-size=SIZE[,conv=N][,max-open=N][,max-active=N]\n"
+            "                 [,model=host-aware]: emulated zones over --image or --memory\n"
             "               | --rbd [POOL/[NAMESPACE/]]IMAGE[@SNAPSHOT]\n"
             "      OPTIONS: --queues N  --queue-size N  --read-only  --serial STRING\n"
             "  del NAME [--force]      delete (--force: even with a front-end attached)\n"
@@ -377,6 +379,54 @@ static int build_add(int argc, char **argv, json_object **out)
                 {"image", NULL, NULL}, {"pool", "image", NULL}, {"pool", "namespace", "image"}};
             for (int k = 0; k < n; k++)
                 json_object_object_add(be, keys[n - 1][k], json_object_new_string(parts[k]));
+        } else if (strcmp(o, "--zoned") == 0) {
+            /* The programs' --zoned SPEC: zone-size=SIZE[,conv=N][,max-open=N]
+             * [,max-active=N][,model=host-managed|host-aware]. */
+            if (!be)
+                be = json_object_new_object();
+            json_object *z = json_object_new_object();
+            char spec[512];
+            snprintf(spec, sizeof(spec), "%s", v);
+            for (char *t = strtok(spec, ","); t; t = strtok(NULL, ",")) {
+                char *eq = strchr(t, '=');
+                if (!eq) {
+                    json_object_put(z);
+                    json_object_put(p);
+                    json_object_put(be);
+                    return die_usage("--zoned: expected KEY=VALUE items, got '%s'", t);
+                }
+                *eq++ = '\0';
+                static const char *const names[][2] = {{"zone-size", "zone_size"},
+                                                       {"conv", "conv"},
+                                                       {"max-open", "max_open"},
+                                                       {"max-active", "max_active"},
+                                                       {"model", "model"}};
+                size_t k = 0;
+                while (k < 5 && strcmp(t, names[k][0]) != 0)
+                    k++;
+                if (k == 5) {
+                    json_object_put(z);
+                    json_object_put(p);
+                    json_object_put(be);
+                    return die_usage("--zoned: unknown key '%s'", t);
+                }
+                if (k == 0)
+                    json_object_object_add(z, names[k][1], size_arg(eq));
+                else if (k == 4)
+                    json_object_object_add(z, names[k][1], json_object_new_string(eq));
+                else {
+                    char *end;
+                    long long n = strtoll(eq, &end, 10);
+                    if (!*eq || *end || n < 0) {
+                        json_object_put(z);
+                        json_object_put(p);
+                        json_object_put(be);
+                        return die_usage("--zoned: %s needs a number of zones", t);
+                    }
+                    json_object_object_add(z, names[k][1], json_object_new_int64(n));
+                }
+            }
+            json_object_object_add(be, "zoned", z);
         } else if (strcmp(o, "--engine") == 0) {
             if (!be)
                 be = json_object_new_object();

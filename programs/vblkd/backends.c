@@ -98,6 +98,83 @@ static int get_size(json_object *spec, const char *key, bool required, uint64_t 
     return 0;
 }
 
+/* "zoned": {"zone_size": SIZE, "conv": N, "max_open": N, "max_active": N,
+ * "model": "host-managed" | "host-aware"} on the memory and file kinds:
+ * emulated zones (docs/zoned.md). Returns 1 if absent, 0 if parsed into
+ * @o, -1 with @e filled. */
+static int get_zoned(json_object *spec, struct vblk_zoned_opts *o, struct vblkd_error *e)
+{
+    json_object *z, *v;
+    if (!json_object_object_get_ex(spec, "zoned", &z))
+        return 1;
+    if (!json_object_is_type(z, json_type_object)) {
+        vblkd_errorf(e, RPC_INVALID_PARAMS,
+                     "backend: \"zoned\" must be an object such as {\"zone_size\": \"64M\"}");
+        return -1;
+    }
+    *o = (struct vblk_zoned_opts){0};
+    static const char *const keys[] = {"zone_size", "conv", "max_open", "max_active", "model"};
+    json_object_object_foreach(z, key, val)
+    {
+        (void)val;
+        size_t i = 0;
+        while (i < sizeof(keys) / sizeof(keys[0]) && strcmp(key, keys[i]) != 0)
+            i++;
+        if (i == sizeof(keys) / sizeof(keys[0])) {
+            vblkd_errorf(e, RPC_INVALID_PARAMS,
+                         "backend: unknown key \"%s\" in \"zoned\" (zone_size, conv, max_open, "
+                         "max_active, model)",
+                         key);
+            return -1;
+        }
+    }
+    uint64_t zs;
+    if (!json_object_object_get_ex(z, "zone_size", &v) || vblkd_parse_size(v, &zs) < 0 || !zs ||
+        zs % 512 || zs / 512 > UINT32_MAX || (zs & (zs - 1))) {
+        vblkd_errorf(e, RPC_INVALID_PARAMS,
+                     "backend: \"zoned\" needs \"zone_size\", a power of two of at least 512 "
+                     "bytes (such as \"64M\")");
+        return -1;
+    }
+    o->zone_sectors = (uint32_t)(zs / 512);
+    static const char *const counts[] = {"conv", "max_open", "max_active"};
+    uint32_t *dst[] = {&o->nr_conv, &o->max_open, &o->max_active};
+    for (size_t i = 0; i < 3; i++) {
+        if (!json_object_object_get_ex(z, counts[i], &v))
+            continue;
+        int64_t n = json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : -1;
+        if (n < 0 || n > UINT32_MAX) {
+            vblkd_errorf(e, RPC_INVALID_PARAMS,
+                         "backend: \"zoned\": \"%s\" must be a number of zones", counts[i]);
+            return -1;
+        }
+        *dst[i] = (uint32_t)n;
+    }
+    if (json_object_object_get_ex(z, "model", &v)) {
+        const char *m = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+        if (strcmp(m, "host-managed") == 0)
+            o->model = VBLK_Z_HM;
+        else if (strcmp(m, "host-aware") == 0)
+            o->model = VBLK_Z_HA;
+        else {
+            vblkd_errorf(e, RPC_INVALID_PARAMS,
+                         "backend: \"zoned\": \"model\" must be \"host-managed\" or "
+                         "\"host-aware\"");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The message for zone options that do not fit a disk of @bytes. */
+static void zoned_misfit(struct vblkd_error *e, const struct vblk_zoned_opts *o, uint64_t bytes)
+{
+    vblkd_errorf(e, RPC_INVALID_PARAMS,
+                 "backend: \"zoned\" does not fit a %" PRIu64 "-byte disk (%u zones): conv at "
+                 "most the number of zones, max_open at most max_active",
+                 bytes, vblk_zone_count(bytes / 512, o->zone_sectors));
+}
+
 /* ---- null ---- */
 
 static const char *const null_keys[] = {"size", NULL};
@@ -120,7 +197,7 @@ static int null_open(struct vblkd *d, json_object *spec, bool ro, struct vblk_ba
 
 /* ---- memory ---- */
 
-static const char *const memory_keys[] = {"size", NULL};
+static const char *const memory_keys[] = {"size", "zoned", NULL};
 
 static int memory_open(struct vblkd *d, json_object *spec, bool ro, struct vblk_backend *be,
                        struct vblkd_error *e)
@@ -130,7 +207,16 @@ static int memory_open(struct vblkd *d, json_object *spec, bool ro, struct vblk_
     uint64_t size;
     if (get_size(spec, "size", true, &size, e) < 0)
         return -1;
-    int rc = vblk_backend_memory_create(size, be);
+    struct vblk_zoned_opts zo;
+    int zoned = get_zoned(spec, &zo, e);
+    if (zoned < 0)
+        return -1;
+    int rc = zoned == 0 ? vblk_backend_memory_create_zoned(size, &zo, be)
+                        : vblk_backend_memory_create(size, be);
+    if (rc == -EINVAL && zoned == 0) {
+        zoned_misfit(e, &zo, size);
+        return -1;
+    }
     if (rc < 0) {
         vblkd_errorf(e, RPC_RESOURCE_ERROR,
                      "memory backend of %" PRIu64 " bytes: %s (is there that much memory?)", size,
@@ -142,7 +228,7 @@ static int memory_open(struct vblkd *d, json_object *spec, bool ro, struct vblk_
 
 /* ---- file ---- */
 
-static const char *const file_keys[] = {"path", "engine", "direct", "size", NULL};
+static const char *const file_keys[] = {"path", "engine", "direct", "size", "zoned", NULL};
 
 static int file_open(struct vblkd *d, json_object *spec, bool ro, struct vblk_backend *be,
                      struct vblkd_error *e)
@@ -180,6 +266,21 @@ static int file_open(struct vblkd *d, json_object *spec, bool ro, struct vblk_ba
     int has_size = get_size(spec, "size", false, &want, e);
     if (has_size < 0)
         return -1;
+    /* Emulated zones keep their state next to the image (IMAGE.zones);
+     * zoned images use the psync engine and cannot be resized. */
+    struct vblk_zoned_opts zo;
+    int zoned = get_zoned(spec, &zo, e);
+    if (zoned < 0)
+        return -1;
+    if (zoned == 0) {
+        if (fo.engine == VBLK_FILE_ENGINE_IO_URING) {
+            vblkd_errorf(e, RPC_INVALID_PARAMS,
+                         "backend: zoned images use the psync engine, not \"io_uring\"");
+            return -1;
+        }
+        fo.engine = VBLK_FILE_ENGINE_PSYNC;
+        fo.zoned = &zo;
+    }
     struct stat st;
     if (stat(path, &st) < 0) {
         vblkd_errorf(e, RPC_RESOURCE_ERROR, "cannot open image '%s': %s", path, strerror(errno));
@@ -196,6 +297,16 @@ static int file_open(struct vblkd *d, json_object *spec, bool ro, struct vblk_ba
         return -1;
     }
     int rc = vblk_backend_file_open(path, &fo, be);
+    if (rc == -EINVAL && zoned == 0) {
+        zoned_misfit(e, &zo, S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0);
+        return -1;
+    }
+    if (rc == -EBADMSG && zoned == 0) {
+        vblkd_errorf(e, RPC_RESOURCE_ERROR,
+                     "the zone metadata of '%s' is damaged or was made for other zone options",
+                     path);
+        return -1;
+    }
     if (rc == -ENOTSUP && fo.engine == VBLK_FILE_ENGINE_IO_URING) {
         vblkd_errorf(e, RPC_NOT_SUPPORTED,
                      "io_uring is not available here; use \"engine\": \"psync\" or \"auto\"");

@@ -10,7 +10,7 @@ if(TARGET vblkd_core AND VBLK_CMOCKA_FOUND)
   set_tests_properties(test_vblkd_rpc PROPERTIES LABELS "unit;tsan" TIMEOUT 120)
 endif()
 if(TARGET vblkd AND TARGET vblk-ctl AND TARGET vblk-bench)
-  foreach(case exports many nbd)
+  foreach(case exports many nbd zoned)
     add_test(NAME integration_vblkd_${case}
       COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/vblkd-test.sh
               --vblkd $<TARGET_FILE:vblkd> --ctl $<TARGET_FILE:vblk-ctl>
