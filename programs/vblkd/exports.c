@@ -502,13 +502,20 @@ int export_resize(struct vblkd *d, struct export *x, uint64_t size, bool *notifi
         /* The device refuses requests past the new end at once; the backend
          * then waits for those it was already given before it shrinks. */
         rc = tell_device(d, x, size, notified);
-        if (rc == 0)
+        if (rc == 0) {
             rc = vblk_backend_resize(&x->be, size);
+            if (rc < 0) {
+                /* The storage kept its size: so does the device. */
+                bool again = false;
+                (void)tell_device(d, x, old, &again);
+                *notified = false;
+            }
+        }
     }
     if (rc == -ENOTSUP) {
         vblkd_errorf(e, RPC_NOT_SUPPORTED,
-                     "export '%s': the %s backend cannot change its size (block devices and "
-                     "network images are resized outside vblkd)",
+                     "export '%s': the %s backend cannot change its size (zoned disks, block "
+                     "devices and network images are resized outside vblkd, or not at all)",
                      x->spec.name, x->be.ops->name);
         return -1;
     }

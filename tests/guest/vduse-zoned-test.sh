@@ -58,7 +58,7 @@ ok=0
 trap drop_work EXIT
 
 cp "$PROGRAM" "$WORK/vblk-vduse"
-extra=("$WORK/vblk-vduse")
+extra=("$WORK/vblk-vduse" "$HERE/vduse-guest.sh=/usr/share/vblk-guest/vduse.sh")
 # util-linux's blkdiscard and fallocate, not busybox's: same paths as on the host
 for t in blkzone blkdiscard fallocate mkfs.f2fs fsck.f2fs; do
     p=$(command -v "$t")

@@ -30,6 +30,7 @@
 # vblk-vduse's --image (blkzone, f2fs), and through vblk-vhost-user to
 # vblk-bench --zoned (appends racing on two queues).
 . /usr/share/vblk-guest/lib.sh
+. /usr/share/vblk-guest/vduse.sh # start_vduse, vduse_wait_exit
 set -u
 ZS_MB=4
 # util-linux's, by path: busybox's sh prefers its own applets of those names
@@ -37,20 +38,6 @@ ZS_MB=4
 BLKDISCARD=/usr/sbin/blkdiscard
 FALLOCATE=/usr/bin/fallocate
 
-start_dev() {
-    _name=$1
-    shift
-    echo "+ vblk-vduse --name $_name $*"
-    vblk-vduse --name "$_name" "$@" >"/tmp/$_name.log" 2>&1 &
-    PID=$!
-    _w=0
-    while ! grep -q "attach with" "/tmp/$_name.log" || [ ! -c "/dev/vduse/$_name" ]; do
-        kill -0 "$PID" 2>/dev/null || { cat "/tmp/$_name.log"; guest_fail "vblk-vduse $_name exited early"; }
-        _w=$((_w + 1))
-        [ $_w -le 100 ] || guest_fail "/dev/vduse/$_name did not appear"
-        sleep 0.1
-    done
-}
 attach() {
     run vdpa dev add name "$1" mgmtdev vduse
     _w=0
@@ -69,13 +56,8 @@ attach() {
 }
 detach() {
     run vdpa dev del "$1"
-    _w=0
-    while kill -0 "$PID" 2>/dev/null; do
-        _w=$((_w + 1))
-        [ $_w -le 100 ] || guest_fail "vblk-vduse $1 did not exit after 'vdpa dev del'"
-        sleep 0.1
-    done
-    wait "$PID" || guest_fail "vblk-vduse $1 exited with status $?"
+    vduse_wait_exit "$1" 100
+    [ "$RC" -eq 0 ] || guest_fail "vblk-vduse $1 exited with status $RC"
 }
 # zcond DISK SECTOR: the condition blkzone prints for the zone at SECTOR ("em", "oi", ...)
 zcond() {
@@ -90,7 +72,7 @@ expect_cond() {
 step "model: 512 MiB image, ${ZS_MB} MiB zones, 8 conventional"
 run truncate -s 512M /tmp/z.img
 ZONED="zone-size=${ZS_MB}M,conv=8,max-open=12,max-active=16,max-append=256K"
-start_dev z --image /tmp/z.img --zoned "$ZONED"
+start_vduse z --image /tmp/z.img --zoned "$ZONED"
 attach z
 model=$(cat /sys/block/$D/queue/zoned)
 [ "$model" = host-managed ] || guest_fail "queue/zoned is '$model'"
@@ -169,7 +151,7 @@ blkzone report "$DISK" >/tmp/report.before
 detach z
 
 step "restart: the same image and zone metadata"
-start_dev z --image /tmp/z.img --zoned "$ZONED"
+start_vduse z --image /tmp/z.img --zoned "$ZONED"
 attach z
 blkzone report "$DISK" >/tmp/report.after
 # open zones come back closed: compare write pointers only
@@ -184,7 +166,7 @@ detach z
 
 step "types: an image on ext4 on a vblk-vduse disk"
 run truncate -s 128M /tmp/st.img
-start_dev st --image /tmp/st.img
+start_vduse st --image /tmp/st.img
 attach st
 ST=$DISK
 run mkfs.ext4 -F -q "$ST"
@@ -193,7 +175,7 @@ run mount -t ext4 "$ST" /img
 run dd if=/dev/urandom of=/img/t.img bs=1M count=40 2>/dev/null
 run cp /img/t.img /tmp/orig.img
 PIDST=$PID
-start_dev t --image /img/t.img --discard-segments 8 --discard-max 16M --secure-erase
+start_vduse t --image /img/t.img --discard-segments 8 --discard-max 16M --secure-erase
 attach t
 [ "$(cat /sys/block/$D/queue/max_discard_segments)" -eq 8 ] || guest_fail "max_discard_segments"
 [ "$(cat /sys/block/$D/queue/discard_max_hw_bytes)" -eq 16777216 ] || guest_fail "discard_max_hw_bytes"
@@ -250,7 +232,7 @@ rmmod null_blk 2>/dev/null
 run insmod /modules/null_blk.ko nr_devices=1 zoned=1 zone_size=4 zone_nr_conv=8 gb=1 memory_backed=1 zone_max_open=12 zone_max_active=16
 wait_dev /dev/nullb0
 [ "$(cat /sys/block/nullb0/queue/zoned)" = host-managed ] || guest_fail "null_blk is not zoned"
-start_dev p --image /dev/nullb0
+start_vduse p --image /dev/nullb0
 attach p
 [ "$(cat /sys/block/$D/queue/zoned)" = host-managed ] || guest_fail "passthrough disk is not zoned"
 [ "$(cat /sys/block/$D/queue/nr_zones)" -eq 256 ] || guest_fail "passthrough nr_zones"

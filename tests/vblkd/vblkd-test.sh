@@ -291,6 +291,11 @@ zoned)
   ctl dump-config
   grep -q '"zone_size"' "$dir/ctl.out" || fail "dump-config lost the zone options"
   ctl_fails "cannot change its size" resize zram 128M
+  # A shrink the backend refuses leaves the device at its old size too.
+  ctl_fails "cannot change its size" resize zram 32M
+  [ "$(size_of zram)" = 67108864 ] || fail "a refused shrink changed the size of zram"
+  "$bench" --socket "$dir/zram.sock" --zoned --queues 1 --iodepth 4 --timeout 20 \
+    >"$dir/zram2.out" 2>&1 || { cat "$dir/zram2.out" >&2; fail "zram no longer works after a refused shrink"; }
   ctl_fails "zone_size" add vhost-user zbad --socket "$dir/zbad.sock" --memory 64M \
     --zoned zone-size=3M
   ctl_fails "does not fit" add vhost-user zbad --socket "$dir/zbad.sock" --memory 64M \
