@@ -39,34 +39,34 @@ extern "C" {
 
 /** Device parameters. Start from vblk_dev_params_default(). */
 struct vblk_dev_params {
-    uint64_t capacity;         /**< Bytes; a multiple of 512. */
-    uint32_t blk_size;         /**< Logical block size (512..65536, power of two). */
-    uint32_t seg_max;          /**< Most data descriptors per request (>= 1). */
-    uint32_t size_max;         /**< Largest data descriptor in bytes; 0: no limit. */
-    uint16_t num_queues;       /**< 1..VBLK_MAX_QUEUES. */
-    uint16_t queue_size;       /**< Largest queue size the device accepts. */
-    bool read_only;            /**< Offer VIRTIO_BLK_F_RO; refuse writes. */
-    bool writeback;            /**< Initial write cache mode (CONFIG_WCE). */
-    char serial[VBLK_ID_BYTES];/**< GET_ID answer; need not be NUL-terminated. */
-    uint16_t cylinders;        /**< Geometry; 0 disables VIRTIO_BLK_F_GEOMETRY. */
-    uint8_t heads;             /**< Geometry heads. */
-    uint8_t sectors;           /**< Geometry sectors per track. */
-    uint8_t physical_block_exp;/**< Topology: log2(physical / logical block). */
-    uint8_t alignment_offset;  /**< Topology: in logical blocks. */
-    uint16_t min_io_size;      /**< Topology: in logical blocks. */
-    uint32_t opt_io_size;      /**< Topology: in logical blocks. */
-    uint32_t max_discard_sectors;      /**< 0 disables DISCARD. */
-    uint32_t max_discard_seg;          /**< Ranges per DISCARD (>= 1). */
-    uint32_t discard_sector_alignment; /**< In 512-byte sectors. */
-    uint32_t max_write_zeroes_sectors; /**< 0 disables WRITE_ZEROES. */
-    uint32_t max_write_zeroes_seg;     /**< Ranges per WRITE_ZEROES (>= 1). */
-    bool write_zeroes_may_unmap;       /**< UNMAP flag may deallocate. */
-    uint32_t max_secure_erase_sectors; /**< 0 disables SECURE_ERASE. */
-    uint32_t max_secure_erase_seg;     /**< Ranges per SECURE_ERASE (>= 1). */
+    uint64_t capacity;                      /**< Bytes; a multiple of 512. */
+    uint32_t blk_size;                      /**< Logical block size (512..65536, power of two). */
+    uint32_t seg_max;                       /**< Most data descriptors per request (>= 1). */
+    uint32_t size_max;                      /**< Largest data descriptor in bytes; 0: no limit. */
+    uint16_t num_queues;                    /**< 1..VBLK_MAX_QUEUES. */
+    uint16_t queue_size;                    /**< Largest queue size the device accepts. */
+    bool read_only;                         /**< Offer VIRTIO_BLK_F_RO; refuse writes. */
+    bool writeback;                         /**< Initial write cache mode (CONFIG_WCE). */
+    char serial[VBLK_ID_BYTES];             /**< GET_ID answer; need not be NUL-terminated. */
+    uint16_t cylinders;                     /**< Geometry; 0 disables VIRTIO_BLK_F_GEOMETRY. */
+    uint8_t heads;                          /**< Geometry heads. */
+    uint8_t sectors;                        /**< Geometry sectors per track. */
+    uint8_t physical_block_exp;             /**< Topology: log2(physical / logical block). */
+    uint8_t alignment_offset;               /**< Topology: in logical blocks. */
+    uint16_t min_io_size;                   /**< Topology: in logical blocks. */
+    uint32_t opt_io_size;                   /**< Topology: in logical blocks. */
+    uint32_t max_discard_sectors;           /**< 0 disables DISCARD. */
+    uint32_t max_discard_seg;               /**< Ranges per DISCARD (>= 1). */
+    uint32_t discard_sector_alignment;      /**< In 512-byte sectors. */
+    uint32_t max_write_zeroes_sectors;      /**< 0 disables WRITE_ZEROES. */
+    uint32_t max_write_zeroes_seg;          /**< Ranges per WRITE_ZEROES (>= 1). */
+    bool write_zeroes_may_unmap;            /**< UNMAP flag may deallocate. */
+    uint32_t max_secure_erase_sectors;      /**< 0 disables SECURE_ERASE. */
+    uint32_t max_secure_erase_seg;          /**< Ranges per SECURE_ERASE (>= 1). */
     uint32_t secure_erase_sector_alignment; /**< In 512-byte sectors. */
-    bool lifetime;                     /**< Offer GET_LIFETIME with the values below. */
-    struct vblk_lifetime lifetime_info;/**< GET_LIFETIME answer (host order). */
-    uint64_t features_off;             /**< Feature bits never to offer. */
+    bool lifetime;                          /**< Offer GET_LIFETIME with the values below. */
+    struct vblk_lifetime lifetime_info;     /**< GET_LIFETIME answer (host order). */
+    uint64_t features_off;                  /**< Feature bits never to offer. */
 };
 
 /**
@@ -87,14 +87,15 @@ struct vblk_dev {
     /** @cond PRIVATE */
     struct vblk_dev_params p;
     struct vblk_backend be;
-    struct vblk_config config;  /**< Little-endian, as the driver reads it. */
+    struct vblk_config config; /**< Little-endian, as the driver reads it. */
     uint64_t host_features;
     uint64_t driver_features;
     uint8_t features_ok;
-    uint8_t zoned;  /* ZONED offered (a zoned backend) */
+    uint8_t zoned;    /* ZONED offered (a zoned backend) */
     uint8_t zoned_on; /* zoned requests accepted: ZONED negotiated, model HM / HA */
     uint32_t max_ranges;
     struct vblk_zone_info zinfo;
+    uint32_t cap_seq; /* capacity updates, odd while one is under way (32-bit CPUs) */
     /** @endcond */
 };
 
@@ -154,10 +155,31 @@ bool vblk_dev_writeback(const struct vblk_dev *dev);
  */
 void vblk_dev_set_capacity(struct vblk_dev *dev, uint64_t capacity);
 
-/** The capacity in 512-byte sectors, as the driver sees it. */
+/**
+ * The capacity in 512-byte sectors, as the driver sees it. Any thread may
+ * call it while another changes the capacity with vblk_dev_set_capacity().
+ */
 static inline uint64_t vblk_dev_capacity_sectors(const struct vblk_dev *dev)
 {
+#if __GCC_ATOMIC_LLONG_LOCK_FREE == 2
     return __atomic_load_n(&dev->config.capacity, __ATOMIC_ACQUIRE);
+#else
+    /* No single-copy 64-bit load on this CPU (and no libatomic in
+     * firmware): read the two halves between two equal, even values of the
+     * update count that vblk_dev_set_capacity() keeps. */
+    const uint32_t *half = (const uint32_t *)(const void *)&dev->config.capacity;
+    for (;;) {
+        uint32_t seq = __atomic_load_n(&dev->cap_seq, __ATOMIC_ACQUIRE);
+        uint32_t parts[2] = {__atomic_load_n(&half[0], __ATOMIC_RELAXED),
+                             __atomic_load_n(&half[1], __ATOMIC_RELAXED)};
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (!(seq & 1) && __atomic_load_n(&dev->cap_seq, __ATOMIC_RELAXED) == seq) {
+            uint64_t v;
+            __builtin_memcpy(&v, parts, sizeof(v));
+            return v;
+        }
+    }
+#endif
 }
 
 /**
@@ -176,17 +198,18 @@ void vblk_dev_set_read_only(struct vblk_dev *dev, bool read_only);
 
 /** A request as the backend sees it. Fields past @c priv are private. */
 struct vblk_req {
-    uint32_t type;             /**< VBLK_T_IN, _OUT, _FLUSH, _DISCARD, _WRITE_ZEROES, _SECURE_ERASE, or (zoned) _ZONE_*. */
-    uint16_t queue;            /**< Queue index. */
-    uint16_t niov;             /**< Data iovecs. */
-    uint64_t sector;           /**< First sector for IN / OUT; the zone start for ZONE_* requests. */
-    uint32_t len;              /**< Data bytes for IN / OUT / ZONE_APPEND. */
-    uint32_t nranges;          /**< Ranges for DISCARD / WRITE_ZEROES / SECURE_ERASE. */
-    uint32_t flags;            /**< VBLK_REQ_F_*. */
-    struct vblk_iov *iov;      /**< Data buffers (driver memory). */
+    uint32_t type;  /**< VBLK_T_IN, _OUT, _FLUSH, _DISCARD, _WRITE_ZEROES, _SECURE_ERASE, or (zoned)
+                       _ZONE_*. */
+    uint16_t queue; /**< Queue index. */
+    uint16_t niov;  /**< Data iovecs. */
+    uint64_t sector;      /**< First sector for IN / OUT; the zone start for ZONE_* requests. */
+    uint32_t len;         /**< Data bytes for IN / OUT / ZONE_APPEND. */
+    uint32_t nranges;     /**< Ranges for DISCARD / WRITE_ZEROES / SECURE_ERASE. */
+    uint32_t flags;       /**< VBLK_REQ_F_*. */
+    struct vblk_iov *iov; /**< Data buffers (driver memory). */
     struct vblk_discard_wz_seg *ranges; /**< Validated copies, host byte order. */
-    void *priv;                /**< Free for the backend's use. */
-    uint64_t scratch[4];       /**< Free for the backend's use. */
+    void *priv;                         /**< Free for the backend's use. */
+    uint64_t scratch[4];                /**< Free for the backend's use. */
     /** @cond PRIVATE */
     struct vblk_queue *q;
     struct vblk_req *next;
@@ -199,8 +222,8 @@ struct vblk_req {
     uint32_t seq;
     uint16_t head_pos;
     uint8_t head_wrap;
-    uint16_t nzin;         /* ZONE_APPEND: writable iovecs before the status byte */
-    struct vblk_iov *zin;  /* ZONE_APPEND: where append_sector goes */
+    uint16_t nzin;        /* ZONE_APPEND: writable iovecs before the status byte */
+    struct vblk_iov *zin; /* ZONE_APPEND: where append_sector goes */
     /** @endcond */
     struct vblk_chain chain; /**< The descriptor chain (read-only for backends). */
 };
@@ -213,26 +236,28 @@ typedef void (*vblk_queue_cb)(void *opaque);
 
 /** Parameters for vblk_queue_init(). */
 struct vblk_queue_params {
-    uint16_t index;              /**< Queue index. */
-    uint16_t size;               /**< Queue size chosen by the driver. */
-    struct vblk_vq_addrs addrs;  /**< Ring areas. */
+    uint16_t index;                    /**< Queue index. */
+    uint16_t size;                     /**< Queue size chosen by the driver. */
+    struct vblk_vq_addrs addrs;        /**< Ring areas. */
     const struct vblk_vq_state *state; /**< Starting position or NULL. */
-    vblk_queue_cb notify;        /**< Sends a used-buffer notification (call fd, IRQ). */
-    void *notify_opaque;         /**< Argument of notify. */
-    vblk_queue_cb wake;          /**< Wakes the queue thread after async completion; may be NULL when polling. */
-    void *wake_opaque;           /**< Argument of wake. */
+    vblk_queue_cb notify;              /**< Sends a used-buffer notification (call fd, IRQ). */
+    void *notify_opaque;               /**< Argument of notify. */
+    vblk_queue_cb
+        wake; /**< Wakes the queue thread after async completion; may be NULL when polling. */
+    void *wake_opaque;                    /**< Argument of wake. */
     const struct vblk_queue_hooks *hooks; /**< Optional request hooks (advanced.h), or NULL. */
-    void *hooks_opaque;          /**< Argument of the hooks. */
+    void *hooks_opaque;                   /**< Argument of the hooks. */
 };
 
 /** Per-queue counters. */
 struct vblk_queue_stats {
-    uint64_t submitted; /**< Requests handed to the backend. */
-    uint64_t completed; /**< Requests completed (any status). */
-    uint64_t ioerr;     /**< Completed with VBLK_S_IOERR. */
-    uint64_t unsupp;    /**< Completed with VBLK_S_UNSUPP. */
-    uint64_t pool_full; /**< Times processing paused because every slot was in flight. */
-    uint64_t multi_range; /**< DISCARD / WRITE_ZEROES / SECURE_ERASE requests with more than one range. */
+    uint64_t submitted;   /**< Requests handed to the backend. */
+    uint64_t completed;   /**< Requests completed (any status). */
+    uint64_t ioerr;       /**< Completed with VBLK_S_IOERR. */
+    uint64_t unsupp;      /**< Completed with VBLK_S_UNSUPP. */
+    uint64_t pool_full;   /**< Times processing paused because every slot was in flight. */
+    uint64_t multi_range; /**< DISCARD / WRITE_ZEROES / SECURE_ERASE requests with more than one
+                             range. */
 };
 
 /** A device queue: a virtqueue plus its request pool. Fields are private. */
@@ -254,7 +279,7 @@ struct vblk_queue {
     struct vblk_req *reqs;
     struct vblk_req *free;
     struct vblk_req **order;
-    void *async_head;   /* _Atomic(struct vblk_req *) */
+    void *async_head;      /* _Atomic(struct vblk_req *) */
     uint32_t wake_pending; /* accessed atomically */
     uint32_t async_busy;   /* completions between their push and their wake (atomic) */
     void *qctx;

@@ -263,8 +263,25 @@ void vblk_dev_set_capacity(struct vblk_dev *dev, uint64_t capacity)
 {
     /* Queue threads read the capacity while the control thread resizes. */
     uint64_t bytes = capacity - capacity % VBLK_SECTOR_SIZE;
+#if __GCC_ATOMIC_LLONG_LOCK_FREE == 2
     __atomic_store_n(&dev->p.capacity, bytes, __ATOMIC_RELAXED);
     __atomic_store_n(&dev->config.capacity, bytes / VBLK_SECTOR_SIZE, __ATOMIC_RELEASE);
+#else
+    /* 32-bit CPUs: the halves are written inside an odd update count, so
+     * that vblk_dev_capacity_sectors() never combines two sizes. One
+     * thread changes the capacity at a time. */
+    uint32_t seq = __atomic_load_n(&dev->cap_seq, __ATOMIC_RELAXED);
+    __atomic_store_n(&dev->cap_seq, seq + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    uint64_t sectors = bytes / VBLK_SECTOR_SIZE;
+    uint32_t parts[2];
+    __builtin_memcpy(parts, &sectors, sizeof(parts));
+    uint32_t *half = (uint32_t *)(void *)&dev->config.capacity;
+    __atomic_store_n(&half[0], parts[0], __ATOMIC_RELAXED);
+    __atomic_store_n(&half[1], parts[1], __ATOMIC_RELAXED);
+    dev->p.capacity = bytes;
+    __atomic_store_n(&dev->cap_seq, seq + 2, __ATOMIC_RELEASE);
+#endif
 }
 
 void vblk_dev_set_read_only(struct vblk_dev *dev, bool read_only)

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "blk_internal.h"
+#include "div64.h"
 
 /* Copies @len bytes starting @skip bytes into @iov. The caller checked the
  * total length. */
@@ -104,7 +105,7 @@ static int zone_report(const struct vblk_queue *q, struct vblk_req *r, struct vb
 {
     const struct vblk_dev *dev = q->dev;
     /* Not even room for the header: nothing meaningful can be returned. */
-    if (wr_len < sizeof(struct vblk_zone_report) || r->sector >= dev->config.capacity)
+    if (wr_len < sizeof(struct vblk_zone_report) || r->sector >= vblk_dev_capacity_sectors(dev))
         return VBLK_S_ZONE_INVALID_CMD;
     uint64_t want =
         (wr_len - sizeof(struct vblk_zone_report)) / sizeof(struct vblk_zone_descriptor);
@@ -136,7 +137,7 @@ static int zone_report(const struct vblk_queue *q, struct vblk_req *r, struct vb
             sector = z[i].start + z[i].len;
         }
         done += (uint32_t)got;
-        if (sector >= dev->config.capacity)
+        if (sector >= vblk_dev_capacity_sectors(dev))
             break;
     }
     struct vblk_zone_report h;
@@ -155,7 +156,7 @@ int req_decode_zoned(const struct vblk_queue *q, struct vblk_req *r, struct vblk
 {
     const struct vblk_dev *dev = q->dev;
     const struct vblk_zone_info *zi = &dev->zinfo;
-    uint64_t cap = dev->config.capacity;
+    uint64_t cap = vblk_dev_capacity_sectors(dev);
     switch (r->type) {
     case VBLK_T_ZONE_REPORT:
         return zone_report(q, r, win, nwin, wr_len);
@@ -170,7 +171,7 @@ int req_decode_zoned(const struct vblk_queue *q, struct vblk_req *r, struct vblk
          * the config space tells (the backend applies the rest). */
         if (nsect > zi->max_append_sectors)
             return zi->max_append_sectors ? VBLK_S_ZONE_INVALID_CMD : VBLK_S_UNSUPP;
-        if (r->sector >= cap || r->sector % zi->zone_sectors)
+        if (r->sector >= cap || mod64_32(r->sector, zi->zone_sectors))
             return VBLK_S_ZONE_INVALID_CMD;
         if (rd_len % zi->write_granularity)
             return VBLK_S_ZONE_UNALIGNED_WP;
@@ -188,7 +189,7 @@ int req_decode_zoned(const struct vblk_queue *q, struct vblk_req *r, struct vblk
     case VBLK_T_ZONE_CLOSE:
     case VBLK_T_ZONE_FINISH:
     case VBLK_T_ZONE_RESET:
-        if (r->sector >= cap || r->sector % zi->zone_sectors)
+        if (r->sector >= cap || mod64_32(r->sector, zi->zone_sectors))
             return VBLK_S_ZONE_INVALID_CMD;
         return REQ_SUBMIT;
     case VBLK_T_ZONE_RESET_ALL:

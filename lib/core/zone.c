@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "div64.h"
 #include "virtioblk/zone.h"
 
 #define DEFAULT_ZONE_SECTORS (1u << 19)
@@ -29,7 +30,9 @@ uint32_t vblk_zone_count(uint64_t capacity, uint32_t zone_sectors)
 {
     if (!zone_sectors)
         return 0;
-    uint64_t n = capacity / zone_sectors + (capacity % zone_sectors != 0);
+    uint32_t rem;
+    uint64_t n = div64_32(capacity, zone_sectors, &rem);
+    n += rem != 0;
     return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 
@@ -274,7 +277,7 @@ uint8_t vblk_zone_table_write_begin(struct vblk_zone_table *t, bool append, uint
         return VBLK_S_ZONE_INVALID_CMD;
     uint32_t i = vblk_zone_table_index(t, sector);
     uint64_t start = zone_start(t, i), cap = zone_len(t, i);
-    uint64_t gran = t->info.write_granularity / VBLK_SECTOR_SIZE;
+    uint32_t gran = t->info.write_granularity / VBLK_SECTOR_SIZE;
     struct vblk_zone_slot *z = &t->z[i];
     if (z->type == VBLK_ZT_CONV) {
         /* virtio 1.2 5.2.6: ZONE_APPEND only to a SWR zone. */
@@ -292,7 +295,7 @@ uint8_t vblk_zone_table_write_begin(struct vblk_zone_table *t, bool append, uint
         st = VBLK_S_ZONE_INVALID_CMD;
     } else if (z->type == VBLK_ZT_SWR && w != z->wp) {
         st = VBLK_S_ZONE_UNALIGNED_WP;
-    } else if (w % gran || nsect % gran) {
+    } else if (mod64_32(w, gran) || mod64_32(nsect, gran)) {
         st = VBLK_S_ZONE_UNALIGNED_WP;
     } else if (nsect > start + cap - w) {
         /* Past the zone's writable capacity. */

@@ -20,7 +20,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 for f in "$src"/lib/core/*.c "$src"/lib/driver/*.c; do
   "$cc" "${cflags[@]}" -std=c11 -O2 -Wall -Wextra -Werror -ffreestanding -fno-stack-protector \
-    -I "$src/include" -I "$src/lib" -c "$f" -o "$tmp/$(basename "$f").o"
+    -DVBLK_VERSION_STRING=\"check\" -I "$src/include" -I "$src/lib" -c "$f" -o "$tmp/$(basename "$f").o"
 done
 "$ld" -r -o "$tmp/core.o" "$tmp"/*.c.o
 undef=$("$nm" -u "$tmp/core.o" | awk 'NF == 2 {print $2}' | sort -u | grep -vxE 'memcpy|memset|memmove|memcmp' || true)
