@@ -75,11 +75,13 @@ cmd=(
 echo "run-guest.sh: ${cmd[*]}" >>"$LOG"
 echo "run-guest.sh: booting (smp $SMP, mem $MEM, timeout ${TIMEOUT}s), console log: $LOG" >&2
 
-# QEMU 7.2's TCG occasionally crashes an SMP guest kernel while it patches
-# its own text during boot (an int3 oops in the idle path). A boot that died
-# before /init printed anything never reached the device under test (its
-# driver is a module /init loads), so such a boot is retried, at most twice.
-# Anything later, including any failure once /init ran, is never retried.
+# QEMU's TCG occasionally crashes an SMP guest kernel while it patches its
+# own text during boot (an int3 oops in the idle path), or never runs its
+# second vCPU (RCU stall reports until the timeout). A boot that died or
+# stalled before /init printed anything never reached the device under test
+# (its driver is a module /init loads), so such a boot is retried, at most
+# twice. Anything later, including any failure once /init ran, is never
+# retried.
 for attempt in 1 2 3; do
     t0=$(date +%s.%N)
     set +e
@@ -93,8 +95,16 @@ for attempt in 1 2 3; do
     set -e
     t1=$(date +%s.%N)
     secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b - a}')
-    if [[ $attempt -lt 3 ]] && ! grep -aq 'GUEST: ' "$LOG" && grep -aq 'Kernel panic' "$LOG"; then
-        echo "run-guest.sh: the guest kernel panicked before /init started (attempt $attempt," \
+    # The same for a boot whose second vCPU never ran under TCG: the kernel
+    # reports RCU stalls on it and never reaches /init, until the timeout.
+    stalled=0
+    if [[ ($rc -eq 124 || $rc -eq 137) ]] && ! grep -aq 'GUEST: ' "$LOG" &&
+        grep -aq 'rcu_preempt detected stalls' "$LOG"; then
+        stalled=1
+    fi
+    if [[ $attempt -lt 3 ]] && ! grep -aq 'GUEST: ' "$LOG" &&
+        { grep -aq 'Kernel panic' "$LOG" || ((stalled)); }; then
+        echo "run-guest.sh: the guest kernel $( ((stalled)) && echo "stalled (RCU, a vCPU never ran)" || echo panicked) before /init started (attempt $attempt," \
             "log kept as $LOG.boot$attempt); booting again" >&2
         mv "$LOG" "$LOG.boot$attempt"
         echo "run-guest.sh: ${cmd[*]}" >"$LOG"
