@@ -48,6 +48,7 @@ set(VBLK_TRANSPORT_SRC
   ${VBLK_LIB_DIR}/transport/fault_guard.c
   ${VBLK_LIB_DIR}/transport/loopback/loopback.c
   ${VBLK_LIB_DIR}/transport/tqueue.c
+  ${VBLK_LIB_DIR}/transport/unix_listen.c
   ${VBLK_LIB_DIR}/transport/vduse/vduse.c
   ${VBLK_LIB_DIR}/transport/vduse/vduse_iotlb.c
   ${VBLK_LIB_DIR}/transport/vduse/vduse_kernel.c

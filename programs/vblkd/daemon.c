@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "transport/unix_listen.h"
 
 /* How long stopping waits for a worker. */
 #define WORKER_STOP_MS 3000
@@ -136,50 +137,10 @@ int vblkd_create(const struct vblkd_opts *o, struct vblkd **out)
     return 0;
 }
 
-/* Refuses a path a live server owns, and replaces a stale socket file. */
-static int claim_path(const struct sockaddr_un *sa)
-{
-    struct stat st;
-    if (lstat(sa->sun_path, &st) < 0)
-        return errno == ENOENT ? 0 : -errno;
-    if (!S_ISSOCK(st.st_mode))
-        return -EEXIST;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int rc = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
-    int err = errno;
-    close(fd);
-    if (rc == 0)
-        return -EADDRINUSE;
-    if (err != ECONNREFUSED)
-        return -err;
-    return unlink(sa->sun_path) < 0 ? -errno : 0;
-}
-
 /* Listens on @path with permissions @mode. Returns the fd or a negative errno. */
 int listen_unix(const char *path, mode_t mode)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return -ENAMETOOLONG;
-    strcpy(sa.sun_path, path);
-    int rc = claim_path(&sa);
-    if (rc < 0)
-        return rc;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return -errno;
-    /* Never reachable with more permissions than asked, not even briefly. */
-    mode_t old = umask(0177);
-    rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-    umask(old);
-    if (rc < 0 || chmod(path, mode) < 0 || listen(fd, 16) < 0) {
-        rc = -errno;
-        close(fd);
-        return rc;
-    }
-    return fd;
+    return unix_listen(path, (int)mode, 16);
 }
 
 const char *listen_error(int rc)

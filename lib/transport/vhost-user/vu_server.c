@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "transport/worker.h"
+#include "transport/unix_listen.h"
 #include "vu_internal.h"
 
 /* How long a second connection waits for the attached front-end to go
@@ -64,36 +65,11 @@ static int ep_add(int epfd, int fd, uint64_t tag)
     return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
 
-/* Refuses a path a live server owns, and replaces a stale socket file. */
-static int claim_path(const struct sockaddr_un *sa)
-{
-    struct stat st;
-    if (lstat(sa->sun_path, &st) < 0)
-        return errno == ENOENT ? 0 : -errno;
-    if (!S_ISSOCK(st.st_mode))
-        return -EEXIST;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int rc = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
-    int err = errno;
-    close(fd);
-    if (rc == 0)
-        return -EADDRINUSE;
-    if (err != ECONNREFUSED)
-        return -err;
-    return unlink(sa->sun_path) < 0 ? -errno : 0;
-}
-
 int vblk_vu_server_create(const struct vblk_dev_params *p, const struct vblk_backend *be,
                           const struct vblk_vu_server_opts *opts, struct vblk_vu_server **out)
 {
     if (!opts || !opts->socket_path || !out)
         return -EINVAL;
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(opts->socket_path) >= sizeof(sa.sun_path))
-        return -ENAMETOOLONG;
-    strcpy(sa.sun_path, opts->socket_path);
 
     struct vblk_vu_server *s = calloc(1, sizeof(*s));
     if (!s)
@@ -112,19 +88,10 @@ int vblk_vu_server_create(const struct vblk_dev_params *p, const struct vblk_bac
         rc = -ENOMEM;
         goto fail;
     }
-    rc = claim_path(&sa);
-    if (rc < 0)
-        goto fail;
-    s->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (s->lfd < 0 || bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        rc = -errno;
-        if (s->lfd >= 0)
-            close(s->lfd);
+    s->lfd = unix_listen(opts->socket_path, -1, 4);
+    if (s->lfd < 0) {
+        rc = s->lfd;
         s->lfd = -1;
-        goto fail;
-    }
-    if (listen(s->lfd, 4) < 0) {
-        rc = -errno;
         goto fail;
     }
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
