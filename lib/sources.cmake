@@ -6,6 +6,7 @@ set(VBLK_LIB_DIR ${CMAKE_CURRENT_LIST_DIR})
 # Freestanding: ring formats, memory map, request decoding, config space.
 set(VBLK_CORE_SRC
   ${VBLK_LIB_DIR}/core/blk_dev.c
+  ${VBLK_LIB_DIR}/core/blk_fast.c
   ${VBLK_LIB_DIR}/core/blk_queue.c
   ${VBLK_LIB_DIR}/core/blk_req.c
   ${VBLK_LIB_DIR}/core/mem.c

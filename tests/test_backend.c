@@ -220,7 +220,8 @@ static void test_null(void **state)
     assert_string_equal(h.be.ops->name, "null");
     assert_int_equal(h.be.ops->caps, VBLK_BACKEND_CAP_FLUSH | VBLK_BACKEND_CAP_DISCARD |
                                          VBLK_BACKEND_CAP_WRITE_ZEROES |
-                                         VBLK_BACKEND_CAP_SECURE_ERASE);
+                                         VBLK_BACKEND_CAP_SECURE_ERASE |
+                                         VBLK_BACKEND_CAP_NOP_RW);
     h_start(&h);
     treq_rw(&t, VBLK_T_IN, 0, &iov, 1);
     h_run(&h, &t, VBLK_S_OK); /* inline: h_wait insists, as there is no poll() */

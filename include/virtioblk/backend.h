@@ -60,6 +60,13 @@ struct vblk_req;
 #define VBLK_BACKEND_CAP_WRITE_ZEROES (1u << 2) /**< WRITE_ZEROES supported. */
 #define VBLK_BACKEND_CAP_SECURE_ERASE (1u << 3) /**< SECURE_ERASE supported. */
 #define VBLK_BACKEND_CAP_READ_ONLY    (1u << 4) /**< Backend can only be read. */
+/**
+ * submit() does nothing with a VBLK_T_IN or VBLK_T_OUT request but complete
+ * it at once with VBLK_S_OK, leaving its buffers alone (the null backend).
+ * The device may then complete such requests itself without calling
+ * submit(); every other request type still goes to submit().
+ */
+#define VBLK_BACKEND_CAP_NOP_RW (1u << 5)
 /**@}*/
 
 /**

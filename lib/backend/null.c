@@ -28,7 +28,7 @@ static int null_resize(void *be, uint64_t size)
 static const struct vblk_backend_ops null_ops = {
     .version = VBLK_BACKEND_OPS_V3,
     .caps = VBLK_BACKEND_CAP_FLUSH | VBLK_BACKEND_CAP_DISCARD | VBLK_BACKEND_CAP_WRITE_ZEROES |
-            VBLK_BACKEND_CAP_SECURE_ERASE,
+            VBLK_BACKEND_CAP_SECURE_ERASE | VBLK_BACKEND_CAP_NOP_RW,
     .name = "null",
     .submit = null_submit,
     .resize = null_resize,

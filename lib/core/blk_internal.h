@@ -24,6 +24,23 @@ static inline bool req_writes_data(uint32_t type)
            type == VBLK_T_ZONE_REPORT;
 }
 
+/* virtio 1.2 5.2.6.1: writes must be stable at completion when the cache
+ * is write-through, or when FLUSH was offered but neither FLUSH nor
+ * CONFIG_WCE was negotiated. */
+static inline bool req_write_through(const struct vblk_dev *dev)
+{
+    uint64_t f = dev->driver_features;
+    if (f & VBLK_BIT(VBLK_F_CONFIG_WCE))
+        return !dev->config.writeback;
+    return (dev->host_features & VBLK_BIT(VBLK_F_FLUSH)) && !(f & VBLK_BIT(VBLK_F_FLUSH));
+}
+
+/* Takes up to @budget requests of the common shape (a direct header, data,
+ * status chain; IN or OUT) from the ring and starts them, stopping before
+ * the first request that needs the general path. Returns how many it took;
+ * the caller flushes. */
+unsigned blk_fast_burst(struct vblk_queue *q, unsigned budget);
+
 /* Decodes the zoned request types (zoned requests accepted, dev->zoned_on). */
 int req_decode_zoned(const struct vblk_queue *q, struct vblk_req *r, struct vblk_iov *rd,
                      uint16_t nrd, uint32_t rd_len, struct vblk_iov *win, uint16_t nwin,

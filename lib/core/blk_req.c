@@ -59,8 +59,6 @@ static void iov_scatter_at(struct vblk_iov *iov, unsigned n, uint64_t skip, cons
     }
 }
 
-static bool write_through(const struct vblk_dev *dev);
-
 /* Drops the first @skip bytes of an iovec array in place. Returns the new
  * start and count. */
 static struct vblk_iov *iov_advance(struct vblk_iov *iov, uint16_t *n, size_t skip)
@@ -181,7 +179,7 @@ int req_decode_zoned(const struct vblk_queue *q, struct vblk_req *r, struct vblk
         r->zin = win;
         r->nzin = nwin;
         r->used_len = wr_len + 1;
-        if (write_through(dev))
+        if (req_write_through(dev))
             r->flags |= VBLK_REQ_F_FUA;
         return REQ_SUBMIT;
     }
@@ -289,17 +287,6 @@ static uint64_t feature_for(uint32_t type)
     }
 }
 
-/* virtio 1.2 5.2.6.1: writes must be stable at completion when the cache
- * is write-through, or when FLUSH was offered but neither FLUSH nor
- * CONFIG_WCE was negotiated. */
-static bool write_through(const struct vblk_dev *dev)
-{
-    uint64_t f = dev->driver_features;
-    if (f & VBLK_BIT(VBLK_F_CONFIG_WCE))
-        return !dev->config.writeback;
-    return (dev->host_features & VBLK_BIT(VBLK_F_FLUSH)) && !(f & VBLK_BIT(VBLK_F_FLUSH));
-}
-
 int req_decode(const struct vblk_queue *q, struct vblk_req *r)
 {
     struct vblk_chain *c = &r->chain;
@@ -372,7 +359,7 @@ int req_decode(const struct vblk_queue *q, struct vblk_req *r)
         r->len = rd_len;
         if (!rw_ok(q, r))
             return VBLK_S_IOERR;
-        if (write_through(dev))
+        if (req_write_through(dev))
             r->flags |= VBLK_REQ_F_FUA;
         break;
     case VBLK_T_FLUSH:

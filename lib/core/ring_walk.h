@@ -21,7 +21,7 @@
  * loaded a single time into the copy, and the compiler may not replace a
  * later use of the copy by a fresh load from driver memory (which would
  * reopen a time-of-check/time-of-use hole). */
-static inline void desc_copy(void *dst, const void *src)
+static inline __attribute__((always_inline)) void desc_copy(void *dst, const void *src)
 {
     const uint8_t *s = src;
     uint8_t *d = dst;
@@ -169,6 +169,50 @@ static inline void walk_end(const struct walk *w, struct vblk_chain *c)
     c->max_desc_len = w->max_len;
     c->fault = w->fault;
     c->last_mapped = w->last_mapped;
+}
+
+/* Writes one used entry (virtio 1.2 2.7.8); published by vq_split_publish(). */
+static inline void split_push(struct vblk_vq *vq, uint16_t id, uint32_t len)
+{
+    uint16_t slot = vq->used_idx & (vq->size - 1);
+    struct vblk_split_used_elem *e = &vq->r.split.used->ring[slot];
+    RING_STORE(&e->id, (uint32_t)id);
+    RING_STORE(&e->len, len);
+    if (vq->mem->log)
+        vblk_mem_log_write(vq->mem, vq->addrs.device + 4 + 8u * slot, 8);
+    vq->used_idx++;
+}
+
+/* Writes one used descriptor (virtio 1.2 2.8.1); the driver sees it at once. */
+static inline void packed_push(struct vblk_vq *vq, uint16_t id, uint16_t ndescs, uint32_t len)
+{
+    struct vblk_packed_desc *d = &vq->r.pk.desc[vq->used_idx];
+    uint16_t flags = vblk_packed_used_bits(vq->used_wrap);
+    /* 2.8.3: WRITE in a used descriptor says data was written. */
+    if (len)
+        flags |= VBLK_DESC_F_WRITE;
+    RING_STORE(&d->id, id);
+    RING_STORE(&d->len, len);
+    /* 2.8.1: id and len must be visible before the flags that
+     * hand the descriptor back to the driver. */
+    __atomic_store_n(&d->flags, flags, __ATOMIC_RELEASE);
+    if (vq->mem->log)
+        vblk_mem_log_write(vq->mem, vq->addrs.desc + 16u * vq->used_idx, 16);
+    if (ndescs == 0 || ndescs > vq->size)
+        ndescs = 1;
+    vblk_ring_advance(vq->size, &vq->used_idx, &vq->used_wrap, ndescs);
+    vq->published = (uint16_t)(vq->published + ndescs);
+}
+
+/* vblk_vq_push() for callers inside the core. */
+static inline void vq_push(struct vblk_vq *vq, uint16_t id, uint16_t ndescs, uint32_t len)
+{
+    if (vq->is_broken)
+        return;
+    if (vq->packed)
+        packed_push(vq, id, ndescs, len);
+    else
+        split_push(vq, id, len);
 }
 
 int vq_split_init(struct vblk_vq *vq);

@@ -148,22 +148,7 @@ int vq_packed_copy_descs(const struct vblk_vq *vq, uint16_t pos, uint16_t n,
 
 void vq_packed_push(struct vblk_vq *vq, uint16_t id, uint16_t ndescs, uint32_t len)
 {
-    struct vblk_packed_desc *d = &vq->r.pk.desc[vq->used_idx];
-    uint16_t flags = vblk_packed_used_bits(vq->used_wrap);
-    /* 2.8.3: WRITE in a used descriptor says data was written. */
-    if (len)
-        flags |= VBLK_DESC_F_WRITE;
-    RING_STORE(&d->id, id);
-    RING_STORE(&d->len, len);
-    /* 2.8.1: id and len must be visible before the flags that
-     * hand the descriptor back to the driver. */
-    __atomic_store_n(&d->flags, flags, __ATOMIC_RELEASE);
-    if (vq->mem->log)
-        vblk_mem_log_write(vq->mem, vq->addrs.desc + 16u * vq->used_idx, 16);
-    if (ndescs == 0 || ndescs > vq->size)
-        ndescs = 1;
-    vblk_ring_advance(vq->size, &vq->used_idx, &vq->used_wrap, ndescs);
-    vq->published = (uint16_t)(vq->published + ndescs);
+    packed_push(vq, id, ndescs, len);
 }
 
 bool vq_packed_publish(struct vblk_vq *vq)

@@ -132,13 +132,7 @@ int vq_split_walk(struct vblk_vq *vq, uint16_t head, struct vblk_chain *c)
 
 void vq_split_push(struct vblk_vq *vq, uint16_t id, uint32_t len)
 {
-    uint16_t slot = vq->used_idx & (vq->size - 1);
-    struct vblk_split_used_elem *e = &vq->r.split.used->ring[slot];
-    RING_STORE(&e->id, (uint32_t)id);
-    RING_STORE(&e->len, len);
-    if (vq->mem->log)
-        vblk_mem_log_write(vq->mem, vq->addrs.device + 4 + 8u * slot, 8);
-    vq->used_idx++;
+    split_push(vq, id, len);
 }
 
 bool vq_split_publish(struct vblk_vq *vq)
