@@ -32,6 +32,42 @@ struct fast {
     uint32_t out_flags; /* VBLK_REQ_F_FUA for writes on a write-through cache */
 };
 
+/* A descriptor's fields, each read from the ring once (see desc_copy()). */
+struct fdesc {
+    uint64_t addr;
+    uint32_t len;
+    uint16_t flags;
+    uint16_t other; /* split: next; packed: id */
+};
+
+/* Reads a ring descriptor (split or packed: both are 16 bytes, addr and len
+ * first) into @d. Rings are 16-byte aligned (vq_*_init() checked it), so
+ * this is desc_copy() without its unaligned case. */
+static inline __attribute__((always_inline)) void fdesc_load(struct fdesc *d, const void *src,
+                                                             bool packed)
+{
+    const uint8_t *s = src;
+#if __GCC_ATOMIC_LLONG_LOCK_FREE == 2
+    d->addr = RING_LOAD((const uint64_t *)(const void *)s);
+#else
+    /* As in desc_copy(): two halves, each read once. */
+    uint32_t lo = RING_LOAD((const uint32_t *)(const void *)s);
+    uint32_t hi = RING_LOAD((const uint32_t *)(const void *)(s + 4));
+    uint32_t halves[2] = {lo, hi};
+    memcpy(&d->addr, halves, 8);
+#endif
+    d->len = RING_LOAD((const uint32_t *)(const void *)(s + 8));
+    uint32_t tail = RING_LOAD((const uint32_t *)(const void *)(s + 12));
+    uint8_t b[4];
+    memcpy(b, &tail, 4);
+    uint16_t lo16, hi16;
+    memcpy(&lo16, b, 2);
+    memcpy(&hi16, b + 2, 2);
+    /* Split: flags, then next. Packed: id, then flags. */
+    d->flags = packed ? hi16 : lo16;
+    d->other = packed ? lo16 : hi16;
+}
+
 /* One request, decoded. */
 struct fast_req {
     struct vblk_req_hdr hdr;
@@ -65,14 +101,18 @@ static __attribute__((noinline)) uint8_t *fast_xlate_other(struct vblk_mem *mem,
     return vblk_mem_ptr(mem, addr, len);
 }
 
-/* Host address of [addr, addr + len), len > 0, in one region, or NULL. */
-static inline __attribute__((always_inline)) uint8_t *fast_xlate(const struct fast *f,
-                                                                 uint64_t addr, uint32_t len)
+/* Sets @p to the host address of [addr, addr + len), len > 0, in one
+ * region. False: not mapped that way. */
+static inline __attribute__((always_inline)) bool fast_xlate(const struct fast *f, uint64_t addr,
+                                                             uint32_t len, uint8_t **p)
 {
     uint64_t off = addr - f->rbase;
-    if (off < f->rsize && len <= f->rsize - off)
-        return f->rhost + off;
-    return fast_xlate_other(f->mem, addr, len);
+    if (__builtin_expect(off < f->rsize && len <= f->rsize - off, 1)) {
+        *p = f->rhost + off;
+        return true;
+    }
+    *p = fast_xlate_other(f->mem, addr, len);
+    return *p != NULL;
 }
 
 /* The checks of walk_add() (translation), req_decode() and rw_ok() for an
@@ -88,10 +128,9 @@ static inline __attribute__((always_inline)) bool fast_decode(const struct fast 
      * zero-length buffer maps to no iovec at all in the general path. */
     if (fr->len == 0 || (fr->len & (VBLK_SECTOR_SIZE - 1)) || fr->len > f->max_data)
         return false;
-    fr->hdr_host = fast_xlate(f, hdr_addr, sizeof(fr->hdr));
-    fr->data = fast_xlate(f, data_addr, fr->len);
-    fr->status = fast_xlate(f, status_addr, 1);
-    if (!fr->hdr_host || !fr->data || !fr->status)
+    if (!fast_xlate(f, hdr_addr, sizeof(fr->hdr), &fr->hdr_host) ||
+        !fast_xlate(f, data_addr, fr->len, &fr->data) ||
+        !fast_xlate(f, status_addr, 1, &fr->status))
         return false;
     /* The header is read from driver memory once; only the copy is used. */
     memcpy(&fr->hdr, fr->hdr_host, sizeof(fr->hdr));
@@ -186,7 +225,7 @@ static inline __attribute__((always_inline)) unsigned split_burst(const struct f
     struct vblk_split_used_elem *used_ring = vq->r.split.used->ring;
     uint16_t last = vq->last_avail, avail = vq->avail_cache, used = vq->used_idx;
     unsigned n = 0;
-    while (n < budget && !q->stopping) {
+    while (n < budget && (nop || !q->stopping)) {
         if (last == avail) {
             /* Acquire: heads and descriptors are read after the idx that
              * covers them (virtio 1.2 2.7.13.3.1). More than a ring's worth
@@ -205,16 +244,16 @@ static inline __attribute__((always_inline)) unsigned split_burst(const struct f
         /* Three direct descriptors: header (readable, NEXT), data (NEXT),
          * status (writable, last). vq->size >= 3, so the chain is no longer
          * than the ring, as the general walk requires. */
-        struct vblk_split_desc d0, d1, d2;
-        desc_copy(&d0, &table[head]);
+        struct fdesc d0, d1, d2;
+        fdesc_load(&d0, &table[head], false);
         if ((d0.flags & FLAGS_SEEN) != VBLK_DESC_F_NEXT || d0.len != sizeof(struct vblk_req_hdr) ||
-            d0.next >= size)
+            d0.other >= size)
             break;
-        desc_copy(&d1, &table[d0.next]);
+        fdesc_load(&d1, &table[d0.other], false);
         if ((d1.flags & (VBLK_DESC_F_NEXT | VBLK_DESC_F_INDIRECT)) != VBLK_DESC_F_NEXT ||
-            d1.next >= size)
+            d1.other >= size)
             break;
-        desc_copy(&d2, &table[d1.next]);
+        fdesc_load(&d2, &table[d1.other], false);
         if ((d2.flags & FLAGS_SEEN) != VBLK_DESC_F_WRITE || d2.len != 1)
             break;
         struct fast_req fr;
@@ -251,7 +290,7 @@ static inline __attribute__((always_inline)) unsigned packed_burst(const struct 
     uint16_t pos = vq->last_avail, upos = vq->used_idx;
     uint8_t wrap = vq->avail_wrap, uwrap = vq->used_wrap;
     unsigned n = 0;
-    while (n < budget && !q->stopping) {
+    while (n < budget && (nop || !q->stopping)) {
         /* 2.8.6: the head's flags are published last; acquire, so the
          * list is read after them. */
         uint16_t hflags = __atomic_load_n(&ring[pos].flags, __ATOMIC_ACQUIRE);
@@ -269,16 +308,16 @@ static inline __attribute__((always_inline)) unsigned packed_burst(const struct 
         w3 = w2;
         vblk_ring_next(size, &p3, &w3);
         /* Each descriptor available in its own lap (2.8.6); no INDIRECT. */
-        struct vblk_packed_desc d0, d1, d2;
-        desc_copy(&d0, &ring[pos]);
+        struct fdesc d0, d1, d2;
+        fdesc_load(&d0, &ring[pos], true);
         if (!vblk_packed_is_avail(d0.flags, wrap) || (d0.flags & FLAGS_SEEN) != VBLK_DESC_F_NEXT ||
             d0.len != sizeof(struct vblk_req_hdr))
             break;
-        desc_copy(&d1, &ring[p1]);
+        fdesc_load(&d1, &ring[p1], true);
         if (!vblk_packed_is_avail(d1.flags, w1) ||
             (d1.flags & (VBLK_DESC_F_NEXT | VBLK_DESC_F_INDIRECT)) != VBLK_DESC_F_NEXT)
             break;
-        desc_copy(&d2, &ring[p2]);
+        fdesc_load(&d2, &ring[p2], true);
         if (!vblk_packed_is_avail(d2.flags, w2) || (d2.flags & FLAGS_SEEN) != VBLK_DESC_F_WRITE ||
             d2.len != 1)
             break;
@@ -297,7 +336,7 @@ static inline __attribute__((always_inline)) unsigned packed_burst(const struct 
             /* 2.8.1 / 2.8.3: id and len before the flags that hand the
              * slot back, WRITE set since the status byte was written. */
             struct vblk_packed_desc *u = &ring[upos];
-            RING_STORE(&u->id, d2.id);
+            RING_STORE(&u->id, d2.other);
             RING_STORE(&u->len, fast_used_len(&fr));
             __atomic_store_n(&u->flags,
                              (uint16_t)(vblk_packed_used_bits(uwrap) | VBLK_DESC_F_WRITE),
@@ -306,7 +345,7 @@ static inline __attribute__((always_inline)) unsigned packed_burst(const struct 
         } else {
             vq->last_avail = pos;
             vq->avail_wrap = wrap;
-            fast_submit(f, &fr, d2.id, 3, head, head_wrap);
+            fast_submit(f, &fr, d2.other, 3, head, head_wrap);
         }
     }
     vq->last_avail = pos;
