@@ -311,12 +311,23 @@ int vblk_queue_process(struct vblk_queue *q, unsigned budget)
         return -EIO;
 
     unsigned submitted = 0;
+    /* General-path requests to take before trying the fast path again, and
+     * how often in a row it found nothing: a driver that sends only other
+     * shapes (indirect tables, say) pays for a failed attempt once in up to
+     * 64 requests, not for every one. */
+    unsigned slow_left = 0, misses = 0;
     while (!q->stopping && (budget == 0 || submitted < budget)) {
-        /* The common requests in one fused pass; the general path below
-         * takes whatever stopped it (or finds the ring empty). */
-        submitted += blk_fast_burst(q, budget ? budget - submitted : ~0u);
-        if (q->stopping || (budget && submitted >= budget))
-            break;
+        if (slow_left == 0) {
+            /* The common requests in one fused pass; the general path
+             * below takes whatever stopped it (or finds the ring empty). */
+            unsigned n = blk_fast_burst(q, budget ? budget - submitted : ~0u);
+            submitted += n;
+            misses = n ? 0 : misses < 6 ? misses + 1 : 6;
+            slow_left = n ? 1 : 1u << misses;
+            if (q->stopping || (budget && submitted >= budget))
+                break;
+        }
+        slow_left--;
         struct vblk_req *r = q->free;
         if (!r) {
             /* Count only real back-pressure: a chain is waiting. */
