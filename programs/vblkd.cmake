@@ -5,6 +5,7 @@ if(PKG_CONFIG_FOUND)
 endif()
 if(JSONC_FOUND)
   set(VBLKD_SRC ${PROJECT_SOURCE_DIR}/programs/vblkd/daemon.c
+                ${PROJECT_SOURCE_DIR}/programs/vblkd/loop.c
                 ${PROJECT_SOURCE_DIR}/programs/vblkd/rpc.c
                 ${PROJECT_SOURCE_DIR}/programs/vblkd/backends.c
                 ${PROJECT_SOURCE_DIR}/programs/vblkd/exports.c
