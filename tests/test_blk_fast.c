@@ -581,6 +581,150 @@ static void fast_path_respects_the_pool(void **state)
     assert_false(vblk_queue_broken(&h->q));
 }
 
+/* ---- differential: the same requests with and without the fast path ---- */
+
+static uint32_t next_rnd(uint32_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 17;
+    *s ^= *s << 5;
+    return *s;
+}
+
+/* One of @n values, picked by @s. */
+#define PICK(s, ...)                                                                               \
+    ((const uint32_t[]){                                                                           \
+        __VA_ARGS__}[next_rnd(s) % (sizeof((const uint32_t[]){__VA_ARGS__}) / sizeof(uint32_t))])
+
+/* A buffer of @len bytes: mapped (usually), unmapped, or running off the
+ * end of guest memory. */
+static uint64_t rnd_buf(struct h *h, uint32_t *s, uint32_t len)
+{
+    switch (next_rnd(s) % 32) {
+    case 0:
+        return GPA + MEM_LEN + 4096;
+    case 1:
+        return GPA + MEM_LEN - (len > 1 ? len / 2 : 0);
+    default:
+        return galloc(h, len ? len : 1, 0xee);
+    }
+}
+
+/* Posts one to four requests drawn from @seed: mostly the common shape,
+ * often with one thing wrong (a length, a flag, a type, a buffer, the
+ * descriptor count), sometimes as an indirect table. */
+static void post_random(struct h *h, uint32_t seed, bool packed)
+{
+    uint32_t s = seed * 2654435761u + 1;
+    unsigned k = 1 + next_rnd(&s) % 4;
+    for (unsigned r = 0; r < k; r++) {
+        uint32_t type = PICK(&s, VBLK_T_IN, VBLK_T_IN, VBLK_T_OUT, VBLK_T_OUT, VBLK_T_FLUSH, 0x77);
+        uint64_t sector = next_rnd(&s) % 2 ? next_rnd(&s) % SECTORS : SECTORS - next_rnd(&s) % 4;
+        unsigned n = next_rnd(&s) % 4 ? 3 : 1 + next_rnd(&s) % 4;
+        bool odd = next_rnd(&s) % 3 == 0; /* one field off the common shape */
+        unsigned which = next_rnd(&s) % 6;
+        struct seg g[4];
+        for (unsigned i = 0; i < n; i++) {
+            bool status = i == n - 1 && n > 1, hdr = i == 0;
+            uint32_t len = hdr ? 16 : status ? 1 : PICK(&s, 512, 512, 1024, 4096, 8192);
+            uint16_t flags = hdr ? 0 : status ? W : type == VBLK_T_IN ? W : 0;
+            if (odd && which == 0 && i == n / 2)
+                len = PICK(&s, 0, 1, 8, 15, 17, 100, 513, 4097);
+            if (odd && which == 1 && i == n / 2)
+                flags ^= W;
+            if (odd && which == 2 && status)
+                len = PICK(&s, 0, 2, 16);
+            uint64_t addr = rnd_buf(h, &s, len);
+            if (hdr && len >= 16 && addr >= GPA && addr + 16 <= GPA + MEM_LEN) {
+                struct vblk_req_hdr rh = {type, 0, sector};
+                memcpy(hp(h, addr), &rh, sizeof(rh));
+            }
+            g[i] = (struct seg){addr, len, flags};
+        }
+        if (odd && which == 3) {
+            /* The header split in two, when there is room. */
+            if (n < 4 && g[0].len == 16) {
+                memmove(&g[1], &g[0], n * sizeof(g[0]));
+                g[0].len = 8;
+                g[1].addr += 8;
+                g[1].len = 8;
+                n++;
+            }
+        }
+        if (odd && which == 4 && n > 1) {
+            uint64_t t = galloc(h, 16u * n, 0);
+            struct atk_seg tab[4];
+            for (unsigned i = 0; i < n; i++)
+                tab[i] = (struct atk_seg){g[i].addr, g[i].len, g[i].flags};
+            atk_table_write(packed, hp(h, t), tab, n);
+            atk_post_indirect(&h->ring, t, 16u * n, 0);
+            continue;
+        }
+        post(h, g, n);
+    }
+}
+
+struct outcome {
+    int rc;
+    bool broken;
+    unsigned nsubmit;
+    struct vblk_queue_stats qs;
+    uint8_t *ram; /* guest memory afterwards */
+    uint8_t disk[DISK];
+};
+
+static void run_random(void **state, uint32_t seed, bool packed, bool nop, bool fast,
+                       struct outcome *o)
+{
+    static const struct vblk_queue_hooks hooks = {hook_nop, hook_nop, NULL};
+    struct h *h = restart(state);
+    start(h, packed, nop, seed % 2 == 0);
+    if (!fast)
+        h->q.hooks = &hooks; /* white box: the general path only */
+    post_random(h, seed, packed);
+    o->rc = process(h);
+    o->broken = vblk_queue_broken(&h->q);
+    o->nsubmit = h->tb.nsubmit;
+    o->qs = *vblk_queue_stats(&h->q);
+    o->ram = malloc(MEM_LEN);
+    assert_non_null(o->ram);
+    memcpy(o->ram, h->ram.host, MEM_LEN);
+    memcpy(o->disk, h->tb.disk, DISK);
+    h->q.hooks = NULL;
+}
+
+static void fast_and_general_paths_agree(void **state)
+{
+    struct outcome *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+    assert_true(a && b);
+    unsigned fast_taken = 0;
+    for (uint32_t seed = 1; seed <= 150; seed++) {
+        for (unsigned c = 0; c < 4; c++) {
+            bool packed = c & 1, nop = c & 2;
+            run_random(state, seed, packed, nop, true, a);
+            run_random(state, seed, packed, nop, false, b);
+            assert_int_equal(a->rc, b->rc);
+            assert_int_equal(a->broken, b->broken);
+            assert_int_equal(a->qs.submitted, b->qs.submitted);
+            assert_int_equal(a->qs.completed, b->qs.completed);
+            assert_int_equal(a->qs.ioerr, b->qs.ioerr);
+            assert_int_equal(a->qs.unsupp, b->qs.unsupp);
+            if (!nop)
+                assert_int_equal(a->nsubmit, b->nsubmit);
+            fast_taken += b->nsubmit - a->nsubmit;
+            /* Status bytes, used entries, data read and written. */
+            assert_memory_equal(a->ram, b->ram, MEM_LEN);
+            assert_memory_equal(a->disk, b->disk, DISK);
+            free(a->ram);
+            free(b->ram);
+        }
+    }
+    /* The draw must exercise the fast path, not only its fallbacks. */
+    assert_true(fast_taken > 100);
+    free(a);
+    free(b);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -595,6 +739,7 @@ int main(void)
         T(event_idx_crossing_inside_a_burst),
         T(both_paths_hand_the_backend_the_same_request),
         T(fast_path_respects_the_pool),
+        T(fast_and_general_paths_agree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
