@@ -482,17 +482,59 @@ static int tell_device(struct vblkd *d, struct export *x, uint64_t size, bool *n
     return c.rc;
 }
 
-int export_resize(struct vblkd *d, struct export *x, uint64_t size, bool *notified,
-                  struct vblkd_error *e)
+int export_resize(struct vblkd *d, struct export *x, uint64_t size, bool follow, uint64_t *size_out,
+                  bool *notified, struct vblkd_error *e)
 {
+    const struct backend_kind *k = backend_kind_of(x->spec.backend);
+    const bool network = k != NULL && k->network;
+    uint64_t old = x->size;
+    int rc;
+
     *notified = false;
+    *size_out = old;
+    if (follow) {
+        if (k == NULL || k->storage_size == NULL) {
+            vblkd_errorf(e, RPC_INVALID_PARAMS,
+                         "export '%s': \"size\" is required (only nbd and rbd exports can follow "
+                         "the size their server reports)",
+                         x->spec.name);
+            return -1;
+        }
+        if (k->storage_size(&x->be, &size, e) < 0)
+            return -1;
+        if (size == 0) {
+            vblkd_errorf(e, RPC_SIZE_MISMATCH,
+                         "export '%s': the %s server reports less than one 512-byte sector; "
+                         "the export keeps its %" PRIu64 " bytes",
+                         x->spec.name, k->type, old);
+            return -1;
+        }
+    }
     if (size == 0 || size % 512) {
         vblkd_errorf(e, RPC_INVALID_PARAMS, "size %" PRIu64 " is not a positive multiple of 512",
                      size);
         return -1;
     }
-    uint64_t old = x->size;
-    int rc;
+    if (network && !follow && k->storage_size != NULL && strcmp(k->type, "nbd") == 0) {
+        /* NBD cannot resize an export: the server's administrator does,
+         * and vblkd adopts what the server reports. */
+        uint64_t now;
+        if (k->storage_size(&x->be, &now, e) < 0)
+            return -1;
+        if (now != size) {
+            vblkd_errorf(e, RPC_SIZE_MISMATCH,
+                         "export '%s': the NBD server reports %" PRIu64 " bytes for this export, "
+                         "not %" PRIu64 "; resize the export on the server first (e.g. truncate "
+                         "the file it serves and restart or reload it as that server needs), "
+                         "then resize again, or leave out \"size\" to adopt %" PRIu64 " bytes",
+                         x->spec.name, now, size, now);
+            return -1;
+        }
+    }
+    if (network && size == old) {
+        *size_out = size;
+        return 0; /* nothing changes: the driver is not bothered */
+    }
     if (size > old) {
         /* Storage first: the driver must never see sectors that do not exist. */
         rc = vblk_backend_resize(&x->be, size);
@@ -514,9 +556,17 @@ int export_resize(struct vblkd *d, struct export *x, uint64_t size, bool *notifi
     }
     if (rc == -ENOTSUP) {
         vblkd_errorf(e, RPC_NOT_SUPPORTED,
-                     "export '%s': the %s backend cannot change its size (zoned disks, block "
-                     "devices and network images are resized outside vblkd, or not at all)",
+                     "export '%s': the %s backend cannot change its size (zoned disks and block "
+                     "devices are resized outside vblkd, or not at all)",
                      x->spec.name, x->be.ops->name);
+        return -1;
+    }
+    if (rc == -ERANGE && network) {
+        vblkd_errorf(e, RPC_SIZE_MISMATCH,
+                     "export '%s': the server's size changed while resizing to %" PRIu64
+                     " bytes; read it with export_resize without \"size\" (the daemon's log has "
+                     "the size it reported)",
+                     x->spec.name, size);
         return -1;
     }
     if (rc == -ENOSPC) {
@@ -534,6 +584,7 @@ int export_resize(struct vblkd *d, struct export *x, uint64_t size, bool *notifi
     }
     if (rc == -ETIMEDOUT) {
         x->size = size;
+        *size_out = size;
         backend_spec_set_size(x->spec.backend, size);
         vblkd_errorf(e, RPC_RESOURCE_ERROR,
                      "export '%s': requests in flight did not finish within 5 s; the new size is "
@@ -547,6 +598,7 @@ int export_resize(struct vblkd *d, struct export *x, uint64_t size, bool *notifi
         return -1;
     }
     x->size = size;
+    *size_out = size;
     x->resizes++;
     backend_spec_set_size(x->spec.backend, size);
     vblkd_log(d, VBLK_LOG_INFO, "%s: resized from %" PRIu64 " to %" PRIu64 " bytes%s", x->spec.name,
