@@ -43,7 +43,7 @@ static void usage(FILE *f)
             "  del NAME [--force]      delete (--force: even with a front-end attached)\n"
             "  list                    every export\n"
             "  show NAME               one export\n"
-            "  resize NAME [SIZE]      change the capacity (e.g. 20G); the driver is told;\n"
+            "  resize NAME [SIZE]      change the capacity (e.g. 20G); the driver is told\n"
             "                          (without SIZE: an nbd or rbd export adopts the size\n"
             "                          its server reports now)\n"
             "  stats NAME              counters, per queue with its worker thread\n"
