@@ -38,9 +38,9 @@
  *   librbd), waits up to 5 s for the requests already started that were
  *   checked against the old size, then cuts the image. A size the image
  *   already has (an administrator ran @c rbd @c resize) is adopted without
- *   changing the image; vblk_backend_rbd_image_size() reads it. A resize
- *   made elsewhere is not followed by itself: the capacity changes only
- *   through vblk_backend_resize().
+ *   changing the image; vblk_backend_rbd_image_size() reads it. The
+ *   capacity changes only through vblk_backend_resize(): to follow resizes
+ *   made elsewhere, watch vblk_backend_rbd_update_fd().
  */
 #ifndef VIRTIOBLK_RBD_H
 #define VIRTIOBLK_RBD_H
@@ -162,6 +162,23 @@ int vblk_backend_rbd_stats(const struct vblk_backend *be, struct vblk_rbd_stats 
  * for another kind of backend, or librbd's negative errno.
  */
 int vblk_backend_rbd_image_size(const struct vblk_backend *be, uint64_t *size);
+
+/**
+ * A file descriptor that becomes readable when the image's header changes
+ * in the cluster: a resize (by anyone, this backend included), a snapshot,
+ * a feature change. Read 8 bytes from it to consume the event, then compare
+ * vblk_backend_rbd_image_size() with the capacity and call
+ * vblk_backend_resize() (and tell the device) to follow a resize made with
+ * the @c rbd tool. It comes from librbd's update watch (@c
+ * rbd_update_watch, on the watch librbd keeps on the image anyway: no
+ * extra traffic), set up on the first call; the backend owns the
+ * descriptor and closes it when destroyed. @p be must come from
+ * vblk_backend_rbd_open(). Returns the descriptor, -EINVAL for another
+ * kind of backend, -ENOTSUP for a snapshot or an image opened read-only
+ * (librbd does not watch those: a read-only handle keeps the size it was
+ * opened with), or a negative errno.
+ */
+int vblk_backend_rbd_update_fd(const struct vblk_backend *be);
 
 #ifdef __cplusplus
 }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #if VBLK_HAVE_RBD
@@ -25,6 +26,11 @@ static void rbd_destroy(void *ctx)
 
     if (be == NULL)
         return;
+    /* No update callback runs once rbd_update_unwatch has returned. */
+    if (be->update_fd >= 0) {
+        rbd_update_unwatch(be->image, be->update_handle);
+        close(be->update_fd);
+    }
     /* rbd_close writes back the cache and releases the exclusive lock:
      * bounded by the I/O timeout like any other operation. */
     if (be->image != NULL)
@@ -85,6 +91,40 @@ static int rbd_be_resize(void *ctx, uint64_t size)
     }
     be->image_size = size;
     return 0;
+}
+
+/* librbd's thread: the image's header changed (a resize, a snapshot, ...). */
+static void on_update(void *arg)
+{
+    struct rbd_be *be = arg;
+    (void)eventfd_write(be->update_fd, 1);
+}
+
+int vblk_backend_rbd_update_fd(const struct vblk_backend *b)
+{
+    struct rbd_be *be;
+    int r;
+
+    if (b == NULL || b->ops == NULL || b->ctx == NULL || b->ops->destroy != rbd_destroy)
+        return -EINVAL;
+    be = b->ctx;
+    /* librbd keeps no watch on an image opened read-only: no updates. */
+    if (be->read_only)
+        return -ENOTSUP;
+    if (be->update_fd >= 0)
+        return be->update_fd;
+    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0)
+        return -errno;
+    be->update_fd = fd;
+    /* librbd's own header watch calls back: no extra traffic to the OSDs. */
+    r = rbd_update_watch(be->image, &be->update_handle, on_update, be);
+    if (r < 0) {
+        be->update_fd = -1;
+        close(fd);
+        return r;
+    }
+    return fd;
 }
 
 int vblk_backend_rbd_image_size(const struct vblk_backend *b, uint64_t *size)
@@ -227,6 +267,7 @@ int vblk_backend_rbd_open(const struct vblk_rbd_opts *o, struct vblk_backend *ou
         goto fail_msg;
     }
     memset(be, 0, sizeof(*be));
+    be->update_fd = -1;
     stage = RBD_STAGE_CREATE;
     snprintf(name, sizeof(name), "client.%s",
              o->client_id != NULL && *o->client_id ? o->client_id : "admin");

@@ -74,6 +74,10 @@ struct rbd_be {
      * check until librbd calls back, so that a shrink can wait for every
      * step checked against the old size before rbd_resize2 cuts the image. */
     struct be_guard guard;
+    /* vblk_backend_rbd_update_fd(): an eventfd signalled from librbd's
+     * update watch (-1 until asked for), and the watch's handle. */
+    int update_fd;
+    uint64_t update_handle;
     struct rbd_counters n;
 };
 

@@ -514,14 +514,15 @@ static int rbd_storage_size(struct vblk_backend *be, uint64_t *size, struct vblk
 #endif
 
 static const struct backend_kind kinds[] = {
-    {"null", null_keys, null_open, false, NULL},
-    {"memory", memory_keys, memory_open, false, NULL},
-    {"file", file_keys, file_open, false, NULL},
+    {"null", null_keys, null_open, false, NULL, NULL},
+    {"memory", memory_keys, memory_open, false, NULL, NULL},
+    {"file", file_keys, file_open, false, NULL, NULL},
 #if VBLK_HAVE_NBD
-    {"nbd", nbd_keys, nbd_open, true, nbd_storage_size},
+    /* NBD tells no one about a resize: export_resize asks the server. */
+    {"nbd", nbd_keys, nbd_open, true, nbd_storage_size, NULL},
 #endif
 #if VBLK_HAVE_RBD
-    {"rbd", rbd_keys, rbd_open, true, rbd_storage_size},
+    {"rbd", rbd_keys, rbd_open, true, rbd_storage_size, vblk_backend_rbd_update_fd},
 #endif
 };
 

@@ -10,7 +10,15 @@
 
 #include "vblkd.h"
 
-enum { TAG_RPC_LISTEN = 1, TAG_RPC_CLIENT, TAG_VU_LISTEN, TAG_VU_CONN, TAG_STOP, TAG_METRICS };
+enum {
+    TAG_RPC_LISTEN = 1,
+    TAG_RPC_CLIENT,
+    TAG_VU_LISTEN,
+    TAG_VU_CONN,
+    TAG_STOP,
+    TAG_METRICS,
+    TAG_BACKEND_UPDATE
+};
 
 struct rpc_client {
     struct vblkd_tag tag;
@@ -62,6 +70,8 @@ const char *listen_error(int rc);
 /* exports.c: a new front-end on @x's socket; the end of its connection. */
 void vu_accept(struct vblkd *d, struct export *x);
 void vu_drop(struct vblkd *d, struct export *x, int why);
+/* exports.c: @x's storage may have been resized on its server: follow it. */
+void export_follow(struct vblkd *d, struct export *x);
 
 /* clients.c */
 void rpc_accept(struct vblkd *d);

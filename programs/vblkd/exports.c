@@ -194,6 +194,8 @@ bool export_attached(struct export *x)
 static void export_free(struct vblkd *d, struct export *x)
 {
     unassign(d, x);
+    if (x->update_fd >= 0)
+        ep_del(d, x->update_fd); /* the backend closes it */
     if (x->lfd >= 0) {
         ep_del(d, x->lfd);
         close(x->lfd);
@@ -347,6 +349,7 @@ int export_create(struct vblkd *d, struct export_spec *spec, struct export **out
     }
     x->d = d;
     x->lfd = -1;
+    x->update_fd = -1;
     x->spec = *spec;
     memset(spec, 0, sizeof(*spec));
     if (backend_open(d, x->spec.backend, x->spec.read_only, &x->be, e) < 0) {
@@ -366,6 +369,20 @@ int export_create(struct vblkd *d, struct export_spec *spec, struct export **out
     if (rc < 0) {
         export_free(d, x);
         return -1;
+    }
+    const struct backend_kind *k = backend_kind_of(x->spec.backend);
+    if (k != NULL && k->update_fd != NULL) {
+        /* Follow resizes made on the storage's side. Not fatal: the export
+         * still works, and export_resize without a size follows by hand. */
+        int fd = k->update_fd(&x->be);
+        x->update_tag = (struct vblkd_tag){TAG_BACKEND_UPDATE, x};
+        if (fd >= 0 && ep_add(d, fd, EPOLLIN, &x->update_tag) == 0)
+            x->update_fd = fd;
+        else if (fd != -ENOTSUP) /* a read-only image keeps its size */
+            vblkd_log(d, VBLK_LOG_WARN,
+                      "%s: resizes of the image made elsewhere will not be followed (%s); "
+                      "use export_resize without a size",
+                      x->spec.name, strerror(fd < 0 ? -fd : errno));
     }
     struct export **tail = &d->exports;
     while (*tail)
@@ -604,6 +621,24 @@ int export_resize(struct vblkd *d, struct export *x, uint64_t size, bool follow,
     vblkd_log(d, VBLK_LOG_INFO, "%s: resized from %" PRIu64 " to %" PRIu64 " bytes%s", x->spec.name,
               old, size, *notified ? "; driver notified" : "");
     return 0;
+}
+
+void export_follow(struct vblkd *d, struct export *x)
+{
+    uint64_t v, old = x->size, size;
+    bool notified;
+    struct vblkd_error e = {0};
+
+    if (read(x->update_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+        vblkd_log(d, VBLK_LOG_WARN, "%s: reading the update event: %s", x->spec.name,
+                  strerror(errno));
+    if (export_resize(d, x, 0, true, &size, &notified, &e) < 0)
+        vblkd_log(d, VBLK_LOG_ERR, "%s: cannot follow a change of the image: %s", x->spec.name,
+                  e.msg);
+    else if (size != old)
+        vblkd_log(d, VBLK_LOG_INFO,
+                  "%s: followed the image's resize from %" PRIu64 " to %" PRIu64 " bytes",
+                  x->spec.name, old, size);
 }
 
 int export_set_read_only(struct vblkd *d, struct export *x, bool ro, struct vblkd_error *e)

@@ -97,6 +97,8 @@ struct export
     int *item_thread; /* worker index of each item */
     unsigned nitems;
     uint64_t resizes;
+    int update_fd; /* the backend's update_fd, or -1 */
+    struct vblkd_tag update_tag;
     bool failed; /* VDUSE: the device failed; no longer served */
     struct export *next;
 };
@@ -116,6 +118,9 @@ struct backend_kind {
      * down to 512 bytes), for a resize that follows it; NULL otherwise.
      * Returns 0 or fills @e. */
     int (*storage_size)(struct vblk_backend *be, uint64_t *size, struct vblkd_error *e);
+    /* Optional: an fd that becomes readable when the storage may have been
+     * resized on its server (read 8 bytes to consume), or a negative errno. */
+    int (*update_fd)(const struct vblk_backend *be);
 };
 
 /* Every kind, in the order of backend_kind_names() (NULL-terminated). */

@@ -22,8 +22,8 @@
 #              I/O works again once the OSD runs
 #   vblkd-resize  (--vblkd, --ctl) an RBD export of vblkd resized online:
 #              grown under a running verified workload, then shrunk; then the
-#              image grown with "rbd resize" and the export resized without a
-#              size (follow the image); each time the image has the size, the
+#              image grown and shrunk with "rbd resize": vblkd follows by
+#              itself (librbd's update watch); each time the image has the size, the
 #              device reports it, I/O at and past the end fails with IOERR,
 #              vblk-bench --verify passes over the whole disk; a snapshot
 #              export's resize is refused
@@ -292,11 +292,22 @@ vblkd-resize)
   check_at $((16 << 20))
   vbench 16M
   check_at $((16 << 20))
-  # Resized by its administrator: the export follows without a size.
+  # Resized by its administrator: vblkd follows (librbd's update watch),
+  # growing and shrinking; export_resize without a size finds nothing to do.
+  follows() { # SIZE
+    for _ in $(seq 100); do [ "$(size_of r0)" -eq "$1" ] && break; sleep 0.1; done
+    [ "$(size_of r0)" -eq "$1" ] || fail "vblkd did not follow 'rbd resize' to $1 within 10 s"
+    grep "followed the image's resize" "$WORK/server.log" | tail -n 1; }
   rbd resize --no-progress --size 48M "rbd/$img"
-  ctl resize r0
+  follows $((48 << 20))
   check_at $((48 << 20))
   vbench 48M
+  rbd resize --no-progress --allow-shrink --size 40M "rbd/$img"
+  follows $((40 << 20))
+  check_at $((40 << 20))
+  vbench 40M
+  ctl resize r0
+  check_at $((40 << 20))
   # A snapshot is read-only: its size cannot change.
   rbd snap create --no-progress "rbd/$img@s1"
   ctl add vhost-user r1 --socket "$WORK/snap.sock" --rbd "rbd/$img@s1"
