@@ -48,7 +48,8 @@
  * the connect timeout) and reads the export's size; unless that, rounded
  * down to 512 bytes, is the size asked for, it returns -ERANGE and changes
  * nothing (vblk_backend_nbd_server_size() tells the size the server
- * reports). Otherwise every connection is replaced by one that knows the
+ * reports); -ETIME or another negative errno when the server could not be
+ * reached (nothing changes either). Otherwise every connection is replaced by one that knows the
  * new size: new requests wait while the old connection's requests finish
  * (bounded by the request timeout), then go to the new connection
  * (bounded by the connect timeout; a failure is a broken connection, and

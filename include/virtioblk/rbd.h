@@ -38,9 +38,10 @@
  *   librbd), waits up to 5 s for the requests already started that were
  *   checked against the old size, then cuts the image. A size the image
  *   already has (an administrator ran @c rbd @c resize) is adopted without
- *   changing the image; vblk_backend_rbd_image_size() reads it. The
- *   capacity changes only through vblk_backend_resize(): to follow resizes
- *   made elsewhere, watch vblk_backend_rbd_update_fd().
+ *   changing the image; vblk_backend_rbd_image_size() reads it. -ETIME:
+ *   the cluster did not answer within the I/O timeout, and the size did
+ *   not change. The capacity changes only through vblk_backend_resize():
+ *   to follow resizes made elsewhere, watch vblk_backend_rbd_update_fd().
  */
 #ifndef VIRTIOBLK_RBD_H
 #define VIRTIOBLK_RBD_H

@@ -283,7 +283,8 @@ static int nbdbe_resize(void *ctx, uint64_t size)
 
     if (r < 0) {
         nbdbe_log(be, VBLK_LOG_ERR, "%s: resize: cannot connect: %s", be->uri_str, err);
-        return r;
+        /* -ETIMEDOUT would say the new size is in force. */
+        return r == -ETIMEDOUT ? -ETIME : r;
     }
     if (now - now % VBLK_SECTOR_SIZE != size) {
         nbdbe_log(be, VBLK_LOG_ERR, "%s: resize to %llu bytes: the server reports %llu bytes",

@@ -73,6 +73,9 @@ static int rbd_be_resize(void *ctx, uint64_t size)
          * could not have touched. */
         if (size != be->image_size) {
             r = rbd_resize2(be->image, size, size < be->image_size, resize_progress, NULL);
+            /* -ETIMEDOUT would say the new size is in force. */
+            if (r == -ETIMEDOUT)
+                return -ETIME;
             if (r < 0)
                 return r;
             be->image_size = size;
@@ -87,7 +90,7 @@ static int rbd_be_resize(void *ctx, uint64_t size)
     r = rbd_resize2(be->image, size, true, resize_progress, NULL);
     if (r < 0) {
         atomic_store(&be->guard.size, old);
-        return r;
+        return r == -ETIMEDOUT ? -ETIME : r;
     }
     be->image_size = size;
     return 0;

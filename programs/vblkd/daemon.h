@@ -70,7 +70,9 @@ const char *listen_error(int rc);
 /* exports.c: a new front-end on @x's socket; the end of its connection. */
 void vu_accept(struct vblkd *d, struct export *x);
 void vu_drop(struct vblkd *d, struct export *x, int why);
-/* exports.c: @x's storage may have been resized on its server: follow it. */
+/* exports.c: the worker that serves @x's first queue (a VDUSE device's). */
+struct worker *export_worker(struct vblkd *d, struct export *x);
+/* resize.c: @x's storage may have been resized on its server: follow it. */
 void export_follow(struct vblkd *d, struct export *x);
 
 /* clients.c */
