@@ -287,8 +287,16 @@ vblkd-resize)
   grep -h "read back" "$WORK/bg.out"
   check_at $((64 << 20))
   vbench 64M
-  # Shrink: the image is cut; nothing past the new end is reached.
+  # Shrink while writes run over the whole disk: the writes past the new end
+  # fail with IOERR (none hangs), the image is cut, vblkd goes on.
+  "$BENCH" --socket "$SOCK" --size 64M --queues 2 --rw randwrite --iodepth 16 \
+    --runtime 5 --timeout 20 >"$WORK/bg.out" 2>&1 & bg=$!
+  sleep 1
   ctl resize r0 16M
+  t0=$(now)
+  if wait $bg; then fail "writes past the new end succeeded"; fi
+  grep -q "IOERR" "$WORK/bg.out" || { cat "$WORK/bg.out" >&2; fail "no IOERR for writes past the new end"; }
+  say "the running writer got IOERR $(since "$t0") s after the shrink: $(grep -m1 IOERR "$WORK/bg.out")"
   check_at $((16 << 20))
   vbench 16M
   check_at $((16 << 20))

@@ -278,10 +278,22 @@ case $case in
     vbench n0 64M & b0=$!; vbench n1 64M & b1=$!
     wait $b0 && wait $b1 || fail "verified run at 64M failed"
 
-    # Shrink: the server first, then the export.
+    # Shrink: the server first, then the export, while reads run over the
+    # whole disk: those past the new end fail with IOERR, none hangs.
+    for n in 0 1; do
+      "$bench" --socket "$dir/n$n.sock" --size 64M --queues 2 --rw randread --iodepth 16 \
+        --runtime 5 --timeout 20 >"$dir/bg$n.out" 2>&1 &
+      eval "b$n=\$!"
+    done
+    sleep 1
     truncate -s 16M "$shm/n0.img" "$shm/n1.img"
     ctl resize n0 16M
     ctl resize n1 16M
+    for n in 0 1; do
+      if wait "$(eval echo "\$b$n")"; then fail "n$n: reads past the new end succeeded"; fi
+      grep -q "IOERR" "$dir/bg$n.out" || { cat "$dir/bg$n.out" >&2; fail "n$n: no IOERR past the new end"; }
+      echo "n$n: the running reader stopped with: $(grep -m1 IOERR "$dir/bg$n.out")"
+    done
     check_at $((16 << 20))
     vbench n0 16M & b0=$!; vbench n1 16M & b1=$!
     wait $b0 && wait $b1 || fail "verified run at 16M failed"
