@@ -449,19 +449,38 @@ const char *cli_disk_name(const struct cli_disk *d)
                          : "a RAM disk";
 }
 
-const char *cli_human(uint64_t bytes, char *buf, size_t len)
+/* @bytes in the largest binary unit that divides it exactly: the number and
+ * the unit's letter (' ' for bytes). */
+static uint64_t exact_unit(uint64_t bytes, char *unit)
 {
-    static const char units[] = "KMGTP";
-    if (bytes < 1024 || bytes % 1024) {
-        snprintf(buf, len, "%" PRIu64 " bytes", bytes);
-        return buf;
-    }
+    static const char units[] = " KMGTP";
     unsigned u = 0;
-    bytes >>= 10;
     while (bytes >= 1024 && bytes % 1024 == 0 && u + 1 < sizeof(units) - 1) {
         bytes >>= 10;
         u++;
     }
-    snprintf(buf, len, "%" PRIu64 " %ciB", bytes, units[u]);
+    *unit = units[u];
+    return bytes;
+}
+
+const char *cli_human(uint64_t bytes, char *buf, size_t len)
+{
+    char unit;
+    uint64_t n = exact_unit(bytes, &unit);
+    if (unit == ' ')
+        snprintf(buf, len, "%" PRIu64 " bytes", n);
+    else
+        snprintf(buf, len, "%" PRIu64 " %ciB", n, unit);
+    return buf;
+}
+
+const char *cli_size_arg(uint64_t bytes, char *buf, size_t len)
+{
+    char unit;
+    uint64_t n = exact_unit(bytes, &unit);
+    if (unit == ' ')
+        snprintf(buf, len, "%" PRIu64, n);
+    else
+        snprintf(buf, len, "%" PRIu64 "%c", n, unit);
     return buf;
 }

@@ -138,5 +138,8 @@ const char *cli_disk_name(const struct cli_disk *d);
 
 /* Formats @bytes as "1 GiB" (exact binary units) or "N bytes". */
 const char *cli_human(uint64_t bytes, char *buf, size_t len);
+/* Formats @bytes the way size arguments are written: "64M" (exact binary
+ * units) or a plain number of bytes. */
+const char *cli_size_arg(uint64_t bytes, char *buf, size_t len);
 
 #endif

@@ -20,6 +20,8 @@
 
 #include <json-c/json.h>
 
+#include "cli.h"
+
 #define PROG         "vblk-ctl"
 #define DEFAULT_RPC  "/run/vblkd.sock"
 #define MAX_RESPONSE (64u << 20)
@@ -169,23 +171,6 @@ static bool flag(json_object *o, const char *key)
     return json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
 }
 
-static const char *human(uint64_t bytes, char *buf, size_t len)
-{
-    static const char units[] = "KMGTP";
-    if (bytes < 1024 || bytes % 1024) {
-        snprintf(buf, len, "%" PRIu64, bytes);
-        return buf;
-    }
-    unsigned u = 0;
-    bytes >>= 10;
-    while (bytes >= 1024 && bytes % 1024 == 0 && u + 1 < sizeof(units) - 1) {
-        bytes >>= 10;
-        u++;
-    }
-    snprintf(buf, len, "%" PRIu64 "%c", bytes, units[u]);
-    return buf;
-}
-
 static const char *backend_desc(json_object *x, char *buf, size_t len)
 {
     json_object *be;
@@ -211,7 +196,7 @@ static void print_list(json_object *a)
             strcmp(str(x, "transport"), "vduse") == 0 ? str(x, "vduse_name") : str(x, "socket");
         printf("%-16s %-10s %-32s %-24s %8s %6" PRId64 " %3s %8s\n", str(x, "name"),
                str(x, "transport"), ep, backend_desc(x, be, sizeof(be)),
-               human((uint64_t)num(x, "size"), sz, sizeof(sz)), num(x, "queues"),
+               cli_size_arg((uint64_t)num(x, "size"), sz, sizeof(sz)), num(x, "queues"),
                flag(x, "read_only") ? "yes" : "no", flag(x, "attached") ? "yes" : "no");
     }
 }
@@ -226,8 +211,8 @@ static void print_export(json_object *x)
     else
         printf("socket:     %s\n", str(x, "socket"));
     printf("backend:    %s\n", backend_desc(x, be, sizeof(be)));
-    printf("size:       %s (%" PRId64 " bytes)\n", human((uint64_t)num(x, "size"), sz, sizeof(sz)),
-           num(x, "size"));
+    printf("size:       %s (%" PRId64 " bytes)\n",
+           cli_size_arg((uint64_t)num(x, "size"), sz, sizeof(sz)), num(x, "size"));
     printf("queues:     %" PRId64 " of up to %" PRId64 " entries, threads", num(x, "queues"),
            num(x, "queue_size"));
     json_object *th;
@@ -243,7 +228,7 @@ static void print_stats(json_object *s)
 {
     char sz[32];
     printf("%s: %s, front-end %s\n", str(s, "name"),
-           human((uint64_t)num(s, "size"), sz, sizeof(sz)),
+           cli_size_arg((uint64_t)num(s, "size"), sz, sizeof(sz)),
            flag(s, "attached") ? "attached" : "not attached");
     printf("%5s %6s %12s %12s %8s %8s %8s %10s %10s %6s\n", "QUEUE", "THREAD", "SUBMITTED",
            "COMPLETED", "INFLIGHT", "IOERR", "UNSUPP", "KICKS", "NOTIFIES", "BROKEN");
@@ -274,9 +259,10 @@ static void print_stats(json_object *s)
             json_object_object_get_ex(l, "mean", &mean);
             printf("%5" PRId64 " %10s %10s %9.1f %8" PRId64 " %8" PRId64 " %8" PRId64 " %8" PRId64
                    "\n",
-                   num(q, "index"), human((uint64_t)num(b, "read"), rd, sizeof(rd)),
-                   human((uint64_t)num(b, "write"), wr, sizeof(wr)), json_object_get_double(mean),
-                   num(l, "p50"), num(l, "p90"), num(l, "p99"), num(l, "p999"));
+                   num(q, "index"), cli_size_arg((uint64_t)num(b, "read"), rd, sizeof(rd)),
+                   cli_size_arg((uint64_t)num(b, "write"), wr, sizeof(wr)),
+                   json_object_get_double(mean), num(l, "p50"), num(l, "p90"), num(l, "p99"),
+                   num(l, "p999"));
         }
     }
     if (json_object_object_get_ex(s, "device", &dev))
@@ -553,8 +539,8 @@ int main(int argc, char **argv)
     } else if (out == OUT_RESIZE) {
         char a[32], b[32];
         printf("%s: %s -> %s%s\n", str(r, "name"),
-               human((uint64_t)num(r, "old_size"), a, sizeof(a)),
-               human((uint64_t)num(r, "size"), b, sizeof(b)),
+               cli_size_arg((uint64_t)num(r, "old_size"), a, sizeof(a)),
+               cli_size_arg((uint64_t)num(r, "size"), b, sizeof(b)),
                flag(r, "notified") ? " (driver notified)" : " (no driver to notify)");
     }
     json_object_put(resp);

@@ -5,6 +5,7 @@ if(PKG_CONFIG_FOUND)
 endif()
 if(JSONC_FOUND)
   set(VBLKD_SRC ${PROJECT_SOURCE_DIR}/programs/vblkd/daemon.c
+                ${PROJECT_SOURCE_DIR}/programs/vblkd/loop.c
                 ${PROJECT_SOURCE_DIR}/programs/vblkd/rpc.c
                 ${PROJECT_SOURCE_DIR}/programs/vblkd/backends.c
                 ${PROJECT_SOURCE_DIR}/programs/vblkd/exports.c
@@ -43,7 +44,7 @@ if(JSONC_FOUND)
                  ${PROJECT_BINARY_DIR}/contrib/vblkd.service @ONLY)
   install(FILES ${PROJECT_BINARY_DIR}/contrib/vblkd.service
           DESTINATION ${CMAKE_INSTALL_DATADIR}/libvirtioblk/systemd)
-  vblk_program(vblk-ctl ${PROJECT_SOURCE_DIR}/programs/vblk-ctl.c)
+  vblk_program(vblk-ctl ${PROJECT_SOURCE_DIR}/programs/vblk-ctl.c ${PROJECT_SOURCE_DIR}/programs/cli.c)
   target_link_libraries(vblk-ctl PRIVATE PkgConfig::JSONC)
 else()
   message(STATUS "vblkd and vblk-ctl: not built, json-c not found "

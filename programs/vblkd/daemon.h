@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The daemon's state, shared by its files: daemon.c (creation, the control
- * loop), exports.c (exports and the workers that run them) and clients.c
- * (the JSON-RPC connections). */
+/* The daemon's state, shared by its files: daemon.c (what they all use),
+ * loop.c (creation, the control loop), exports.c (exports and the workers that run them) and
+ * clients.c (the JSON-RPC connections). */
 #ifndef VBLKD_DAEMON_H
 #define VBLKD_DAEMON_H
 
@@ -40,6 +40,7 @@ struct vblkd {
     char *rpc_path;
     struct vblkd_tag rpc_tag, stop_tag, metrics_tag;
     struct vblkd_metrics *metrics;
+    uint16_t metrics_port; /* 0: no metrics server */
     struct rpc_client *clients;
     unsigned nclients;
     bool stop;
@@ -55,6 +56,9 @@ struct vblkd {
     unsigned nexports;
     uint64_t started, last_watch;
 };
+
+/* Milliseconds on the monotonic clock. */
+uint64_t vblkd_now_ms(void);
 
 /* How often the watchdog looks at attached front-ends' notification fds. */
 #define WATCHDOG_MS 200

@@ -147,18 +147,17 @@ int vblkd_parse_size(json_object *v, uint64_t *out);
 int vblkd_check_path(struct vblkd *d, const char *what, const char *path, size_t max,
                      struct vblkd_error *e);
 
-/* ---- the daemon (daemon.c) ---- */
+/* ---- the daemon (daemon.c; creation and the loop in loop.c) ---- */
 
 struct vblkd_opts {
     unsigned threads;             /* 0: one per CPU */
     enum vblk_notify_mode notify; /* how workers wait */
     uint32_t poll_max_us;
-    const char *path_prefix; /* NULL: any absolute path */
-    int log_level;           /* VBLK_LOG_* */
-    bool no_request_metrics; /* do not time requests (two clock reads each) */
-    bool no_vduse;
-    bool no_network_backends;
-    /* refuse nbd and rbd (the fuzz target) */ /* refuse VDUSE exports (the fuzz target) */
+    const char *path_prefix;  /* NULL: any absolute path */
+    int log_level;            /* VBLK_LOG_* */
+    bool no_request_metrics;  /* do not time requests (two clock reads each) */
+    bool no_vduse;            /* refuse VDUSE exports (the fuzz target) */
+    bool no_network_backends; /* refuse nbd and rbd (the fuzz target) */
 };
 
 int vblkd_create(const struct vblkd_opts *o, struct vblkd **out);

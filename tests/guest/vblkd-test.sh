@@ -66,8 +66,13 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/vblkd-guest.XXXXXX")
 export VBLKD_RPC=$WORK/rpc.sock
 DAEMON_PID= GUEST_PID=
 ok=0
+CASE_PID=
 cleanup() {
     local p
+    if [[ -n $CASE_PID ]]; then
+        kill -TERM "$CASE_PID" 2>/dev/null || true
+        wait "$CASE_PID" 2>/dev/null || true
+    fi
     for p in $GUEST_PID $DAEMON_PID; do
         if kill -0 "$p" 2>/dev/null; then
             kill -KILL "$p" 2>/dev/null || true
@@ -269,10 +274,50 @@ run_vduse() {
 SEED=$((RANDOM * 32768 + RANDOM))
 say "seed $SEED, verify count $COUNT, work directory $WORK"
 T_ALL=$(now)
+# QEMU's TCG aborted on an internal assertion while its memory map changed
+# (seen once in CI, as the hot-unplugged device went away:
+# "iotlb_to_section: Assertion `section_index < d->map.sections_nb' failed"),
+# a QEMU bug that no back-end can cause: the vhost-user back-end has no part
+# in QEMU's address-space dispatch.
+qemu_tcg_aborted() {
+    tr -d '\r' <"$WORK/console.log" 2>/dev/null | grep -a -q 'iotlb_to_section: Assertion'
+}
+# run_case NAME: one case in a subshell that stops its own guest and daemon
+# when it ends; its exit status in CASE_RC. (The subshell runs in the
+# background and is waited for, and run_case is never called as part of a
+# condition, so that set -e holds inside the case.)
+run_case() {
+    CASE_RC=0
+    (
+        trap cleanup_case EXIT
+        trap 'exit 130' INT TERM
+        "run_$1"
+    ) &
+    CASE_PID=$!
+    wait "$CASE_PID" || CASE_RC=$?
+    CASE_PID=
+}
+cleanup_case() {
+    local p
+    for p in $GUEST_PID $DAEMON_PID; do
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+}
 for c in $CASES; do
     t=$(now)
     say "case $c"
-    "run_$c"
+    run_case "$c"
+    # Only that QEMU abort is run once more, from the start (a new daemon, a
+    # new image, a new guest); any other failure, and a second abort, fails.
+    if ((CASE_RC != 0)) && [[ $c == resize ]] && qemu_tcg_aborted; then
+        say "case $c: QEMU itself aborted (TCG iotlb_to_section assertion, a QEMU bug); running the case once more"
+        mv "$WORK/console.log" "$WORK/console-qemu-abort.log"
+        mv "$WORK/vblkd.log" "$WORK/vblkd-qemu-abort.log"
+        rm -f "$WORK"/*.sock "$WORK"/disk*.img
+        run_case "$c"
+    fi
+    ((CASE_RC == 0)) || exit "$CASE_RC"
     say "case $c: PASS ($(elapsed "$t") s)"
 done
 ok=1
