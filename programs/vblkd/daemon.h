@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The daemon's state, shared by its files: daemon.c (what they all use),
- * loop.c (creation, the control loop), exports.c (exports and the workers that run them) and
- * clients.c (the JSON-RPC connections). */
+ * loop.c (creation, the control loop), exports.c (exports and the workers
+ * that run them), resize.c (online resize) and clients.c (the JSON-RPC
+ * connections). */
 #ifndef VBLKD_DAEMON_H
 #define VBLKD_DAEMON_H
 
