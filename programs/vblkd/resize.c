@@ -82,8 +82,9 @@ int export_resize(struct vblkd *d, struct export *x, uint64_t size, bool follow,
             vblkd_errorf(e, RPC_SIZE_MISMATCH,
                          "export '%s': the NBD server reports %" PRIu64 " bytes for this export, "
                          "not %" PRIu64 "; resize the export on the server first (e.g. truncate "
-                         "the file it serves and restart or reload it as that server needs), "
-                         "then resize again, or leave out \"size\" to adopt %" PRIu64 " bytes",
+                         "the file it serves; a server that keeps the size it started with must "
+                         "be restarted), then resize again, or leave out \"size\" to adopt "
+                         "%" PRIu64 " bytes",
                          x->spec.name, now, size, now);
             return -1;
         }
