@@ -309,6 +309,12 @@ case $case in
     ctl resize n0   # nothing changed: no resize
     ctl --json stats n0 >/dev/null
     "$ctl" --json show n0 | grep -q '"resizes":3' || fail "n0 does not count 3 resizes"
+    # The dumped configuration can start a daemon again: no "size" for nbd.
+    "$ctl" dump-config >"$dir/config.json" || fail "dump-config failed"
+    python3 -c 'import json, sys
+for x in json.load(open(sys.argv[1]))["exports"]:
+    assert "size" not in x["backend"], x' "$dir/config.json" ||
+      fail "dump-config gives an nbd backend a size: $(cat "$dir/config.json")"
     "$ctl" shutdown >/dev/null
     wait "$pid" || fail "vblkd exited with an error"
     pid=""
