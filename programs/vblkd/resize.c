@@ -13,6 +13,18 @@
 
 #include "daemon.h"
 
+/* The size @x's network storage has now; a failure names the export. */
+static int storage_size(const struct backend_kind *k, struct export *x, uint64_t *size,
+                        struct vblkd_error *e)
+{
+    if (k->storage_size(&x->be, size, e) == 0)
+        return 0;
+    char msg[sizeof(e->msg)];
+    snprintf(msg, sizeof(msg), "%s", e->msg);
+    vblkd_errorf(e, e->code, "export '%s': %s", x->spec.name, msg);
+    return -1;
+}
+
 struct resize_call {
     struct export *x;
     uint64_t size;
@@ -57,7 +69,7 @@ int export_resize(struct vblkd *d, struct export *x, uint64_t size, bool follow,
                          x->spec.name);
             return -1;
         }
-        if (k->storage_size(&x->be, &size, e) < 0)
+        if (storage_size(k, x, &size, e) < 0)
             return -1;
         if (size == 0) {
             vblkd_errorf(e, RPC_SIZE_MISMATCH,
@@ -76,7 +88,7 @@ int export_resize(struct vblkd *d, struct export *x, uint64_t size, bool follow,
         /* NBD cannot resize an export: the server's administrator does,
          * and vblkd adopts what the server reports. */
         uint64_t now;
-        if (k->storage_size(&x->be, &now, e) < 0)
+        if (storage_size(k, x, &now, e) < 0)
             return -1;
         if (now != size) {
             vblkd_errorf(e, RPC_SIZE_MISMATCH,

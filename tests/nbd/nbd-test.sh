@@ -30,7 +30,10 @@
 #                                  (follow the server); each time the capacity
 #                                  is checked, I/O at and past the end fails
 #                                  with IOERR, vblk-bench --verify passes, and
-#                                  the file keeps the size the server gave it
+#                                  the file keeps the size the server gave it;
+#                                  shrinking under reads; a resize against a
+#                                  stopped server fails within the connect
+#                                  timeout and changes nothing
 # Exit status: 0 pass, 1 fail.
 set -euo pipefail
 
@@ -251,7 +254,9 @@ case $case in
     for _ in $(seq 100); do grep -q "vblkd: ready" "$dir/server.log" && break; sleep 0.05; done
     grep -q "vblkd: ready" "$dir/server.log" || fail "vblkd did not start"
     for n in 0 1; do
-      ctl add vhost-user n$n --socket "$dir/n$n.sock" --nbd "nbd+unix:///?socket=$dir/n$n.nbd" --queues 2
+      ctl call export_add '{"name":"n'$n'","transport":"vhost-user","socket":"'"$dir/n$n.sock"'",
+        "queues":2,"backend":{"type":"nbd","uri":"nbd+unix:///?socket='"$dir/n$n.nbd"'",
+        "connect_timeout":1}}'
     done
     vbench n0 32M & b0=$!; vbench n1 32M & b1=$!
     wait $b0 && wait $b1 || fail "verified run at 32M failed"
@@ -309,6 +314,17 @@ case $case in
     ctl resize n0   # nothing changed: no resize
     ctl --json stats n0 >/dev/null
     "$ctl" --json show n0 | grep -q '"resizes":3' || fail "n0 does not count 3 resizes"
+    # A server that does not answer: the resize fails within the connect
+    # timeout (1 s) and changes nothing; the export works once it answers.
+    kill -STOP "$(cat "$dir/n0.pid")"
+    t0=$(date +%s%N)
+    ctl_fails "cannot reach the NBD server" resize n0 64M
+    ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    kill -CONT "$(cat "$dir/n0.pid")"
+    echo "a stopped server: the resize failed after $ms ms"
+    [ "$ms" -le 3000 ] || fail "the resize against a stopped server took $ms ms"
+    [ "$(size_of n0)" -eq $((48 << 20)) ] || fail "a failed resize changed the size"
+    vbench n0 48M
     # The dumped configuration can start a daemon again: no "size" for nbd.
     "$ctl" dump-config >"$dir/config.json" || fail "dump-config failed"
     python3 -c 'import json, sys
