@@ -289,6 +289,7 @@ vblkd-resize)
   vbench 64M
   # Shrink while writes run over the whole disk: the writes past the new end
   # fail with IOERR (none hangs), the image is cut, vblkd goes on.
+  mark=$(wc -l <"$WORK/server.log")
   "$BENCH" --socket "$SOCK" --size 64M --queues 2 --rw randwrite --iodepth 16 \
     --runtime 5 --timeout 20 >"$WORK/bg.out" 2>&1 & bg=$!
   sleep 1
@@ -297,6 +298,12 @@ vblkd-resize)
   if wait $bg; then fail "writes past the new end succeeded"; fi
   grep -q "IOERR" "$WORK/bg.out" || { cat "$WORK/bg.out" >&2; fail "no IOERR for writes past the new end"; }
   say "the running writer got IOERR $(since "$t0") s after the shrink: $(grep -m1 IOERR "$WORK/bg.out")"
+  # Every request it left in flight completed: both queues stop drained.
+  drained() { [ "$(tail -n "+$((mark + 1))" "$WORK/server.log" |
+    grep -c "r0: queue [01]: stopped at avail \([0-9]*\) used \1$")" -ge 2 ]; }
+  for _ in $(seq 100); do drained && break; sleep 0.1; done
+  drained || fail "requests in flight across the shrink did not all complete within 10 s"
+  say "both queues drained $(since "$t0") s after the shrink"
   check_at $((16 << 20))
   vbench 16M
   check_at $((16 << 20))

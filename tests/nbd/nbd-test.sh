@@ -285,6 +285,7 @@ case $case in
 
     # Shrink: the server first, then the export, while reads run over the
     # whole disk: those past the new end fail with IOERR, none hangs.
+    mark=$(wc -l <"$dir/server.log")
     for n in 0 1; do
       "$bench" --socket "$dir/n$n.sock" --size 64M --queues 2 --rw randread --iodepth 16 \
         --runtime 5 --timeout 20 >"$dir/bg$n.out" 2>&1 &
@@ -299,6 +300,11 @@ case $case in
       grep -q "IOERR" "$dir/bg$n.out" || { cat "$dir/bg$n.out" >&2; fail "n$n: no IOERR past the new end"; }
       echo "n$n: the running reader stopped with: $(grep -m1 IOERR "$dir/bg$n.out")"
     done
+    # Every request they left in flight completed: all four queues stop drained.
+    drained() { [ "$(tail -n "+$((mark + 1))" "$dir/server.log" |
+      grep -c "n[01]: queue [01]: stopped at avail \([0-9]*\) used \1$")" -ge 4 ]; }
+    for _ in $(seq 100); do drained && break; sleep 0.1; done
+    drained || fail "requests in flight across the shrink did not all complete within 10 s"
     check_at $((16 << 20))
     vbench n0 16M & b0=$!; vbench n1 16M & b1=$!
     wait $b0 && wait $b1 || fail "verified run at 16M failed"
