@@ -337,6 +337,7 @@ static int file_open(struct vblkd *d, json_object *spec, bool ro, struct vblk_ba
     return 0;
 }
 
+#if VBLK_HAVE_NBD || VBLK_HAVE_RBD
 /* Optional keys of the network kinds. */
 static int opt_string(json_object *spec, const char *key, const char **out, struct vblkd_error *e)
 {
@@ -371,6 +372,7 @@ static void network_log(void *opaque, int level, const char *msg)
 {
     vblkd_log(opaque, level, "%s", msg);
 }
+#endif
 
 #if VBLK_HAVE_NBD
 /* ---- nbd ---- */
