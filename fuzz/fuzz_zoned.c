@@ -43,7 +43,7 @@ static uint16_t u16(struct src *s)
 
 static bool status_ok(int st)
 {
-    return st >= VBLK_S_OK && st <= VBLK_S_ZONE_ACTIVE_RESOURCE;
+    return st >= (int)VBLK_S_OK && st <= (int)VBLK_S_ZONE_ACTIVE_RESOURCE;
 }
 
 static void check_table(struct vblk_zone_table *t)

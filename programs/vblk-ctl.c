@@ -45,7 +45,9 @@ static void usage(FILE *f)
             "  del NAME [--force]      delete (--force: even with a front-end attached)\n"
             "  list                    every export\n"
             "  show NAME               one export\n"
-            "  resize NAME SIZE        change the capacity (e.g. 20G); the driver is told\n"
+            "  resize NAME [SIZE]      change the capacity (e.g. 20G); the driver is told\n"
+            "                          (without SIZE: an nbd or rbd export adopts the size\n"
+            "                          its server reports now)\n"
             "  stats NAME              counters, per queue with its worker thread\n"
             "  readonly NAME on|off    refuse writes, or allow them again\n"
             "  info                    the daemon\n"
@@ -478,11 +480,12 @@ int main(int argc, char **argv)
         method = cmd[0] == 'd' ? "export_del" : cmd[1] == 'h' ? "export_get" : "export_stats";
         out = cmd[0] == 'd' ? OUT_OK : cmd[1] == 'h' ? OUT_EXPORT : OUT_STATS;
     } else if (strcmp(cmd, "resize") == 0) {
-        if (nargs != 2)
+        if (nargs != 1 && nargs != 2)
             return die_usage("resize takes an export name and a size%s", "");
         params = json_object_new_object();
         json_object_object_add(params, "name", json_object_new_string(args[0]));
-        json_object_object_add(params, "size", size_arg(args[1]));
+        if (nargs == 2) /* without: a network export adopts its server's size */
+            json_object_object_add(params, "size", size_arg(args[1]));
         method = "export_resize";
         out = OUT_RESIZE;
     } else if (strcmp(cmd, "readonly") == 0) {

@@ -9,6 +9,7 @@ if(JSONC_FOUND)
                 ${PROJECT_SOURCE_DIR}/programs/vblkd/rpc.c
                 ${PROJECT_SOURCE_DIR}/programs/vblkd/backends.c
                 ${PROJECT_SOURCE_DIR}/programs/vblkd/exports.c
+                ${PROJECT_SOURCE_DIR}/programs/vblkd/resize.c
                 ${PROJECT_SOURCE_DIR}/programs/vblkd/clients.c)
   # --metrics needs libmicrohttpd; without it vblkd refuses the option.
   pkg_check_modules(MHD IMPORTED_TARGET libmicrohttpd)

@@ -207,6 +207,10 @@ static void test_open_refuses(void **state)
     struct vblk_nbd_stats st;
     struct vblk_backend other = {0};
     assert_int_equal(vblk_backend_nbd_stats(&other, &st), -EINVAL);
+    uint64_t size = 7;
+    assert_int_equal(vblk_backend_nbd_server_size(&other, &size), -EINVAL);
+    assert_int_equal(vblk_backend_nbd_server_size(NULL, &size), -EINVAL);
+    assert_int_equal(size, 7);
 }
 #endif
 

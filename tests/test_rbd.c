@@ -184,6 +184,13 @@ static void test_stats_other_backend(void **state)
     assert_int_equal(vblk_backend_memory_create(1u << 20, &mem), 0);
     assert_int_equal(vblk_backend_rbd_stats(&mem, &st), -EINVAL);
     assert_int_equal(vblk_backend_rbd_stats(NULL, &st), -EINVAL);
+    /* The resize helpers refuse other backends too. */
+    uint64_t size = 7;
+    assert_int_equal(vblk_backend_rbd_image_size(&mem, &size), -EINVAL);
+    assert_int_equal(size, 7);
+    assert_int_equal(vblk_backend_rbd_image_size(NULL, &size), -EINVAL);
+    assert_int_equal(vblk_backend_rbd_update_fd(&mem), -EINVAL);
+    assert_int_equal(vblk_backend_rbd_update_fd(NULL), -EINVAL);
     vblk_backend_destroy(&mem);
 }
 

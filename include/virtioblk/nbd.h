@@ -39,6 +39,23 @@
  * exponential back-off, and I/O resumes on the new connection. An export
  * that comes back with another size or read-only is not used (the attempt
  * counts as failed).
+ *
+ * ## Resize
+ * The NBD protocol has no standard way for a client to resize an export
+ * (the RESIZE extension is experimental, and nbdkit does not implement
+ * it), so vblk_backend_resize() does not change the export: it adopts a
+ * size its administrator gave it on the server. It connects anew (within
+ * the connect timeout) and reads the export's size; unless that, rounded
+ * down to 512 bytes, is the size asked for, it returns -ERANGE and changes
+ * nothing (vblk_backend_nbd_server_size() tells the size the server
+ * reports); -ETIME or another negative errno when the server could not be
+ * reached (nothing changes either). Otherwise every connection is replaced by one that knows the
+ * new size: new requests wait while the old connection's requests finish
+ * (bounded by the request timeout), then go to the new connection
+ * (bounded by the connect timeout; a failure is a broken connection, and
+ * the requests fail with VBLK_S_IOERR). A shrink refuses requests past the
+ * new end at once (VBLK_S_IOERR, never sent) and waits up to 5 s for the
+ * requests in flight that were checked against the old size.
  */
 #ifndef VIRTIOBLK_NBD_H
 #define VIRTIOBLK_NBD_H
@@ -131,6 +148,16 @@ struct vblk_nbd_stats {
  * Returns 0, or -EINVAL if @p be is not an NBD backend.
  */
 int vblk_backend_nbd_stats(const struct vblk_backend *be, struct vblk_nbd_stats *st);
+
+/**
+ * Connects to the server anew (within the connect timeout) and reads the
+ * size in bytes the export of @p be, an NBD backend, has now into
+ * @p size: after the server's administrator resized it, the size a
+ * vblk_backend_resize() would adopt (rounded down to 512 bytes). Returns
+ * 0, -EINVAL if @p be is not an NBD backend, or the negative errno of the
+ * failed connection (which also goes to the log sink).
+ */
+int vblk_backend_nbd_server_size(const struct vblk_backend *be, uint64_t *size);
 
 #ifdef __cplusplus
 }

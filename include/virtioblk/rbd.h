@@ -32,6 +32,16 @@
  *   outages (an OSD restarting) only delay it, librbd resends.
  * - The capacity is the image's size (rounded down to 512 bytes), read at
  *   open time.
+ * - vblk_backend_resize() grows or shrinks the image with @c rbd_resize2
+ *   (not for a snapshot or a read-only image: -EROFS). A shrink first
+ *   refuses requests past the new end (VIRTIO_BLK_S_IOERR, nothing reaches
+ *   librbd), waits up to 5 s for the requests already started that were
+ *   checked against the old size, then cuts the image. A size the image
+ *   already has (an administrator ran @c rbd @c resize) is adopted without
+ *   changing the image; vblk_backend_rbd_image_size() reads it. -ETIME:
+ *   the cluster did not answer within the I/O timeout, and the size did
+ *   not change. The capacity changes only through vblk_backend_resize():
+ *   to follow resizes made elsewhere, watch vblk_backend_rbd_update_fd().
  */
 #ifndef VIRTIOBLK_RBD_H
 #define VIRTIOBLK_RBD_H
@@ -144,6 +154,32 @@ int vblk_backend_rbd_open(const struct vblk_rbd_opts *opts, struct vblk_backend 
  * is read atomically). Returns 0 or -EINVAL for another kind of backend.
  */
 int vblk_backend_rbd_stats(const struct vblk_backend *be, struct vblk_rbd_stats *st);
+
+/**
+ * Reads the size the image has now in the cluster (rounded down to 512
+ * bytes) into @p size: librbd re-reads the image's header when it changed,
+ * so a resize made with the @c rbd tool shows here. @p be must come from
+ * vblk_backend_rbd_open(). Bounded by the I/O timeout. Returns 0, -EINVAL
+ * for another kind of backend, or librbd's negative errno.
+ */
+int vblk_backend_rbd_image_size(const struct vblk_backend *be, uint64_t *size);
+
+/**
+ * A file descriptor that becomes readable when the image's header changes
+ * in the cluster: a resize (by anyone, this backend included), a snapshot,
+ * a feature change. Read 8 bytes from it to consume the event, then compare
+ * vblk_backend_rbd_image_size() with the capacity and call
+ * vblk_backend_resize() (and tell the device) to follow a resize made with
+ * the @c rbd tool. It comes from librbd's update watch (@c
+ * rbd_update_watch, on the watch librbd keeps on the image anyway: no
+ * extra traffic), set up on the first call; the backend owns the
+ * descriptor and closes it when destroyed. @p be must come from
+ * vblk_backend_rbd_open(). Returns the descriptor, -EINVAL for another
+ * kind of backend, -ENOTSUP for a snapshot or an image opened read-only
+ * (librbd does not watch those: a read-only handle keeps the size it was
+ * opened with), or a negative errno.
+ */
+int vblk_backend_rbd_update_fd(const struct vblk_backend *be);
 
 #ifdef __cplusplus
 }

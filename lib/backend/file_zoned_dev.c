@@ -94,9 +94,10 @@ static int report(int fd, uint64_t sector, struct vblk_zone *out, uint32_t n)
 {
     if (n > REPORT_CHUNK)
         n = REPORT_CHUNK;
-    struct {
+    /* The report header and room for its zones[] (a flexible array). */
+    union {
         struct blk_zone_report h;
-        struct blk_zone z[REPORT_CHUNK];
+        unsigned char room[sizeof(struct blk_zone_report) + REPORT_CHUNK * sizeof(struct blk_zone)];
     } r;
     memset(&r, 0, sizeof(r));
     r.h.sector = sector;
@@ -106,7 +107,7 @@ static int report(int fd, uint64_t sector, struct vblk_zone *out, uint32_t n)
     if (r.h.nr_zones > n)
         return -EIO;
     for (uint32_t i = 0; i < r.h.nr_zones; i++) {
-        const struct blk_zone *z = &r.z[i];
+        const struct blk_zone *z = &r.h.zones[i];
         out[i].start = z->start;
         out[i].len = z->len;
         out[i].cap = (r.h.flags & BLK_ZONE_REP_CAPACITY) ? z->capacity : z->len;

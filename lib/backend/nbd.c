@@ -267,9 +267,60 @@ static int connect_first(struct nbdbe_be *be, struct nbdbe_conn *c, struct addri
     return r;
 }
 
+/*
+ * NBD has no standard way to resize an export from the client, so a resize
+ * adopts the size the server reports now: a fresh connection reads it, and
+ * only if it is @p size does the capacity change. The connections then
+ * replace themselves (nbd_conn.c), and a shrink waits for the requests
+ * checked against the old size.
+ */
+static int nbdbe_resize(void *ctx, uint64_t size)
+{
+    struct nbdbe_be *be = ctx;
+    char err[320];
+    uint64_t now;
+    int r = nbdbe_probe_size(be, &now, err, sizeof(err));
+
+    if (r < 0) {
+        nbdbe_log(be, VBLK_LOG_ERR, "%s: resize: cannot connect: %s", be->uri_str, err);
+        /* -ETIMEDOUT would say the new size is in force. */
+        return r == -ETIMEDOUT ? -ETIME : r;
+    }
+    if (now - now % VBLK_SECTOR_SIZE != size) {
+        nbdbe_log(be, VBLK_LOG_ERR, "%s: resize to %llu bytes: the server reports %llu bytes",
+                  be->uri_str, (unsigned long long)size, (unsigned long long)now);
+        return -ERANGE;
+    }
+    uint64_t old = be_guard_size(&be->guard);
+    pthread_mutex_lock(&be->lock);
+    be->size = now;
+    atomic_fetch_add(&be->gen, 1u);
+    pthread_mutex_unlock(&be->lock);
+    nbdbe_log(be, VBLK_LOG_INFO, "%s: resized from %llu to %llu bytes", be->uri_str,
+              (unsigned long long)old, (unsigned long long)size);
+    if (size >= old) {
+        atomic_store(&be->guard.size, size);
+        return 0;
+    }
+    return be_guard_set_size(&be->guard, size, BE_RESIZE_TIMEOUT_MS);
+}
+
+int vblk_backend_nbd_server_size(const struct vblk_backend *b, uint64_t *size)
+{
+    char err[320];
+    if (b == NULL || size == NULL || b->ops == NULL || b->ops->submit != nbdbe_submit)
+        return -EINVAL;
+    struct nbdbe_be *be = b->ctx;
+    int r = nbdbe_probe_size(be, size, err, sizeof(err));
+    if (r < 0)
+        nbdbe_log(be, VBLK_LOG_ERR, "%s: cannot connect: %s", be->uri_str, err);
+    return r;
+}
+
 static void set_ops(struct nbdbe_be *be)
 {
-    be->ops.version = VBLK_BACKEND_OPS_V1;
+    be->ops.version = VBLK_BACKEND_OPS_V3;
+    be->ops.resize = nbdbe_resize;
     be->ops.name = "nbd";
     be->ops.queue_start = nbdbe_queue_start;
     be->ops.queue_stop = nbdbe_queue_stop;
@@ -327,9 +378,11 @@ int vblk_backend_nbd_open(const char *uri, const struct vblk_nbd_opts *opts,
         return -EINVAL;
     if (uri == NULL && opts != NULL)
         uri = opts->uri;
-    be = calloc(1, sizeof(*be));
-    if (be == NULL)
+    /* The resize guard's slots are cache-line aligned. */
+    if (posix_memalign((void **)&be, 64, sizeof(*be)) != 0)
         return -ENOMEM;
+    memset(be, 0, sizeof(*be));
+    atomic_init(&be->gen, 0u);
     pthread_mutex_init(&be->lock, NULL);
     r = nbdbe_cfg_from_opts(opts, &be->cfg, err, sizeof(err));
     if (r < 0) {
@@ -390,6 +443,7 @@ int vblk_backend_nbd_open(const char *uri, const struct vblk_nbd_opts *opts,
     out->ops = &be->ops;
     out->ctx = be;
     out->size = be->size - be->size % VBLK_SECTOR_SIZE;
+    be_guard_init(&be->guard, out->size);
     return 0;
 
 fail:

@@ -20,6 +20,16 @@
  * flight in submission order, all with the same timeout, so the oldest
  * one's deadline is the next to expire.
  *
+ * Resize. Every request is counted in the backend's resize guard from
+ * submission to completion and checked against its size, so a shrink can
+ * wait for the requests that may touch the part it cuts off. A handle only
+ * knows the export's size from its handshake (libnbd and the server both
+ * refuse requests past it), so after a resize each connection is replaced:
+ * it stops taking requests (they are held), lets the old handle's requests
+ * finish, connects anew, checks the new size and issues the held requests.
+ * That is bounded by the request and connect timeouts; a failure fails the
+ * held requests with IOERR like any broken connection.
+ *
  * When the connection breaks, the handle is closed first: libnbd then
  * forgets its commands without calling back, and stops touching their
  * buffers. Only then are the requests still listed failed with IOERR, so no
@@ -43,6 +53,7 @@
 
 #define F_NEED_FLUSH  1u /* a FUA write on a server without FUA: flush after it */
 #define F_READ_BOUNCE 2u /* a read into a bounce buffer: copy out on success */
+#define F_GUARD_ODD   4u /* its resize guard token (be_guard_enter) is 1 */
 
 #define REFS_MAX 0xfff0u
 #define MS       1000000ull
@@ -158,6 +169,8 @@ static struct nbdbe_q *owner(struct nbdbe_conn *c, uint16_t qidx)
 static void complete(struct nbdbe_conn *c, struct vblk_req *r, uint8_t st)
 {
     struct nbdbe_q *cur = c->cur;
+
+    be_guard_exit(&c->be->guard, r->queue, (r_flags(r) & F_GUARD_ODD) ? 1u : 0u);
     if (cur != NULL && cur->qidx == r->queue) {
         atomic_fetch_sub_explicit(&cur->pending, 1, memory_order_relaxed);
         cur->completed++;
@@ -304,7 +317,7 @@ static void close_handle(struct nbdbe_conn *c)
     c->h = NULL;
 }
 
-/* Fails every request in flight with IOERR (the handle is closed). */
+/* Fails every request in flight or held with IOERR (the handle is closed). */
 static void fail_all(struct nbdbe_conn *c)
 {
     c->deferred = NULL;
@@ -312,6 +325,14 @@ static void fail_all(struct nbdbe_conn *c)
         struct vblk_req *r = c->head;
         list_del(c, r);
         free_bounce(r);
+        complete(c, r, VBLK_S_IOERR);
+    }
+    struct vblk_req *held = c->held;
+    c->held = c->held_tail = NULL;
+    c->switching = false;
+    while (held != NULL) {
+        struct vblk_req *r = held;
+        held = r->priv;
         complete(c, r, VBLK_S_IOERR);
     }
 }
@@ -349,7 +370,8 @@ static void connect_failed(struct nbdbe_conn *c, const char *why)
     fail_all(c);
     snprintf(c->err, sizeof(c->err), "%s", why);
     go_down(c, nbdbe_now());
-    nbdbe_count(be, &be->st.failures, 1);
+    if (!c->probe)
+        nbdbe_count(be, &be->st.failures, 1);
     if (!c->quiet)
         nbdbe_log(be, c->failures++ == 0 ? VBLK_LOG_WARN : VBLK_LOG_DEBUG,
                   "%s: cannot reconnect (%s); next attempt in %llu ms", be->uri_str, why,
@@ -362,25 +384,39 @@ static const char *nbdbe_error_text(void)
     return e != NULL && *e != '\0' ? e : "unknown error";
 }
 
+static void issue(struct nbdbe_conn *c, struct vblk_req *r);
+static void connect_start(struct nbdbe_conn *c);
+
 /* The handshake finished: check that this is still the export we serve. */
 static void connected(struct nbdbe_conn *c)
 {
     struct nbdbe_be *be = c->be;
-    char why[160];
+    char why[200];
     int64_t size = nbd_get_size(c->h);
     int ro = nbd_is_read_only(c->h);
 
+    if (c->probe) {
+        c->state = C_READY;
+        return;
+    }
+    /* The size (and its generation) a resize may have changed meanwhile. */
+    pthread_mutex_lock(&be->lock);
+    uint64_t want = be->size;
+    unsigned gen = atomic_load(&be->gen);
+    pthread_mutex_unlock(&be->lock);
     /* be->size is 0 until the first connection has told it. */
-    if (be->size != 0 && (size < 0 || (uint64_t)size != be->size)) {
-        snprintf(why, sizeof(why), "the export now has %lld bytes instead of %llu", (long long)size,
-                 (unsigned long long)be->size);
+    if (want != 0 && (size < 0 || (uint64_t)size != want)) {
+        snprintf(why, sizeof(why),
+                 "the export now has %lld bytes instead of %llu (resize the disk to use it)",
+                 (long long)size, (unsigned long long)want);
         connect_failed(c, why);
         return;
     }
-    if (be->size != 0 && ro == 1 && !be->read_only) {
+    if (want != 0 && ro == 1 && !be->read_only) {
         connect_failed(c, "the export became read-only");
         return;
     }
+    c->gen = gen;
     if (be->multi && nbd_can_multi_conn(c->h) != 1)
         nbdbe_log(be, VBLK_LOG_WARN,
                   "%s: the server no longer advertises multi-conn; flushes may not cover "
@@ -390,9 +426,45 @@ static void connected(struct nbdbe_conn *c)
     c->backoff_ns = be->cfg.backoff_min_ns;
     c->failures = 0;
     nbdbe_count(be, &be->st.connects, 1);
-    if (c->was_up && !c->quiet)
+    if (c->switching) {
+        nbdbe_log(be, VBLK_LOG_DEBUG, "%s: connection replaced for %lld bytes", be->uri_str,
+                  (long long)size);
+    } else if (c->was_up && !c->quiet) {
         nbdbe_log(be, VBLK_LOG_INFO, "%s: reconnected", be->uri_str);
+    }
     c->was_up = true;
+    c->switching = false;
+    /* The requests that waited for the new handle. */
+    struct vblk_req *held = c->held;
+    c->held = c->held_tail = NULL;
+    while (held != NULL) {
+        struct vblk_req *r = held;
+        held = r->priv;
+        if (c->state == C_READY) {
+            issue(c, r);
+        } else {
+            nbdbe_count(be, &be->st.failed_fast, 1);
+            complete(c, r, VBLK_S_IOERR);
+        }
+    }
+}
+
+/* Whether the handle was opened for an older size of the export. */
+static bool stale(struct nbdbe_conn *c)
+{
+    return c->state == C_READY && !c->probe && c->gen != atomic_load(&c->be->gen);
+}
+
+/* Moves a replacement on: once the old handle has nothing in flight,
+ * connects the new one. */
+static void switch_step(struct nbdbe_conn *c)
+{
+    if (!c->switching && stale(c))
+        c->switching = true;
+    if (c->switching && c->state == C_READY && c->head == NULL) {
+        close_handle(c);
+        connect_start(c);
+    }
 }
 
 /* Breaks the connection if libnbd found it closed or failed. */
@@ -529,6 +601,8 @@ void nbdbe_conn_service(struct nbdbe_conn *c, int revents)
         connect_start(c);
     }
     issue_deferred(c);
+    if (c->queues != NULL)
+        switch_step(c);
     nbdbe_conn_rearm(c);
 }
 
@@ -644,25 +718,68 @@ static void submit_ranges(struct nbdbe_conn *c, struct vblk_req *r)
     }
 }
 
+/* True if every byte @p r touches lies inside the current capacity (a
+ * shrink may have cut it after the device checked the request). */
+static bool req_fits(struct nbdbe_be *be, const struct vblk_req *r)
+{
+    switch (r->type) {
+    case VBLK_T_IN:
+    case VBLK_T_OUT:
+        return be_guard_fits(&be->guard, r->sector << VBLK_SECTOR_SHIFT, r->len);
+    case VBLK_T_DISCARD:
+    case VBLK_T_WRITE_ZEROES:
+        for (uint32_t i = 0; i < r->nranges; i++)
+            if (!be_guard_fits(&be->guard, be_range_off(&r->ranges[i]),
+                               be_range_len(&r->ranges[i])))
+                return false;
+        return true;
+    default:
+        return true;
+    }
+}
+
 void nbdbe_conn_submit(struct nbdbe_conn *c, struct vblk_req *r)
 {
     struct nbdbe_be *be = c->be;
+    unsigned token = be_guard_enter(&be->guard, r->queue);
 
-    if (c->state != C_READY) {
-        /* Down or reconnecting: fail at once rather than queue behind it. */
-        nbdbe_count(be, &be->st.failed_fast, 1);
-        atomic_fetch_add_explicit(&c->cur->pending, 1, memory_order_relaxed);
-        complete(c, r, VBLK_S_IOERR);
-        return;
-    }
-    uint64_t now = nbdbe_now();
     r->scratch[1] = (uintptr_t)c;
     r->scratch[2] = 0;
     /* One reference for the duration of issuing, so that commands that
      * finish meanwhile cannot finish the request early. */
-    r_set(r, 1, VBLK_S_OK, 0, (uint32_t)((now + be->cfg.request_ns) / MS));
-    list_add(c, r);
+    r_set(r, 1, VBLK_S_OK, token ? F_GUARD_ODD : 0, 0);
     atomic_fetch_add_explicit(&c->cur->pending, 1, memory_order_relaxed);
+    if (!req_fits(be, r)) {
+        complete(c, r, VBLK_S_IOERR);
+        return;
+    }
+    switch_step(c);
+    if (c->switching) {
+        /* A planned replacement, not an outage: wait for the new handle. */
+        r->priv = NULL;
+        if (c->held_tail != NULL)
+            c->held_tail->priv = r;
+        else
+            c->held = r;
+        c->held_tail = r;
+        return;
+    }
+    if (c->state != C_READY) {
+        /* Down or reconnecting: fail at once rather than queue behind it. */
+        nbdbe_count(be, &be->st.failed_fast, 1);
+        complete(c, r, VBLK_S_IOERR);
+        return;
+    }
+    issue(c, r);
+}
+
+/* Sends @p r (counted, checked, with one reference) on the ready handle. */
+static void issue(struct nbdbe_conn *c, struct vblk_req *r)
+{
+    uint64_t now = nbdbe_now();
+
+    r_set(r, r_refs(r), r_status(r), r_flags(r), (uint32_t)((now + c->be->cfg.request_ns) / MS));
+    list_add(c, r);
     switch (r->type) {
     case VBLK_T_IN:
     case VBLK_T_OUT:
@@ -716,6 +833,32 @@ void nbdbe_conn_free(struct nbdbe_conn *c)
     close(c->tfd);
     pthread_mutex_destroy(&c->lock);
     free(c);
+}
+
+int nbdbe_probe_size(struct nbdbe_be *be, uint64_t *size, char *err, size_t errlen)
+{
+    struct nbdbe_conn *c = nbdbe_conn_new(be);
+    int r;
+
+    if (c == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    c->probe = true;
+    pthread_mutex_lock(&c->lock);
+    r = nbdbe_conn_connect_sync(c, err, errlen);
+    if (r == 0) {
+        int64_t s = nbd_get_size(c->h);
+        if (s < 0) {
+            snprintf(err, errlen, "cannot get the export's size: %s", nbdbe_error_text());
+            r = -EIO;
+        } else {
+            *size = (uint64_t)s;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    nbdbe_conn_free(c);
+    return r;
 }
 
 int nbdbe_conn_connect_sync(struct nbdbe_conn *c, char *err, size_t errlen)
@@ -796,7 +939,7 @@ void nbdbe_conn_timer_fired(struct nbdbe_conn *c)
 
 bool nbdbe_conn_idle_usable(struct nbdbe_conn *c)
 {
-    if (c->state != C_READY || c->h == NULL || c->head != NULL)
+    if (c->state != C_READY || c->h == NULL || c->head != NULL || stale(c))
         return false;
     /* Nobody watched it while idle: data or a hang-up means trouble. */
     struct pollfd p = {.fd = nbd_aio_get_fd(c->h), .events = POLLIN};

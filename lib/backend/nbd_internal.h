@@ -15,6 +15,7 @@
 
 #include <sys/socket.h>
 
+#include "backend/backend_internal.h"
 #include "virtioblk/blk.h"
 #include "virtioblk/nbd.h"
 
@@ -108,6 +109,15 @@ struct nbdbe_conn {
     int reg_ep, reg_fd; /* where the socket is registered, and with what */
     uint32_t reg_ev;
     struct nbdbe_conn *next_idle;
+    /* Resize: the handle was opened for generation @c gen of the export's
+     * size; when the backend's differs, the connection is replaced
+     * (@c switching): new requests wait in @c held (linked through priv)
+     * while the old handle's requests finish, then a new handle is
+     * connected and the held requests go to it. */
+    unsigned gen;
+    bool switching;
+    struct vblk_req *held, *held_tail;
+    bool probe;        /* only reads the export's size (resize) */
     bool quiet;        /* a synchronous attempt: the caller reports failures */
     unsigned failures; /* attempts failed in a row */
     int err_errno;     /* errno of the last failed attempt */
@@ -133,7 +143,8 @@ struct nbdbe_be {
     char *uri_str; /* as given, for messages */
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    uint64_t size; /* bytes the export had at open */
+    uint64_t size;   /* bytes the export has (under lock): at open, then resizes */
+    atomic_uint gen; /* changes with size (under lock): connections compare theirs */
     uint32_t payload_max;
     bool can_flush, can_fua, can_trim, can_zero, multi, read_only;
     pthread_mutex_t lock;      /* idle, shared, counters below */
@@ -141,7 +152,15 @@ struct nbdbe_be {
     struct nbdbe_conn *shared; /* the one connection (no multi-conn) */
     uint16_t nconn;
     struct vblk_nbd_stats st; /* under lock, except connections */
+    struct be_guard guard;    /* the capacity requests may touch; resize */
 };
+
+/*
+ * Connects a throw-away connection within the connect timeout and reads the
+ * export's size into @p size. Returns 0 or a negative errno with a reason
+ * in @p err.
+ */
+int nbdbe_probe_size(struct nbdbe_be *be, uint64_t *size, char *err, size_t errlen);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t nbdbe_now(void);

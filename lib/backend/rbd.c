@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #if VBLK_HAVE_RBD
@@ -25,6 +26,11 @@ static void rbd_destroy(void *ctx)
 
     if (be == NULL)
         return;
+    /* No update callback runs once rbd_update_unwatch has returned. */
+    if (be->update_fd >= 0) {
+        rbd_update_unwatch(be->image, be->update_handle);
+        close(be->update_fd);
+    }
     /* rbd_close writes back the cache and releases the exclusive lock:
      * bounded by the I/O timeout like any other operation. */
     if (be->image != NULL)
@@ -34,6 +40,112 @@ static void rbd_destroy(void *ctx)
     if (be->cluster != NULL)
         rados_shutdown(be->cluster);
     free(be);
+}
+
+static int resize_progress(uint64_t done, uint64_t total, void *arg)
+{
+    (void)done;
+    (void)total;
+    (void)arg;
+    return 0;
+}
+
+/*
+ * Grows or shrinks the image with librbd. Growing: the image first, then
+ * requests may use the new space. Shrinking: requests past the new end are
+ * refused first, the steps already checked against the old size are waited
+ * for (BE_RESIZE_TIMEOUT_MS) until librbd has completed them, then
+ * rbd_resize2 cuts the image. rbd_resize2 is bounded by the I/O timeout
+ * (rados_osd_op_timeout) like every other operation.
+ */
+static int rbd_be_resize(void *ctx, uint64_t size)
+{
+    struct rbd_be *be = ctx;
+    uint64_t old = be_guard_size(&be->guard);
+    int r;
+
+    if (be->read_only)
+        return -EROFS;
+    if (size >= old) {
+        /* Growing (or back after a shrink that timed out): the image
+         * first. An image already that large (grown by its admin) is left
+         * alone; one that is larger is cut only back to what requests
+         * could not have touched. */
+        if (size != be->image_size) {
+            r = rbd_resize2(be->image, size, size < be->image_size, resize_progress, NULL);
+            /* -ETIMEDOUT would say the new size is in force. */
+            if (r == -ETIMEDOUT)
+                return -ETIME;
+            if (r < 0)
+                return r;
+            be->image_size = size;
+        }
+        atomic_store(&be->guard.size, size);
+        return 0;
+    }
+    /* -ETIMEDOUT: new requests see the new size, the image keeps its own. */
+    r = be_guard_set_size(&be->guard, size, BE_RESIZE_TIMEOUT_MS);
+    if (r < 0)
+        return r;
+    r = rbd_resize2(be->image, size, true, resize_progress, NULL);
+    if (r < 0) {
+        atomic_store(&be->guard.size, old);
+        return r == -ETIMEDOUT ? -ETIME : r;
+    }
+    be->image_size = size;
+    return 0;
+}
+
+/* librbd's thread: the image's header changed (a resize, a snapshot, ...). */
+static void on_update(void *arg)
+{
+    struct rbd_be *be = arg;
+    (void)eventfd_write(be->update_fd, 1);
+}
+
+int vblk_backend_rbd_update_fd(const struct vblk_backend *b)
+{
+    struct rbd_be *be;
+    int r;
+
+    if (b == NULL || b->ops == NULL || b->ctx == NULL || b->ops->destroy != rbd_destroy)
+        return -EINVAL;
+    be = b->ctx;
+    /* librbd keeps no watch on an image opened read-only: no updates. */
+    if (be->read_only)
+        return -ENOTSUP;
+    if (be->update_fd >= 0)
+        return be->update_fd;
+    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0)
+        return -errno;
+    be->update_fd = fd;
+    /* librbd's own header watch calls back: no extra traffic to the OSDs. */
+    r = rbd_update_watch(be->image, &be->update_handle, on_update, be);
+    if (r < 0) {
+        be->update_fd = -1;
+        close(fd);
+        return r;
+    }
+    return fd;
+}
+
+int vblk_backend_rbd_image_size(const struct vblk_backend *b, uint64_t *size)
+{
+    struct rbd_be *be;
+    uint64_t sz;
+    int r;
+
+    if (b == NULL || size == NULL || b->ops == NULL || b->ctx == NULL ||
+        b->ops->destroy != rbd_destroy)
+        return -EINVAL;
+    be = b->ctx;
+    /* librbd refreshes the image's header first if it changed. */
+    r = rbd_get_size(be->image, &sz);
+    if (r < 0)
+        return r;
+    *size = sz - sz % VBLK_SECTOR_SIZE;
+    return 0;
 }
 
 /* Settings this backend imposes, applied after ceph.conf and $CEPH_ARGS. */
@@ -151,11 +263,14 @@ int vblk_backend_rbd_open(const struct vblk_rbd_opts *o, struct vblk_backend *ou
     iotimeout = o->io_timeout_s ? o->io_timeout_s : VBLK_RBD_DEFAULT_IO_TIMEOUT;
     ro = o->read_only || o->snapshot != NULL;
 
-    be = calloc(1, sizeof(*be));
-    if (be == NULL) {
+    /* The resize guard's slots are cache-line aligned. */
+    if (posix_memalign((void **)&be, 64, sizeof(*be)) != 0) {
+        be = NULL;
         r = -ENOMEM;
         goto fail_msg;
     }
+    memset(be, 0, sizeof(*be));
+    be->update_fd = -1;
     stage = RBD_STAGE_CREATE;
     snprintf(name, sizeof(name), "client.%s",
              o->client_id != NULL && *o->client_id ? o->client_id : "admin");
@@ -239,9 +354,13 @@ int vblk_backend_rbd_open(const struct vblk_rbd_opts *o, struct vblk_backend *ou
         goto fail;
     }
 
-    be->ops.version = VBLK_BACKEND_OPS_V1;
+    be_guard_init(&be->guard, be->size);
+    be->image_size = be->size;
+    be->read_only = ro;
+    be->ops.version = VBLK_BACKEND_OPS_V3;
     be->ops.name = "rbd";
     be->ops.destroy = rbd_destroy;
+    be->ops.resize = rbd_be_resize;
     if (ro) {
         be->ops.caps = VBLK_BACKEND_CAP_READ_ONLY;
     } else {

@@ -15,6 +15,7 @@
 #include <rados/librados.h>
 #include <rbd/librbd.h>
 
+#include "backend/backend_internal.h"
 #include "virtioblk/backend.h"
 #include "virtioblk/rbd.h"
 
@@ -65,8 +66,18 @@ struct rbd_be {
     rados_t cluster;
     rados_ioctx_t ioctx;
     rbd_image_t image;
-    uint64_t size;        /* bytes, a multiple of 512 */
+    uint64_t size;        /* bytes at open, a multiple of 512 */
+    uint64_t image_size;  /* what the last resize (or open) set the image to */
+    bool read_only;       /* opened read-only (or a snapshot) */
     bool flush_after_fua; /* a write-through write is followed by a flush */
+    /* The size requests may touch; a step is counted in it from its bounds
+     * check until librbd calls back, so that a shrink can wait for every
+     * step checked against the old size before rbd_resize2 cuts the image. */
+    struct be_guard guard;
+    /* vblk_backend_rbd_update_fd(): an eventfd signalled from librbd's
+     * update watch (-1 until asked for), and the watch's handle. */
+    int update_fd;
+    uint64_t update_handle;
     struct rbd_counters n;
 };
 

@@ -20,6 +20,11 @@
  * the request. Each callback holds q->in_cb from before the push to after
  * that last access, and queue_stop waits until it drops to zero.
  *
+ * Resize. Each step (a read, a write, the flush after it, one range) is
+ * checked against the backend's current size and counted in its resize
+ * guard from that check until librbd calls back, so a shrink can wait for
+ * every step that may touch the part it cuts off.
+ *
  * Per-request state lives in req->scratch (S_* below): the queue, librbd's
  * result, the step, the bounce buffer.
  */
@@ -42,7 +47,8 @@
 /* req->scratch indices. */
 enum {
     S_Q = 0,      /* struct rbd_q * (stored with release: the callback reads it) */
-    S_RES = 1,    /* librbd's result of the last step (int64_t) */
+    S_RES = 1,    /* librbd's result of the last step (int64_t); while the
+                     step runs, its resize guard token */
     S_STEP = 2,   /* OUT: 1 once the flush after a write-through write runs;
                      DISCARD / WRITE_ZEROES: index of the range in flight */
     S_BOUNCE = 3, /* bounce buffer (void *) or 0 */
@@ -75,6 +81,8 @@ static void rq_callback(rbd_completion_t c, void *arg)
     struct vblk_req *head;
 
     rbd_aio_release(c);
+    /* This step is done with the image: a shrink waiting for it may go on. */
+    be_guard_exit(&q->be->guard, req->queue, (unsigned)req->scratch[S_RES]);
     atomic_fetch_add(&q->in_cb, 1u);
     req->scratch[S_RES] = (uint64_t)r;
     head = atomic_load_explicit(&q->done, memory_order_relaxed);
@@ -134,11 +142,31 @@ static int rq_start(struct rbd_q *q, struct vblk_req *req)
     const uint64_t off = req->sector << VBLK_SECTOR_SHIFT;
     void *bounce = (void *)(uintptr_t)req->scratch[S_BOUNCE];
     rbd_completion_t c;
+    uint64_t roff = off, rlen = req->len;
     int r;
 
+    if (req->type == VBLK_T_DISCARD || req->type == VBLK_T_WRITE_ZEROES) {
+        roff = be_range_off(&req->ranges[req->scratch[S_STEP]]);
+        rlen = be_range_len(&req->ranges[req->scratch[S_STEP]]);
+    } else if (req->type == VBLK_T_FLUSH || (req->type == VBLK_T_OUT && req->scratch[S_STEP])) {
+        roff = rlen = 0;
+    }
+    /* The device checked the request against a capacity that a shrink may
+     * have cut since: nothing goes to librbd past the current end. The
+     * step stays in the guard until it completes, so a shrink waits for
+     * the steps checked against the old size before it cuts the image. */
+    unsigned token = be_guard_enter(&q->be->guard, req->queue);
+    if (!be_guard_fits(&q->be->guard, roff, rlen)) {
+        be_guard_exit(&q->be->guard, req->queue, token);
+        return -ERANGE;
+    }
     r = rbd_aio_create_completion(req, rq_callback, &c);
-    if (r < 0)
+    if (r < 0) {
+        be_guard_exit(&q->be->guard, req->queue, token);
         return r;
+    }
+    /* The callback leaves the guard (S_RES is free until it writes it). */
+    req->scratch[S_RES] = token;
     switch (req->type) {
     case VBLK_T_IN:
         if (bounce != NULL)
@@ -170,8 +198,10 @@ static int rq_start(struct rbd_q *q, struct vblk_req *req)
         r = -EOPNOTSUPP;
         break;
     }
-    if (r < 0)
+    if (r < 0) {
+        be_guard_exit(&q->be->guard, req->queue, token);
         rbd_aio_release(c);
+    }
     return r;
 }
 

@@ -337,6 +337,7 @@ static int file_open(struct vblkd *d, json_object *spec, bool ro, struct vblk_ba
     return 0;
 }
 
+#if VBLK_HAVE_NBD || VBLK_HAVE_RBD
 /* Optional keys of the network kinds. */
 static int opt_string(json_object *spec, const char *key, const char **out, struct vblkd_error *e)
 {
@@ -371,6 +372,7 @@ static void network_log(void *opaque, int level, const char *msg)
 {
     vblkd_log(opaque, level, "%s", msg);
 }
+#endif
 
 #if VBLK_HAVE_NBD
 /* ---- nbd ---- */
@@ -415,6 +417,22 @@ static int nbd_open(struct vblkd *d, json_object *spec, bool ro, struct vblk_bac
                      strerror(-rc));
         return -1;
     }
+    return 0;
+}
+
+/* What the server reports now, rounded down to sectors. */
+static int nbd_storage_size(struct vblk_backend *be, uint64_t *size, struct vblkd_error *e)
+{
+    uint64_t s;
+    int rc = vblk_backend_nbd_server_size(be, &s);
+    if (rc < 0) {
+        vblkd_errorf(e, RPC_RESOURCE_ERROR,
+                     "cannot reach the NBD server to read the export's size: %s (the daemon's log "
+                     "has the details)",
+                     strerror(-rc));
+        return -1;
+    }
+    *size = s - s % VBLK_SECTOR_SIZE;
     return 0;
 }
 #endif
@@ -485,16 +503,28 @@ static int rbd_open(struct vblkd *d, json_object *spec, bool ro, struct vblk_bac
     }
     return 0;
 }
+
+static int rbd_storage_size(struct vblk_backend *be, uint64_t *size, struct vblkd_error *e)
+{
+    int rc = vblk_backend_rbd_image_size(be, size);
+    if (rc < 0) {
+        vblkd_errorf(e, RPC_RESOURCE_ERROR, "cannot read the RBD image's size: %s", strerror(-rc));
+        return -1;
+    }
+    return 0;
+}
 #endif
 
 static const struct backend_kind kinds[] = {
-    {"null", null_keys, null_open, false}, {"memory", memory_keys, memory_open, false},
-    {"file", file_keys, file_open, false},
+    {"null", null_keys, null_open, false, NULL, NULL},
+    {"memory", memory_keys, memory_open, false, NULL, NULL},
+    {"file", file_keys, file_open, false, NULL, NULL},
 #if VBLK_HAVE_NBD
-    {"nbd", nbd_keys, nbd_open, true},
+    /* NBD tells no one about a resize: export_resize asks the server. */
+    {"nbd", nbd_keys, nbd_open, true, nbd_storage_size, NULL},
 #endif
 #if VBLK_HAVE_RBD
-    {"rbd", rbd_keys, rbd_open, true},
+    {"rbd", rbd_keys, rbd_open, true, rbd_storage_size, vblk_backend_rbd_update_fd},
 #endif
 };
 
@@ -565,7 +595,19 @@ int backend_open(struct vblkd *d, json_object *spec, bool read_only, struct vblk
     return k->open(d, spec, read_only, be, e);
 }
 
+const struct backend_kind *backend_kind_of(json_object *spec)
+{
+    json_object *t;
+    if (!json_object_object_get_ex(spec, "type", &t) || !json_object_is_type(t, json_type_string))
+        return NULL;
+    return backend_kind_find(json_object_get_string(t));
+}
+
 void backend_spec_set_size(json_object *spec, uint64_t size)
 {
+    /* A network image's size lives on its server. */
+    const struct backend_kind *k = backend_kind_of(spec);
+    if (k != NULL && k->network)
+        return;
     json_object_object_add(spec, "size", json_object_new_int64((int64_t)size));
 }

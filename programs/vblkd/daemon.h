@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The daemon's state, shared by its files: daemon.c (what they all use),
- * loop.c (creation, the control loop), exports.c (exports and the workers that run them) and
- * clients.c (the JSON-RPC connections). */
+ * loop.c (creation, the control loop), exports.c (exports and the workers
+ * that run them), resize.c (online resize) and clients.c (the JSON-RPC
+ * connections). */
 #ifndef VBLKD_DAEMON_H
 #define VBLKD_DAEMON_H
 
@@ -10,7 +11,15 @@
 
 #include "vblkd.h"
 
-enum { TAG_RPC_LISTEN = 1, TAG_RPC_CLIENT, TAG_VU_LISTEN, TAG_VU_CONN, TAG_STOP, TAG_METRICS };
+enum {
+    TAG_RPC_LISTEN = 1,
+    TAG_RPC_CLIENT,
+    TAG_VU_LISTEN,
+    TAG_VU_CONN,
+    TAG_STOP,
+    TAG_METRICS,
+    TAG_BACKEND_UPDATE
+};
 
 struct rpc_client {
     struct vblkd_tag tag;
@@ -66,6 +75,10 @@ const char *listen_error(int rc);
 /* exports.c: a new front-end on @x's socket; the end of its connection. */
 void vu_accept(struct vblkd *d, struct export *x);
 void vu_drop(struct vblkd *d, struct export *x, int why);
+/* exports.c: the worker that serves @x's first queue (a VDUSE device's). */
+struct worker *export_worker(struct vblkd *d, struct export *x);
+/* resize.c: @x's storage may have been resized on its server: follow it. */
+void export_follow(struct vblkd *d, struct export *x);
 
 /* clients.c */
 void rpc_accept(struct vblkd *d);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* vblkd's exports: creating one (backend, device, socket or VDUSE device,
- * its queues on the workers), deleting, resizing, the read-only switch,
+ * its queues on the workers), deleting, the read-only switch,
  * counters and metrics, and the vhost-user connections. Runs on the
  * control thread; what a VDUSE device needs on its own thread goes there
  * with worker_call(). */
@@ -194,6 +194,8 @@ bool export_attached(struct export *x)
 static void export_free(struct vblkd *d, struct export *x)
 {
     unassign(d, x);
+    if (x->update_fd >= 0)
+        ep_del(d, x->update_fd); /* the backend closes it */
     if (x->lfd >= 0) {
         ep_del(d, x->lfd);
         close(x->lfd);
@@ -347,6 +349,7 @@ int export_create(struct vblkd *d, struct export_spec *spec, struct export **out
     }
     x->d = d;
     x->lfd = -1;
+    x->update_fd = -1;
     x->spec = *spec;
     memset(spec, 0, sizeof(*spec));
     if (backend_open(d, x->spec.backend, x->spec.read_only, &x->be, e) < 0) {
@@ -366,6 +369,20 @@ int export_create(struct vblkd *d, struct export_spec *spec, struct export **out
     if (rc < 0) {
         export_free(d, x);
         return -1;
+    }
+    const struct backend_kind *k = backend_kind_of(x->spec.backend);
+    if (k != NULL && k->update_fd != NULL) {
+        /* Follow resizes made on the storage's side. Not fatal: the export
+         * still works, and export_resize without a size follows by hand. */
+        int fd = k->update_fd(&x->be);
+        x->update_tag = (struct vblkd_tag){TAG_BACKEND_UPDATE, x};
+        if (fd >= 0 && ep_add(d, fd, EPOLLIN, &x->update_tag) == 0)
+            x->update_fd = fd;
+        else if (fd != -ENOTSUP) /* a read-only image keeps its size */
+            vblkd_log(d, VBLK_LOG_WARN,
+                      "%s: resizes of the image made elsewhere will not be followed (%s); "
+                      "use export_resize without a size",
+                      x->spec.name, strerror(fd < 0 ? -fd : errno));
     }
     struct export **tail = &d->exports;
     while (*tail)
@@ -443,12 +460,6 @@ static void vduse_metrics_here(void *arg)
         (void)vblk_vduse_queue_metrics(c->x->vduse, i, &c->m[i]);
 }
 
-static void vduse_resize_here(void *arg)
-{
-    struct vduse_call *c = arg;
-    c->rc = vblk_vduse_set_capacity(c->x->vduse, c->size);
-}
-
 static void vduse_ro_here(void *arg)
 {
     struct vduse_call *c = arg;
@@ -463,95 +474,9 @@ static void vduse_stats_here(void *arg)
         (void)vblk_vduse_queue_stats(c->x->vduse, i, &c->q[i]);
 }
 
-static struct worker *export_worker(struct vblkd *d, struct export *x)
+struct worker *export_worker(struct vblkd *d, struct export *x)
 {
     return d->workers[x->item_thread[0]];
-}
-
-/* Tells the device (and through it the driver) the new capacity. */
-static int tell_device(struct vblkd *d, struct export *x, uint64_t size, bool *notified)
-{
-    if (x->vu) {
-        int rc = vblk_vu_dev_set_capacity(x->vu, size);
-        *notified = rc == 1;
-        return rc < 0 && rc != -EAGAIN && rc != -EPIPE ? rc : 0;
-    }
-    struct vduse_call c = {.x = x, .size = size};
-    worker_call(export_worker(d, x), vduse_resize_here, &c);
-    *notified = c.rc == 0 && export_attached(x);
-    return c.rc;
-}
-
-int export_resize(struct vblkd *d, struct export *x, uint64_t size, bool *notified,
-                  struct vblkd_error *e)
-{
-    *notified = false;
-    if (size == 0 || size % 512) {
-        vblkd_errorf(e, RPC_INVALID_PARAMS, "size %" PRIu64 " is not a positive multiple of 512",
-                     size);
-        return -1;
-    }
-    uint64_t old = x->size;
-    int rc;
-    if (size > old) {
-        /* Storage first: the driver must never see sectors that do not exist. */
-        rc = vblk_backend_resize(&x->be, size);
-        if (rc == 0)
-            rc = tell_device(d, x, size, notified);
-    } else {
-        /* The device refuses requests past the new end at once; the backend
-         * then waits for those it was already given before it shrinks. */
-        rc = tell_device(d, x, size, notified);
-        if (rc == 0) {
-            rc = vblk_backend_resize(&x->be, size);
-            if (rc < 0) {
-                /* The storage kept its size: so does the device. */
-                bool again = false;
-                (void)tell_device(d, x, old, &again);
-                *notified = false;
-            }
-        }
-    }
-    if (rc == -ENOTSUP) {
-        vblkd_errorf(e, RPC_NOT_SUPPORTED,
-                     "export '%s': the %s backend cannot change its size (zoned disks, block "
-                     "devices and network images are resized outside vblkd, or not at all)",
-                     x->spec.name, x->be.ops->name);
-        return -1;
-    }
-    if (rc == -ENOSPC) {
-        vblkd_errorf(e, RPC_NOT_SUPPORTED,
-                     "export '%s': a RAM disk can grow to twice its first size or 64 GiB, "
-                     "whichever is larger; delete it and add it again with the size you need",
-                     x->spec.name);
-        return -1;
-    }
-    if (rc == -EROFS) {
-        vblkd_errorf(e, RPC_NOT_SUPPORTED,
-                     "export '%s': its image is open read-only; it cannot be resized",
-                     x->spec.name);
-        return -1;
-    }
-    if (rc == -ETIMEDOUT) {
-        x->size = size;
-        backend_spec_set_size(x->spec.backend, size);
-        vblkd_errorf(e, RPC_RESOURCE_ERROR,
-                     "export '%s': requests in flight did not finish within 5 s; the new size is "
-                     "in force but the storage was not shrunk; retry the resize",
-                     x->spec.name);
-        return -1;
-    }
-    if (rc < 0) {
-        vblkd_errorf(e, RPC_RESOURCE_ERROR, "export '%s': resize to %" PRIu64 " bytes failed: %s",
-                     x->spec.name, size, strerror(-rc));
-        return -1;
-    }
-    x->size = size;
-    x->resizes++;
-    backend_spec_set_size(x->spec.backend, size);
-    vblkd_log(d, VBLK_LOG_INFO, "%s: resized from %" PRIu64 " to %" PRIu64 " bytes%s", x->spec.name,
-              old, size, *notified ? "; driver notified" : "");
-    return 0;
 }
 
 int export_set_read_only(struct vblkd *d, struct export *x, bool ro, struct vblkd_error *e)

@@ -141,6 +141,8 @@ int vblkd_run_once(struct vblkd *d, int timeout_ms)
             rpc_accept(d);
         else if (tag->kind == TAG_STOP)
             d->stop = true;
+        else if (tag->kind == TAG_BACKEND_UPDATE)
+            export_follow(d, tag->obj);
     }
 #if VBLKD_HAVE_METRICS
     /* Also after a timeout: connections time out. */

@@ -456,15 +456,12 @@ static json_object *m_export_resize(struct vblkd *d, json_object *p, struct vblk
     static const char *const keys[] = {"name", "size", NULL};
     struct export *x;
     json_object *v;
-    uint64_t size;
+    uint64_t size = 0;
     if (check_keys(p, keys, e) || get_export(d, p, &x, e))
         return NULL;
-    if (!json_object_object_get_ex(p, "size", &v)) {
-        vblkd_errorf(e, RPC_INVALID_PARAMS,
-                     "parameter \"size\" is required: bytes, or a string like \"20G\"");
-        return NULL;
-    }
-    if (vblkd_parse_size(v, &size) < 0 || size == 0 || size % 512) {
+    /* Without a size, a network export adopts what its server reports. */
+    bool follow = !json_object_object_get_ex(p, "size", &v);
+    if (!follow && (vblkd_parse_size(v, &size) < 0 || size == 0 || size % 512)) {
         vblkd_errorf(e, RPC_INVALID_PARAMS,
                      "\"size\" must be a positive multiple of 512 bytes: an integer, or a string "
                      "like \"512M\" or \"20G\"");
@@ -472,7 +469,7 @@ static json_object *m_export_resize(struct vblkd *d, json_object *p, struct vblk
     }
     uint64_t old = x->size;
     bool notified;
-    if (export_resize(d, x, size, &notified, e) < 0)
+    if (export_resize(d, x, size, follow, &size, &notified, e) < 0)
         return NULL;
     json_object *o = json_object_new_object();
     json_object_object_add(o, "name", json_object_new_string(x->spec.name));

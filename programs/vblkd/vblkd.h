@@ -39,6 +39,7 @@ enum {
     RPC_RESOURCE_ERROR = -32004, /* a file, socket or device could not be set up */
     RPC_NOT_SUPPORTED = -32005,  /* the backend or transport cannot do that */
     RPC_LIMIT = -32006,          /* too many exports */
+    RPC_SIZE_MISMATCH = -32007,  /* a network image does not have the size asked for */
 };
 
 /* An error for the client: a JSON-RPC code and a message a person can act on. */
@@ -96,6 +97,8 @@ struct export
     int *item_thread; /* worker index of each item */
     unsigned nitems;
     uint64_t resizes;
+    int update_fd; /* the backend's update_fd, or -1 */
+    struct vblkd_tag update_tag;
     bool failed; /* VDUSE: the device failed; no longer served */
     struct export *next;
 };
@@ -111,6 +114,13 @@ struct backend_kind {
     int (*open)(struct vblkd *d, json_object *spec, bool read_only, struct vblk_backend *be,
                 struct vblkd_error *e);
     bool network; /* reaches a server: refused with no_network_backends */
+    /* Network kinds: the size the storage has now on its server (rounded
+     * down to 512 bytes), for a resize that follows it; NULL otherwise.
+     * Returns 0 or fills @e. */
+    int (*storage_size)(struct vblk_backend *be, uint64_t *size, struct vblkd_error *e);
+    /* Optional: an fd that becomes readable when the storage may have been
+     * resized on its server (read 8 bytes to consume), or a negative errno. */
+    int (*update_fd)(const struct vblk_backend *be);
 };
 
 /* Every kind, in the order of backend_kind_names() (NULL-terminated). */
@@ -118,6 +128,8 @@ const struct backend_kind *backend_kind_at(size_t i);
 
 /* The kind named @type, or NULL. */
 const struct backend_kind *backend_kind_find(const char *type);
+/* The kind of a backend spec (its "type"), or NULL. */
+const struct backend_kind *backend_kind_of(json_object *spec);
 /* The names of every kind, comma-separated, for messages. */
 const char *backend_kind_names(void);
 /* Opens the backend of @spec, checking its keys. */
@@ -181,9 +193,11 @@ int export_create(struct vblkd *d, struct export_spec *spec, struct export **out
                   struct vblkd_error *e);
 /* Deletes @x; refuses while a front-end is attached unless @force. */
 int export_delete(struct vblkd *d, struct export *x, bool force, struct vblkd_error *e);
-/* Resizes @x to @size bytes. *@notified: the driver was told. */
-int export_resize(struct vblkd *d, struct export *x, uint64_t size, bool *notified,
-                  struct vblkd_error *e);
+/* Resizes @x to @size bytes, or with @follow to the size its network
+ * image has now on its server (then @size is ignored). *@size_out: the
+ * new size; *@notified: the driver was told. */
+int export_resize(struct vblkd *d, struct export *x, uint64_t size, bool follow, uint64_t *size_out,
+                  bool *notified, struct vblkd_error *e);
 int export_set_read_only(struct vblkd *d, struct export *x, bool ro, struct vblkd_error *e);
 bool export_attached(struct export *x);
 uint16_t export_queues(const struct export *x);

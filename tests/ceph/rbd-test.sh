@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # rbd-test.sh --case CASE --server PATH [--bench PATH] [--ranges PATH] [--vduse PATH]
+#             [--vblkd PATH --ctl PATH]
 # Tests vblk-vhost-user --rbd against a real single-node Ceph cluster.
 #
 # Cases:
@@ -19,6 +20,13 @@
 #              lost; then the OSD is frozen (SIGSTOP): every request in
 #              flight fails with IOERR after --rbd-timeout, none hangs, and
 #              I/O works again once the OSD runs
+#   vblkd-resize  (--vblkd, --ctl) an RBD export of vblkd resized online:
+#              grown under a running verified workload, then shrunk; then the
+#              image grown and shrunk with "rbd resize": vblkd follows by
+#              itself (librbd's update watch); each time the image has the size, the
+#              device reports it, I/O at and past the end fails with IOERR,
+#              vblk-bench --verify passes over the whole disk; a snapshot
+#              export's resize is refused
 #
 # The cluster: $VBLK_CEPH_DIR (started by ceph-up.sh, as the ctest fixture
 # does) or, when that is unset, a private one under the work directory.
@@ -26,9 +34,11 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CASE= SERVER= BENCH= RANGES= VDUSE=
+CASE= SERVER= BENCH= RANGES= VDUSE= VBLKD= CTL=
 while [ $# -gt 0 ]; do
   case $1 in
+    --vblkd) VBLKD=$2; shift 2 ;;
+    --ctl) CTL=$2; shift 2 ;;
     --case) CASE=$2; shift 2 ;;
     --server) SERVER=$2; shift 2 ;;
     --bench) BENCH=$2; shift 2 ;;
@@ -240,6 +250,90 @@ faults)
   stop
   grep -E "rbd: .* errors \([1-9][0-9]* timed out\)" "$WORK/server.log" | sed 's/^/  /' ||
     fail "the server counted no timed-out request"
+  ;;
+vblkd-resize)
+  [ -x "$VBLKD" ] && [ -x "$CTL" ] || { echo "rbd-test.sh: vblkd-resize needs --vblkd and --ctl" >&2; exit 2; }
+  use_cluster
+  img=resize$$
+  rbd create --size 32M "rbd/$img"
+  export VBLKD_RPC=$WORK/rpc.sock
+  ctl() { echo "+ vblk-ctl $*"; "$CTL" "$@" >"$WORK/ctl.out" 2>"$WORK/ctl.err" ||
+    { cat "$WORK/ctl.out" "$WORK/ctl.err" >&2; fail "vblk-ctl $* failed"; }; cat "$WORK/ctl.out"; }
+  size_of() { "$CTL" --json show "$1" | sed -n 's/^ *"size":\([0-9]*\).*/\1/p' | tail -n 1; }
+  image_size() { rbd info --format json "rbd/$img" | sed -n 's/.*"size":\([0-9]*\).*/\1/p'; }
+  vbench() { # SIZE [ARGS]: verified, over the whole disk
+    local sz=$1; shift
+    "$BENCH" --socket "$SOCK" --size "$sz" --queues 2 --verify --rw randrw --iodepth 8 \
+      --runtime 1 --timeout 30 "$@" >"$WORK/bench.out" 2>&1 ||
+      { cat "$WORK/bench.out" >&2; fail "vblk-bench --verify at $sz failed"; }
+    grep -h "read back" "$WORK/bench.out"; }
+  check_at() { # SIZE
+    [ "$(size_of r0)" -eq "$1" ] || fail "export_get says $(size_of r0), not $1"
+    [ "$(image_size)" -eq "$1" ] || fail "the image has $(image_size) bytes, not $1"
+    "$RANGES" "$SOCK" past-end "$1" || fail "the end is not at $1"; }
+  "$VBLKD" --rpc "$VBLKD_RPC" --threads 2 --notify event -v >"$WORK/server.log" 2>&1 &
+  PID=$!
+  for _ in $(seq 100); do grep -q "vblkd: ready" "$WORK/server.log" && break; sleep 0.05; done
+  grep -q "vblkd: ready" "$WORK/server.log" || fail "vblkd did not start"
+  ctl add vhost-user r0 --socket "$SOCK" --rbd "rbd/$img" --queues 2
+  vbench 32M
+  check_at $((32 << 20))
+  # Grow while a verified run (over the first 32M) is in flight.
+  "$BENCH" --socket "$SOCK" --size 32M --queues 2 --verify --rw randrw --iodepth 16 \
+    --runtime 3 --timeout 30 >"$WORK/bg.out" 2>&1 & bg=$!
+  sleep 1
+  ctl resize r0 64M
+  wait $bg || { cat "$WORK/bg.out" >&2; fail "the verified run failed across the resize"; }
+  grep -h "read back" "$WORK/bg.out"
+  check_at $((64 << 20))
+  vbench 64M
+  # Shrink while writes run over the whole disk: the writes past the new end
+  # fail with IOERR (none hangs), the image is cut, vblkd goes on.
+  mark=$(wc -l <"$WORK/server.log")
+  "$BENCH" --socket "$SOCK" --size 64M --queues 2 --rw randwrite --iodepth 16 \
+    --runtime 5 --timeout 20 >"$WORK/bg.out" 2>&1 & bg=$!
+  sleep 1
+  ctl resize r0 16M
+  t0=$(now)
+  if wait $bg; then fail "writes past the new end succeeded"; fi
+  grep -q "IOERR" "$WORK/bg.out" || { cat "$WORK/bg.out" >&2; fail "no IOERR for writes past the new end"; }
+  say "the running writer got IOERR $(since "$t0") s after the shrink: $(grep -m1 IOERR "$WORK/bg.out")"
+  # Every request it left in flight completed: both queues stop drained.
+  drained() { [ "$(tail -n "+$((mark + 1))" "$WORK/server.log" |
+    grep -c "r0: queue [01]: stopped at avail \([0-9]*\) used \1$")" -ge 2 ]; }
+  for _ in $(seq 100); do drained && break; sleep 0.1; done
+  drained || fail "requests in flight across the shrink did not all complete within 10 s"
+  say "both queues drained $(since "$t0") s after the shrink"
+  check_at $((16 << 20))
+  vbench 16M
+  check_at $((16 << 20))
+  # Resized by its administrator: vblkd follows (librbd's update watch),
+  # growing and shrinking; export_resize without a size finds nothing to do.
+  follows() { # SIZE
+    for _ in $(seq 100); do [ "$(size_of r0)" -eq "$1" ] && break; sleep 0.1; done
+    [ "$(size_of r0)" -eq "$1" ] || fail "vblkd did not follow 'rbd resize' to $1 within 10 s"
+    grep "followed the image's resize" "$WORK/server.log" | tail -n 1; }
+  rbd resize --no-progress --size 48M "rbd/$img"
+  follows $((48 << 20))
+  check_at $((48 << 20))
+  vbench 48M
+  rbd resize --no-progress --allow-shrink --size 40M "rbd/$img"
+  follows $((40 << 20))
+  check_at $((40 << 20))
+  vbench 40M
+  ctl resize r0
+  check_at $((40 << 20))
+  # A snapshot is read-only: its size cannot change.
+  rbd snap create --no-progress "rbd/$img@s1"
+  ctl add vhost-user r1 --socket "$WORK/snap.sock" --rbd "rbd/$img@s1"
+  echo "+ vblk-ctl resize r1 64M (must fail)"
+  if "$CTL" resize r1 64M >"$WORK/ctl.out" 2>"$WORK/ctl.err"; then fail "resizing a snapshot succeeded"; fi
+  sed 's/^/  /' "$WORK/ctl.err"
+  grep -q "read-only" "$WORK/ctl.err" || fail "no 'read-only' in the message"
+  "$CTL" shutdown >/dev/null
+  wait "$PID" || fail "vblkd exited with an error"
+  PID=
+  rbd snap purge --no-progress "rbd/$img" && rbd rm --no-progress "rbd/$img"
   ;;
 *)
   echo "rbd-test.sh: unknown case '$CASE'" >&2

@@ -30,6 +30,14 @@ if(VBLK_HAVE_RBD AND TARGET vblk-vhost-user AND TARGET vblk-vduse AND TARGET vbl
               --ranges $<TARGET_FILE:vu-ranges> --vduse $<TARGET_FILE:vblk-vduse>)
     list(APPEND vblk_rbd_tests ceph_rbd_${case})
   endforeach()
+  if(TARGET vblkd AND TARGET vblk-ctl)
+    add_test(NAME ceph_rbd_vblkd-resize
+      COMMAND ${CMAKE_CURRENT_LIST_DIR}/rbd-test.sh --case vblkd-resize
+              --server $<TARGET_FILE:vblk-vhost-user> --bench $<TARGET_FILE:vblk-bench>
+              --ranges $<TARGET_FILE:vu-ranges> --vblkd $<TARGET_FILE:vblkd>
+              --ctl $<TARGET_FILE:vblk-ctl>)
+    list(APPEND vblk_rbd_tests ceph_rbd_vblkd-resize)
+  endif()
   set_tests_properties(${vblk_rbd_tests} PROPERTIES
     LABELS integration TIMEOUT 180 FIXTURES_REQUIRED ceph_cluster
     ENVIRONMENT VBLK_CEPH_DIR=${vblk_ceph_dir})

@@ -92,7 +92,7 @@ if [[ " $CASES " == *" resize "* || " $CASES " == *" restart "* ]]; then
 fi
 if [[ " $CASES " == *" vduse "* ]]; then
     "$HERE/mkinitramfs.sh" "$CACHE" "$WORK/initrd-vduse.cpio.gz" "$HERE/vblkd-vduse-workload.sh" \
-        "$WORK/blkcheck" "$VBLKD" "$CTL" 2>/dev/null
+        "$WORK/blkcheck" "$VBLKD" "$CTL" "$HERE/vduse-guest.sh=/usr/share/vblk-guest/vduse.sh" 2>/dev/null
 fi
 
 # QMP: one command (a JSON object) per argument; prints each return, fails

@@ -3,6 +3,7 @@
 # with vblk-ctl while the disk is in use. Settings from the kernel command
 # line: VERIFY_COUNT, PATTERN_SEED.
 . /usr/share/vblk-guest/lib.sh
+. /usr/share/vblk-guest/vduse.sh # vduse_attach
 set -u
 export VBLKD_RPC=/tmp/vblkd.sock
 
@@ -30,19 +31,8 @@ done
 run vblk-ctl add vduse v0 --memory 64M --queues 2
 run vblk-ctl add vhost-user u0 --socket /tmp/u0.sock --null 1M
 run vblk-ctl list
-run vdpa dev add name v0 mgmtdev vduse
-DISK=
-_i=0
-while [ -z "$DISK" ]; do
-    for b in /sys/bus/vdpa/devices/v0/virtio*/block/*; do
-        [ -e "$b" ] && DISK=$(basename "$b")
-    done
-    _i=$((_i + 1))
-    [ "$_i" -le 100 ] || guest_fail "no block device appeared for v0"
-    [ -n "$DISK" ] || sleep 0.1
-done
-wait_dev "/dev/$DISK"
-echo "v0 is /dev/$DISK"
+vduse_attach v0
+DISK=$DISK_NAME
 [ "$(size "$DISK")" = 131072 ] || guest_fail "$DISK has $(size "$DISK") sectors, expected 131072"
 run blkcheck verify "/dev/$DISK" --count "$VERIFY_COUNT"
 run blkcheck pattern-write "/dev/$DISK" 0 8M "$PATTERN_SEED"

@@ -1,5 +1,6 @@
 # vduse-guest.sh - helpers for the guest scripts that run a VDUSE back-end
-# (vduse-workload.sh, vduse-vm-l1.sh). vduse-test.sh and vduse-vm-test.sh
+# (vduse-workload.sh, vduse-zoned-workload.sh, vblkd-vduse-workload.sh,
+# vduse-vm-l1.sh). vduse-test.sh and vduse-vm-test.sh
 # put it into the initramfs as /usr/share/vblk-guest/vduse.sh; a script
 # sources it after /usr/share/vblk-guest/lib.sh (busybox sh):
 #   . /usr/share/vblk-guest/vduse.sh
@@ -24,6 +25,25 @@ start_vduse() {
         [ $_w -le 100 ] || guest_fail "/dev/vduse/$_name did not appear"
         sleep 0.1
     done
+}
+
+# vduse_attach NAME: add the vDPA device NAME for virtio_vdpa and wait for
+# its block device; sets DISK (/dev/vdX) and DISK_NAME (vdX)
+vduse_attach() {
+    run vdpa dev add name "$1" mgmtdev vduse
+    _w=0
+    DISK_NAME=
+    while [ -z "$DISK_NAME" ]; do
+        for _b in /sys/bus/vdpa/devices/"$1"/virtio*/block/*; do
+            [ -e "$_b" ] && DISK_NAME=$(basename "$_b")
+        done
+        _w=$((_w + 1))
+        [ $_w -le 100 ] || { dmesg | tail -20; guest_fail "no block device appeared for $1"; }
+        [ -n "$DISK_NAME" ] || sleep 0.1
+    done
+    DISK=/dev/$DISK_NAME
+    wait_dev "$DISK"
+    echo "$1 is $DISK"
 }
 
 # vduse_wait_exit NAME TENTHS: wait up to TENTHS tenths of a second for the

@@ -12,6 +12,8 @@
 #   VM_KEEP_GOING  1: count failures instead of stopping at the first
 #   PATTERN_SEED VERIFY_COUNT  seed and blkcheck verify writes
 #   L2_TIMEOUT     seconds before an inner guest is declared hung (default 600)
+#   L2_BOOT_LIMIT  seconds before an inner guest whose /init never ran is
+#                  declared stuck in boot (default 240; it takes 10-35 s)
 #   FIO_RUNTIME    seconds of fio per run (fio cases)
 #   VM_BIOS        seabios (default) or qboot, for the inner guests
 #   VM_SMP2_ACCEL  kvm (default) or tcg: how inner guests with 2 vCPUs run
@@ -24,6 +26,7 @@ CASES=$(echo "${VM_CASES:-ours-split-1q}" | tr ',' ' ')
 REPEAT=${VM_REPEAT:-1}
 KEEP_GOING=${VM_KEEP_GOING:-0}
 L2_TIMEOUT=${L2_TIMEOUT:-600}
+L2_BOOT_LIMIT=${L2_BOOT_LIMIT:-240}
 SHARE=/usr/share/vblk-vm
 CR=$(printf '\r')
 BIOS=
@@ -47,6 +50,7 @@ if [ -c /dev/kvm ]; then
 else
     ACCEL=$TCG
     L2_TIMEOUT=$((L2_TIMEOUT * 5))
+    L2_BOOT_LIMIT=$((L2_BOOT_LIMIT * 5))
     echo "no /dev/kvm in the outer guest: inner guests run under TCG (slow)"
 fi
 # Inner guests with 2 vCPUs run under KVM too unless VM_SMP2_ACCEL=tcg (no
@@ -119,13 +123,15 @@ dump_stacks() {
 
 # vm RUN VHOST|- SMP MEM ENV...: one inner guest; VHOST - means no device.
 # Sets VM_RESULT to PASS, "FAIL <reason>", RESET (QEMU exited without a
-# result: the guest reset under -no-reboot) or HANG.
+# result: the guest reset under -no-reboot), BOOT-HANG (its kernel never
+# reached /init, whose first line is "GUEST: kernel ...") or HANG.
 VM_RESTORE_MSGS=0
 vm() {
     _run=$1 _vhost=$2 _smp=$3 _mem=$4
     shift 4
-    _accel=$ACCEL _limit=$L2_TIMEOUT
+    _accel=$ACCEL _limit=$L2_TIMEOUT _boot=$L2_BOOT_LIMIT
     [ "$_smp" -eq 1 ] || { _accel=$ACCEL2 _limit=$L2_TIMEOUT2; }
+    [ "$_accel" = "$ACCEL" ] || _boot=$((L2_BOOT_LIMIT * 5))
     _log=/tmp/l2-$_run.log
     : >"$_log"
     _dev=
@@ -153,6 +159,14 @@ vm() {
     VM_RESULT=
     while kill -0 $_ppid 2>/dev/null; do
         _w=$((_w + 1))
+        if [ $_w -gt $((_boot * 5)) ] && ! grep -q '^GUEST: kernel' "$_log"; then
+            _qpid=$(cat /tmp/l2.pid 2>/dev/null)
+            echo "inner guest $_run: its kernel did not reach /init in ${_boot}s; kernel stacks:"
+            dump_stacks $_qpid "$PID"
+            [ -n "$_qpid" ] && kill -9 "$_qpid"
+            VM_RESULT=BOOT-HANG
+            break
+        fi
         if [ $_w -gt $((_limit * 5)) ]; then
             _qpid=$(cat /tmp/l2.pid 2>/dev/null)
             echo "inner guest $_run: no result after ${_limit}s; kernel stacks:"
@@ -182,15 +196,18 @@ vm() {
 }
 
 # vm_again RUN ARGS...: vm, and an inner guest that reset silently (no
-# result, no panic, oops or BUG on its console) is run once more, with a
-# notice. Under the emulated nested SVM inner guests reset like this with
-# any back-end: 2-vCPU guests in an earlier trial, and a 1-vCPU guest of the
-# qemu-storage-daemon reference in a CI run (docs/vduse.md). A failed check,
-# a panic, a hang or a second reset never is run again.
+# result, no panic, oops or BUG on its console) or whose kernel never
+# reached /init is run once more, with a notice. Under the emulated nested
+# SVM inner guests do both with any back-end: 2-vCPU guests reset in an
+# earlier trial, the 1-vCPU guest of the qemu-storage-daemon reference reset
+# in a CI run, and a 1-vCPU inner kernel spun in early boot, before /init
+# had loaded virtio_blk (docs/vduse.md). A failed check, a panic, a hang
+# once /init has run, or a second failure never is run again.
 vm_again() {
     vm "$@"
-    if [ "$VM_RESULT" = RESET ] && ! grep -q -E 'Kernel panic|Oops|BUG:|WORKLOAD FAIL' "/tmp/l2-$1.log"; then
-        echo "NOTICE: inner guest $1 reset silently; running it once more"
+    if { [ "$VM_RESULT" = RESET ] || [ "$VM_RESULT" = BOOT-HANG ]; } &&
+        ! grep -q -E 'Kernel panic|Oops|BUG:|WORKLOAD FAIL' "/tmp/l2-$1.log"; then
+        echo "NOTICE: inner guest $1: $VM_RESULT; running it once more"
         _r1=$1
         shift
         vm "$_r1-again" "$@"

@@ -20,19 +20,7 @@ SEED=${PATTERN_SEED:-12345}
 
 # attach NAME: add the vDPA device; sets DISK to its /dev/vdX
 attach() {
-    run vdpa dev add name "$1" mgmtdev vduse
-    _w=0
-    DISK=
-    while [ -z "$DISK" ]; do
-        for b in /sys/bus/vdpa/devices/"$1"/virtio*/block/*; do
-            [ -e "$b" ] && DISK=/dev/$(basename "$b")
-        done
-        _w=$((_w + 1))
-        [ $_w -le 100 ] || guest_fail "no block device appeared for $1"
-        [ -n "$DISK" ] || sleep 0.1
-    done
-    wait_dev "$DISK"
-    echo "$1 is $DISK"
+    vduse_attach "$1"
 }
 
 # detach NAME: delete the vDPA device, expect vblk-vduse to exit with 0

@@ -30,7 +30,7 @@
 # vblk-vduse's --image (blkzone, f2fs), and through vblk-vhost-user to
 # vblk-bench --zoned (appends racing on two queues).
 . /usr/share/vblk-guest/lib.sh
-. /usr/share/vblk-guest/vduse.sh # start_vduse, vduse_wait_exit
+. /usr/share/vblk-guest/vduse.sh # vduse_attach, start_vduse, vduse_wait_exit
 set -u
 ZS_MB=4
 # util-linux's, by path: busybox's sh prefers its own applets of those names
@@ -39,20 +39,8 @@ BLKDISCARD=/usr/sbin/blkdiscard
 FALLOCATE=/usr/bin/fallocate
 
 attach() {
-    run vdpa dev add name "$1" mgmtdev vduse
-    _w=0
-    DISK=
-    while [ -z "$DISK" ]; do
-        for b in /sys/bus/vdpa/devices/"$1"/virtio*/block/*; do
-            [ -e "$b" ] && DISK=/dev/$(basename "$b")
-        done
-        _w=$((_w + 1))
-        [ $_w -le 100 ] || { dmesg | tail -20; guest_fail "no block device appeared for $1"; }
-        [ -n "$DISK" ] || sleep 0.1
-    done
-    wait_dev "$DISK"
-    D=$(basename "$DISK")
-    echo "$1 is $DISK"
+    vduse_attach "$1"
+    D=$DISK_NAME
 }
 detach() {
     run vdpa dev del "$1"

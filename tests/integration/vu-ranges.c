@@ -12,6 +12,11 @@
  *                                  zeros, the rest still holds the pattern
  *   vu-ranges SOCKET read OFF LEN  copies LEN bytes at byte offset OFF of the
  *                                  disk to standard output
+ *   vu-ranges SOCKET past-end SIZE checks that the device reports SIZE bytes,
+ *                                  that its last block reads and writes, and
+ *                                  that reads and writes at and across the end
+ *                                  fail with IOERR (after a shrink: nothing
+ *                                  past the new end is reached)
  *
  * Exit status: 0 pass, 1 failure (one line saying what), 2 usage.
  */
@@ -165,6 +170,43 @@ static void read_out(uint8_t *buf, uint64_t off, uint64_t len)
     }
 }
 
+static void past_end(uint8_t *buf, uint64_t size)
+{
+    struct vblk_config cfg = {0};
+    const uint32_t bs = 4096;
+
+    if (vblk_vu_client_config(cl, &cfg) < 0)
+        die("cannot read the config space: %s", vblk_vu_client_error(cl));
+    if (cfg.capacity * VBLK_SECTOR_SIZE != size)
+        die("the device reports %" PRIu64 " bytes, not %" PRIu64, cfg.capacity * VBLK_SECTOR_SIZE,
+            size);
+    if (size < bs)
+        die("SIZE must be at least %u bytes", bs);
+    /* The last block inside: read it, write it back. */
+    uint8_t st = request(VBLK_T_IN, (size - bs) >> 9, buf, bs);
+    if (st != VBLK_S_OK)
+        die("reading the last block inside the disk: status %u", st);
+    st = request(VBLK_T_OUT, (size - bs) >> 9, buf, bs);
+    if (st != VBLK_S_OK)
+        die("writing the last block inside the disk: status %u", st);
+    static const struct {
+        uint32_t type;
+        int64_t at; /* bytes from the end */
+    } bad[] = {{VBLK_T_IN, 0},      {VBLK_T_OUT, 0},      {VBLK_T_IN, -2048},
+               {VBLK_T_OUT, -2048}, {VBLK_T_IN, 1 << 20}, {VBLK_T_OUT, 1 << 20}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint64_t off = (uint64_t)((int64_t)size + bad[i].at);
+        memset(buf, 0xa5, bs);
+        st = request(bad[i].type, off >> 9, buf, bs);
+        if (st != VBLK_S_IOERR)
+            die("%s of %u bytes at %" PRIu64 " (the disk has %" PRIu64 "): status %u, not IOERR",
+                vblk_req_type_name(bad[i].type), bs, off, size, st);
+    }
+    printf("past-end: the device reports %" PRIu64 " bytes; its last block reads and writes; "
+           "%zu reads and writes at, across and past the end failed with IOERR\n",
+           size, sizeof(bad) / sizeof(bad[0]));
+}
+
 int main(int argc, char **argv)
 {
     char err[256] = "";
@@ -188,8 +230,16 @@ int main(int argc, char **argv)
             fprintf(stderr, PROG ": OFF and LEN must be multiples of 512\n");
             return 2;
         }
+    } else if (argc == 4 && strcmp(argv[2], "past-end") == 0) {
+        char *e1;
+        len = strtoull(argv[3], &e1, 0);
+        if (*e1 || len % 512 || len == 0) {
+            fprintf(stderr, PROG ": SIZE must be a positive multiple of 512\n");
+            return 2;
+        }
     } else if (argc != 3 || strcmp(argv[2], "zeroes") != 0) {
-        fprintf(stderr, "usage: " PROG " SOCKET zeroes | " PROG " SOCKET read OFF LEN\n");
+        fprintf(stderr, "usage: " PROG " SOCKET zeroes | " PROG " SOCKET read OFF LEN | " PROG
+                        " SOCKET past-end SIZE\n");
         return 2;
     }
     rc = vblk_vu_client_connect(argv[1], &o, &cl);
@@ -204,6 +254,8 @@ int main(int argc, char **argv)
         die("out of shared memory");
     if (argc == 3)
         ranges_check(buf);
+    else if (argc == 4)
+        past_end(buf, len);
     else
         read_out(buf, off, len);
     vblk_vu_client_close(cl);

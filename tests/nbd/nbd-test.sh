@@ -20,12 +20,28 @@
 #   badconfig                      bad URI, nothing listening, unknown
 #                                  export, a server that never answers: one
 #                                  clear line, fast
+#   vblkd-resize                   (--vblkd, --ctl) online resize of NBD
+#                                  exports in vblkd over nbdkit's file plugin,
+#                                  one with a connection per queue, one with a
+#                                  shared connection: a resize the server has
+#                                  not made is refused with its size; the file
+#                                  grown under a running verified workload,
+#                                  then shrunk, then grown with no size given
+#                                  (follow the server); each time the capacity
+#                                  is checked, I/O at and past the end fails
+#                                  with IOERR, vblk-bench --verify passes, and
+#                                  the file keeps the size the server gave it;
+#                                  shrinking under reads; a resize against a
+#                                  stopped server fails within the connect
+#                                  timeout and changes nothing
 # Exit status: 0 pass, 1 fail.
 set -euo pipefail
 
-bench="" server="" check="" ranges="" case=""
+bench="" server="" check="" ranges="" case="" vblkd="" ctl=""
 while [ $# -gt 0 ]; do
   case $1 in
+    --vblkd) vblkd=$2; shift 2 ;;
+    --ctl) ctl=$2; shift 2 ;;
     --bench) bench=$2; shift 2 ;;
     --server) server=$2; shift 2 ;;
     --check) check=$2; shift 2 ;;
@@ -49,6 +65,7 @@ uri="nbd+unix:///?socket=$nsock"
 pid=""
 nbdkit_pids() { cat "$pidfile" 2>/dev/null || true; }
 cleanup() {
+  if [ -n "${kpids:-}" ]; then kill $kpids 2>/dev/null || true; fi
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
@@ -199,6 +216,130 @@ case $case in
     kill -STOP "$(nbdkit_pids)"
     expect_refused "cannot connect: .*no answer within 1000 ms" 3 --nbd "$uri" --nbd-timeout 1
     kill -CONT "$(nbdkit_pids)"
+    ;;
+  vblkd-resize)
+    [ -x "$vblkd" ] && [ -x "$ctl" ] || { echo "vblkd-resize needs --vblkd and --ctl" >&2; exit 2; }
+    export VBLKD_RPC=$dir/rpc.sock
+    ctl() { echo "+ vblk-ctl $*"; "$ctl" "$@" >"$dir/ctl.out" 2>"$dir/ctl.err" ||
+      { cat "$dir/ctl.out" "$dir/ctl.err" >&2; fail "vblk-ctl $* failed"; }; cat "$dir/ctl.out"; }
+    ctl_fails() { local pat=$1; shift; echo "+ vblk-ctl $* (must fail)"
+      if "$ctl" "$@" >"$dir/ctl.out" 2>"$dir/ctl.err"; then fail "vblk-ctl $* succeeded"; fi
+      sed 's/^/  /' "$dir/ctl.err"; grep -q -- "$pat" "$dir/ctl.err" || fail "no '$pat' in the message"; }
+    size_of() { "$ctl" --json show "$1" | sed -n 's/^ *"size":\([0-9]*\).*/\1/p' | tail -n 1; }
+    # vbench EXPORT SIZE [ARGS]: a verified run over the whole disk.
+    vbench() { local x=$1 sz=$2; shift 2
+      echo "+ vblk-bench --socket $x.sock --size $sz --verify $*"
+      "$bench" --socket "$dir/$x.sock" --size "$sz" --queues 2 --runtime 1 --verify --rw randrw \
+        --bs 4096 --iodepth 8 "$@" >"$dir/$x.out" 2>"$dir/$x.err" ||
+        { cat "$dir/$x.out" "$dir/$x.err" >&2; fail "vblk-bench on $x ($sz) failed"; }
+      grep -q "blocks read back and checked" "$dir/$x.out" || fail "vblk-bench on $x verified nothing"; }
+    check_at() { # SIZE: every export reports it, I/O past it fails, the files have it
+      local n sz=$1
+      for n in 0 1; do
+        [ "$(size_of n$n)" -eq "$sz" ] || fail "n$n: export_get says $(size_of n$n), not $sz"
+        "$ranges" "$dir/n$n.sock" past-end "$sz" || fail "n$n: the end is not at $sz"
+        [ "$(stat -c %s "$shm/n$n.img")" -eq "$sz" ] || fail "n$n: the file has $(stat -c %s "$shm/n$n.img") bytes, not $sz"
+      done; }
+    # Two nbdkits over two files: multi-conn (a connection per queue), and
+    # multi-conn off (both queues on one connection).
+    truncate -s 32M "$shm/n0.img" "$shm/n1.img"
+    nbdkit -f -U "$dir/n0.nbd" -P "$dir/n0.pid" file "$shm/n0.img" >>"$dir/nbdkit.log" 2>&1 &
+    kpids=$!
+    nbdkit -f -U "$dir/n1.nbd" -P "$dir/n1.pid" --filter=multi-conn file "$shm/n1.img" \
+      multi-conn-mode=disable >>"$dir/nbdkit.log" 2>&1 &
+    kpids="$kpids $!"
+    for _ in $(seq 200); do [ -s "$dir/n0.pid" ] && [ -s "$dir/n1.pid" ] && break; sleep 0.02; done
+    "$vblkd" --rpc "$VBLKD_RPC" --threads 2 -v >"$dir/server.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 100); do grep -q "vblkd: ready" "$dir/server.log" && break; sleep 0.05; done
+    grep -q "vblkd: ready" "$dir/server.log" || fail "vblkd did not start"
+    for n in 0 1; do
+      ctl call export_add '{"name":"n'$n'","transport":"vhost-user","socket":"'"$dir/n$n.sock"'",
+        "queues":2,"backend":{"type":"nbd","uri":"nbd+unix:///?socket='"$dir/n$n.nbd"'",
+        "connect_timeout":1}}'
+    done
+    vbench n0 32M & b0=$!; vbench n1 32M & b1=$!
+    wait $b0 && wait $b1 || fail "verified run at 32M failed"
+    check_at $((32 << 20))
+    # The server still has 32M: refused, with the size it reports.
+    ctl_fails "the NBD server reports 33554432 bytes" resize n0 64M
+    [ "$(size_of n0)" -eq $((32 << 20)) ] || fail "a refused resize changed the size"
+
+    # Grow under a running verified workload (over the first 32M): the
+    # connections are replaced while requests are in flight.
+    truncate -s 64M "$shm/n0.img" "$shm/n1.img"
+    "$bench" --socket "$dir/n0.sock" --size 32M --queues 2 --runtime 3 --verify --rw randrw \
+      --iodepth 16 >"$dir/bg0.out" 2>&1 & b0=$!
+    "$bench" --socket "$dir/n1.sock" --size 32M --queues 2 --runtime 3 --verify --rw randrw \
+      --iodepth 16 >"$dir/bg1.out" 2>&1 & b1=$!
+    sleep 1
+    ctl resize n0 64M
+    grep -q '"size":67108864' "$dir/ctl.out" || grep -q "64M" "$dir/ctl.out" || fail "resize n0 did not report 64M"
+    ctl resize n1 64M
+    wait $b0 || { cat "$dir/bg0.out" >&2; fail "the verified run on n0 failed across the resize"; }
+    wait $b1 || { cat "$dir/bg1.out" >&2; fail "the verified run on n1 failed across the resize"; }
+    grep -h "read back" "$dir"/bg*.out
+    check_at $((64 << 20))
+    vbench n0 64M & b0=$!; vbench n1 64M & b1=$!
+    wait $b0 && wait $b1 || fail "verified run at 64M failed"
+
+    # Shrink: the server first, then the export, while reads run over the
+    # whole disk: those past the new end fail with IOERR, none hangs.
+    mark=$(wc -l <"$dir/server.log")
+    for n in 0 1; do
+      "$bench" --socket "$dir/n$n.sock" --size 64M --queues 2 --rw randread --iodepth 16 \
+        --runtime 5 --timeout 20 >"$dir/bg$n.out" 2>&1 &
+      eval "b$n=\$!"
+    done
+    sleep 1
+    truncate -s 16M "$shm/n0.img" "$shm/n1.img"
+    ctl resize n0 16M
+    ctl resize n1 16M
+    for n in 0 1; do
+      if wait "$(eval echo "\$b$n")"; then fail "n$n: reads past the new end succeeded"; fi
+      grep -q "IOERR" "$dir/bg$n.out" || { cat "$dir/bg$n.out" >&2; fail "n$n: no IOERR past the new end"; }
+      echo "n$n: the running reader stopped with: $(grep -m1 IOERR "$dir/bg$n.out")"
+    done
+    # Every request they left in flight completed: all four queues stop drained.
+    drained() { [ "$(tail -n "+$((mark + 1))" "$dir/server.log" |
+      grep -c "n[01]: queue [01]: stopped at avail \([0-9]*\) used \1$")" -ge 4 ]; }
+    for _ in $(seq 100); do drained && break; sleep 0.1; done
+    drained || fail "requests in flight across the shrink did not all complete within 10 s"
+    check_at $((16 << 20))
+    vbench n0 16M & b0=$!; vbench n1 16M & b1=$!
+    wait $b0 && wait $b1 || fail "verified run at 16M failed"
+    check_at $((16 << 20))
+
+    # No size: adopt what the server reports.
+    truncate -s 48M "$shm/n0.img" "$shm/n1.img"
+    ctl resize n0
+    ctl resize n1
+    check_at $((48 << 20))
+    vbench n0 48M & b0=$!; vbench n1 48M & b1=$!
+    wait $b0 && wait $b1 || fail "verified run at 48M failed"
+    ctl resize n0   # nothing changed: no resize
+    ctl --json stats n0 >/dev/null
+    "$ctl" --json show n0 | grep -q '"resizes":3' || fail "n0 does not count 3 resizes"
+    # A server that does not answer: the resize fails within the connect
+    # timeout (1 s) and changes nothing; the export works once it answers.
+    kill -STOP "$(cat "$dir/n0.pid")"
+    t0=$(date +%s%N)
+    ctl_fails "cannot reach the NBD server" resize n0 64M
+    ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    kill -CONT "$(cat "$dir/n0.pid")"
+    echo "a stopped server: the resize failed after $ms ms"
+    [ "$ms" -le 3000 ] || fail "the resize against a stopped server took $ms ms"
+    [ "$(size_of n0)" -eq $((48 << 20)) ] || fail "a failed resize changed the size"
+    vbench n0 48M
+    # The dumped configuration can start a daemon again: no "size" for nbd.
+    "$ctl" dump-config >"$dir/config.json" || fail "dump-config failed"
+    python3 -c 'import json, sys
+for x in json.load(open(sys.argv[1]))["exports"]:
+    assert "size" not in x["backend"], x' "$dir/config.json" ||
+      fail "dump-config gives an nbd backend a size: $(cat "$dir/config.json")"
+    "$ctl" shutdown >/dev/null
+    wait "$pid" || fail "vblkd exited with an error"
+    pid=""
     ;;
   *)
     echo "unknown case '$case'" >&2

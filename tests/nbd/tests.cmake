@@ -10,11 +10,17 @@ if(VBLK_HAVE_NBD AND TARGET vblk-vhost-user AND TARGET vblk-bench AND TARGET vu-
   set(VBLK_NBD_CASES
     vu-split-1q vu-split-2q vu-packed-1q vu-packed-2q vu-shared-split-2q vu-shared-packed-2q
     vu-ranges ops fault-kill fault-stop badconfig)
+  set(vblk_nbd_vblkd)
+  if(TARGET vblkd AND TARGET vblk-ctl)
+    list(APPEND VBLK_NBD_CASES vblkd-resize)
+    set(vblk_nbd_vblkd --vblkd $<TARGET_FILE:vblkd> --ctl $<TARGET_FILE:vblk-ctl>)
+  endif()
   foreach(case ${VBLK_NBD_CASES})
     add_test(NAME nbd_${case}
       COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/nbd-test.sh
               --bench $<TARGET_FILE:vblk-bench> --server $<TARGET_FILE:vblk-vhost-user>
-              --check $<TARGET_FILE:nbd-check> --ranges $<TARGET_FILE:vu-ranges> --case ${case})
+              --check $<TARGET_FILE:nbd-check> --ranges $<TARGET_FILE:vu-ranges> --case ${case}
+              ${vblk_nbd_vblkd})
     set_tests_properties(nbd_${case} PROPERTIES LABELS nbd TIMEOUT 120)
   endforeach()
 endif()

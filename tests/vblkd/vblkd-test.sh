@@ -11,7 +11,8 @@
 #            hostile front-end on one export while the other is verified
 #   many     64 exports in one daemon, each verified; RSS per export
 #   nbd      an export on the NBD backend (nbdkit's memory plugin) next to a
-#            RAM disk, both verified at once; a resize is refused clearly
+#            RAM disk, both verified at once; a resize the server has not
+#            made is refused with the size the server reports
 #            (skipped, 77, without nbdkit or an NBD-enabled build)
 # Exit status: 0 pass, 1 fail.
 set -euo pipefail
@@ -265,7 +266,7 @@ nbd)
   wait $b1 || fail "vblk-bench on the NBD export failed"
   wait $b2 || fail "vblk-bench on the RAM disk failed"
   grep -h "verify" "$dir"/*.sock.out
-  ctl_fails "cannot change its size" resize net0 128M
+  ctl_fails "the NBD server reports 67108864 bytes" resize net0 128M
   ctl_fails "cannot open NBD export" call export_add '{"name":"net1","transport":"vhost-user",
     "socket":"'"$dir/net1.sock"'","backend":{"type":"nbd","uri":"nbd+unix:///?socket='"$dir/none.sock"'"}}'
   ctl stats net0
