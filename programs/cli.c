@@ -230,6 +230,9 @@ int cli_disk_option(struct cli_disk *d, const char *prog, int code, const char *
     case CLI_OPT_NO_PACKED:
         d->no_packed = true;
         return 1;
+    case CLI_OPT_PACKED:
+        d->no_packed = false;
+        return 1;
     case CLI_OPT_ZONED:
         return zoned_option(d, prog, arg);
     case CLI_OPT_LIFETIME: {
@@ -279,7 +282,10 @@ void cli_disk_usage(FILE *f)
             "  --serial STRING      serial number reported by GET_ID (up to %u bytes)\n"
             "  --backend ENGINE     I/O engine for --image: io_uring or psync (default: io_uring\n"
             "                       when the kernel allows it, else psync)\n"
-            "  --no-packed          do not offer packed virtqueues\n"
+            "  --packed, --no-packed\n"
+            "                       offer packed virtqueues or split ones only (default:\n"
+            "                       vblk-vhost-user offers them, vblk-vduse does not; see\n"
+            "                       docs/vduse.md)\n"
             "  --zoned SPEC         emulated zones over --image or --memory (host-managed by\n"
             "                       default; docs/zoned.md): SPEC is zone-size=SIZE[,conv=N]\n"
             "                       [,max-open=N][,max-active=N][,max-append=SIZE]\n"

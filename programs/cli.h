@@ -61,6 +61,7 @@ enum {
     CLI_OPT_SERIAL,
     CLI_OPT_ENGINE,
     CLI_OPT_NO_PACKED,
+    CLI_OPT_PACKED,
     CLI_OPT_ZONED,
     CLI_OPT_LIFETIME,
     CLI_OPT_DISCARD_SEGMENTS,
@@ -83,7 +84,8 @@ enum {
         {"discard-segments", required_argument, NULL, CLI_OPT_DISCARD_SEGMENTS},                   \
         {"discard-max", required_argument, NULL, CLI_OPT_DISCARD_MAX},                             \
         {"secure-erase", no_argument, NULL, CLI_OPT_SECURE_ERASE},                                 \
-        {"no-packed", no_argument, NULL, CLI_OPT_NO_PACKED}, RBD_CLI_LONGOPTS, NBD_CLI_LONGOPTS
+        {"no-packed", no_argument, NULL, CLI_OPT_NO_PACKED},                                       \
+        {"packed", no_argument, NULL, CLI_OPT_PACKED}, RBD_CLI_LONGOPTS, NBD_CLI_LONGOPTS
 
 /* The disk a program serves, as its options describe it. */
 struct cli_disk {
@@ -97,7 +99,7 @@ struct cli_disk {
     bool read_only;           /* --read-only */
     const char *serial;       /* --serial STRING */
     int engine;               /* --backend ENGINE (VBLK_FILE_ENGINE_*) */
-    bool no_packed;           /* --no-packed */
+    bool no_packed;           /* --no-packed, or the program's default without --packed */
     struct rbd_cli rbd;       /* --rbd SPEC and its options */
     struct nbd_cli nbd;       /* --nbd URI and its options; the program sets nbd.log_level */
     bool zoned;               /* --zoned SPEC: emulated zones */

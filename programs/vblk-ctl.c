@@ -42,6 +42,7 @@ static void usage(FILE *f)
             "                 [,model=host-aware]: emulated zones over --image or --memory\n"
             "               | --rbd [POOL/[NAMESPACE/]]IMAGE[@SNAPSHOT]\n"
             "      OPTIONS: --queues N  --queue-size N  --read-only  --serial STRING\n"
+            "               --packed | --no-packed (default: vhost-user packed, vduse split)\n"
             "  del NAME [--force]      delete (--force: even with a front-end attached)\n"
             "  list                    every export\n"
             "  show NAME               one export\n"
@@ -298,6 +299,9 @@ static int build_add(int argc, char **argv, json_object **out)
         bool takes = true;
         if (strcmp(o, "--read-only") == 0) {
             json_object_object_add(p, "read_only", json_object_new_boolean(true));
+            takes = false;
+        } else if (strcmp(o, "--packed") == 0 || strcmp(o, "--no-packed") == 0) {
+            json_object_object_add(p, "packed", json_object_new_boolean(o[2] == 'p'));
             takes = false;
         } else if (strcmp(o, "--direct") == 0) {
             if (!be)

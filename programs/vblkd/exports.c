@@ -361,6 +361,8 @@ int export_create(struct vblkd *d, struct export_spec *spec, struct export **out
     x->params.num_queues = x->spec.queues;
     x->params.queue_size = x->spec.queue_size;
     x->params.read_only = x->spec.read_only;
+    if (!x->spec.packed)
+        x->params.features_off |= VBLK_BIT(VBLK_F_RING_PACKED);
     memcpy(x->params.serial, x->spec.serial, strnlen(x->spec.serial, VBLK_ID_BYTES));
     x->size = x->be.size;
     x->read_only = x->spec.read_only || (x->be.ops->caps & VBLK_BACKEND_CAP_READ_ONLY);

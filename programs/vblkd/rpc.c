@@ -174,6 +174,7 @@ static json_object *export_config(struct export *x)
     json_object_object_add(o, "queues", json_object_new_int(export_queues(x)));
     json_object_object_add(o, "queue_size", json_object_new_int(x->params.queue_size));
     json_object_object_add(o, "read_only", json_object_new_boolean(x->read_only));
+    json_object_object_add(o, "packed", json_object_new_boolean(x->spec.packed));
     json_object_object_add(o, "serial", json_object_new_string(x->spec.serial));
     return o;
 }
@@ -297,8 +298,9 @@ static json_object *stats_view(struct vblkd *d, struct export *x)
 
 typedef json_object *(*method_fn)(struct vblkd *d, json_object *p, struct vblkd_error *e);
 
-static const char *const add_keys[] = {"name",   "transport",  "socket",    "vduse_name", "backend",
-                                       "queues", "queue_size", "read_only", "serial",     NULL};
+static const char *const add_keys[] = {"name",    "transport", "socket",     "vduse_name",
+                                       "backend", "queues",    "queue_size", "read_only",
+                                       "serial",  "packed",    NULL};
 
 /* Checks export_add's parameters into @s. */
 static int parse_spec(struct vblkd *d, json_object *p, struct export_spec *s, struct vblkd_error *e)
@@ -381,6 +383,12 @@ static int parse_spec(struct vblkd *d, json_object *p, struct export_spec *s, st
     if (rc == 0)
         s->queue_size = (uint16_t)v;
     if (get_bool(p, "read_only", false, &s->read_only, e) < 0)
+        return -1;
+    /* Linux's packed ring fails a request with an I/O error when VDUSE's
+     * bounce buffer is full (docs/vduse.md): VDUSE exports offer split
+     * rings unless asked. */
+    s->packed = s->transport == VBLKD_VHOST_USER;
+    if (get_bool(p, "packed", false, &s->packed, e) < 0)
         return -1;
     rc = get_string(p, "serial", false, &str, e);
     if (rc < 0)

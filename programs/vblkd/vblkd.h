@@ -63,6 +63,7 @@ struct export_spec {
     uint16_t queues;
     uint16_t queue_size;
     bool read_only;
+    bool packed; /* offer packed rings (default: vhost-user yes, VDUSE no) */
     char serial[VBLK_ID_BYTES + 1];
 };
 

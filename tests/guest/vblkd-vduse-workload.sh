@@ -33,6 +33,8 @@ run vblk-ctl add vhost-user u0 --socket /tmp/u0.sock --null 1M
 run vblk-ctl list
 vduse_attach v0
 DISK=$DISK_NAME
+# VDUSE exports offer split rings unless "packed" is set (docs/vduse.md)
+blkcheck features "$DISK" 34 >/dev/null && guest_fail "v0 negotiated a packed ring"
 [ "$(size "$DISK")" = 131072 ] || guest_fail "$DISK has $(size "$DISK") sectors, expected 131072"
 run blkcheck verify "/dev/$DISK" --count "$VERIFY_COUNT"
 run blkcheck pattern-write "/dev/$DISK" 0 8M "$PATTERN_SEED"

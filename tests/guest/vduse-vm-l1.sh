@@ -244,7 +244,7 @@ one_case() {
         run truncate -s $IMG_SIZE "$_img"
         case $_c in
         ours-split-1q) start_vduse vm1 --image "$_img" --no-packed --serial vm-$_s; _packed=0 ;;
-        ours-packed-1q) start_vduse vm1 --image "$_img" --serial vm-$_s; _packed=1 ;;
+        ours-packed-1q) start_vduse vm1 --image "$_img" --packed --serial vm-$_s; _packed=1 ;;
         qsd-1q) start_qsd vm1 "$_img" 1 vm-$_s; _packed=0 ;;
         esac
         add_vdpa vm1
@@ -269,7 +269,7 @@ one_case() {
         run truncate -s $IMG_SIZE "$_img"
         case $_c in
         ours-split-2q) start_vduse vm2 --image "$_img" --queues 2 --no-packed --serial vm-$_s; _packed=0 ;;
-        ours-packed-2q) start_vduse vm2 --image "$_img" --queues 2 --serial vm-$_s; _packed=1 ;;
+        ours-packed-2q) start_vduse vm2 --image "$_img" --queues 2 --packed --serial vm-$_s; _packed=1 ;;
         qsd-2q) start_qsd vm2 "$_img" 2 vm-$_s; _packed=0 ;;
         esac
         add_vdpa vm2
@@ -293,7 +293,7 @@ one_case() {
         # device serves it while queue 1 stays idle
         _img=/tmp/$_c.img
         run truncate -s $IMG_SIZE "$_img"
-        start_vduse vm3 --image "$_img" --queues 2 --serial vm-$_s
+        start_vduse vm3 --image "$_img" --queues 2 --packed --serial vm-$_s
         add_vdpa vm3
         vm_ok "$_c" "$VHOST" 1 256M PHASE=write SEED="$_s" COUNT="$COUNT" THREADS=2 NQ=1 \
             PACKED=1 SERIAL=vm-$_s
@@ -310,7 +310,7 @@ one_case() {
         # must survive and serve the kernel's driver afterwards
         _img=/tmp/$_c.img
         run truncate -s $IMG_SIZE "$_img"
-        start_vduse atk --image "$_img"
+        start_vduse atk --image "$_img" --packed
         add_vdpa atk
         vm_ok "$_c" "$VHOST" 1 256M PHASE=attack SEED="$_s" NQ=1 PACKED=1
         kill -0 "$PID" 2>/dev/null || guest_fail "vblk-vduse died during the attacks"

@@ -318,6 +318,9 @@ static void test_export_add_params(void **state)
         "{\"name\":\"a\",\"transport\":\"vhost-user\",\"socket\":\"%s/"
         "a.sock\",\"backend\":{\"type\":"
         "\"null\",\"size\":\"1M\"},\"colour\":\"red\"}",
+        "{\"name\":\"a\",\"transport\":\"vhost-user\",\"socket\":\"%s/"
+        "a.sock\",\"backend\":{\"type\":"
+        "\"null\",\"size\":\"1M\"},\"packed\":1}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         snprintf(p, sizeof(p), bad[i], tmpdir, tmpdir);
@@ -351,6 +354,9 @@ static void test_export_methods(void **state)
     res = ok(d, "export_add", p, &resp);
     assert_int_equal(get_int(res, "size"), 8 << 20);
     assert_int_equal(get_int(res, "queues"), 4);
+    /* vhost-user exports offer packed rings unless told not to. */
+    json_object *pk;
+    assert_true(json_object_object_get_ex(res, "packed", &pk) && json_object_get_boolean(pk));
     json_object *th;
     assert_true(json_object_object_get_ex(res, "queue_threads", &th));
     assert_int_equal(json_object_array_length(th), 4);
@@ -524,7 +530,8 @@ static void *loop_main(void *arg)
 static int connect_to(const char *path)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    assert_true(strlen(path) < sizeof(sa.sun_path));
+    memcpy(sa.sun_path, path, strlen(path) + 1);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(fd >= 0);
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
@@ -876,14 +883,17 @@ static void test_config(void **state)
     for (int i = 0; i < 3; i++) {
         snprintf(p, sizeof(p),
                  "{\"name\":\"c%d\",\"transport\":\"vhost-user\",\"socket\":\"%s/c%d.sock\","
-                 "\"backend\":{\"type\":\"%s\",\"size\":\"2M\"},\"queues\":%d}",
-                 i, tmpdir, i, i ? "memory" : "null", i + 1);
+                 "\"backend\":{\"type\":\"%s\",\"size\":\"2M\"},\"queues\":%d%s}",
+                 i, tmpdir, i, i ? "memory" : "null", i + 1, i == 1 ? ",\"packed\":false" : "");
         expect(d, "export_add", p, 0);
     }
     expect(d, "export_resize", "{\"name\":\"c2\",\"size\":\"3M\"}", 0);
     json_object *dump = vblkd_dump_config(d);
     char *text = strdup(json_object_to_json_string(dump));
     vblkd_destroy(d);
+    /* The ring choice is part of the configuration. */
+    assert_non_null(strstr(text, "\"packed\": false"));
+    assert_non_null(strstr(text, "\"packed\": true"));
 
     write_file(cfg, text);
     d = new_daemon();
