@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages libvirtioblk needs to build and test, if any
-# are missing. Usage: scripts/deps.sh [build|test|all]
+# are missing. Usage: scripts/deps.sh [build|test|all|backports]
+# ("backports" only adds bookworm-backports to the sources, see below).
 #
 # The tests use QEMU 10.0 from Debian bookworm-backports. For "test" and
 # "all", the script adds bookworm-backports to the Suites: line of the
@@ -9,13 +10,31 @@
 # and qemu-utils with -t bookworm-backports unless QEMU 10 is installed.
 set -euo pipefail
 what=${1:-all}
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo=sudo
+
+# Adds bookworm-backports to the Suites: line of the stanza that names plain
+# "bookworm" in the machine's own sources, unless it is there already.
+add_backports() {
+  local sources=/etc/apt/sources.list.d/debian.sources
+  if [ -f "$sources" ]; then
+    if ! grep -Eq '^Suites:.*[[:space:]]bookworm-backports([[:space:]]|$)' "$sources"; then
+      echo "adding bookworm-backports to the Suites: line of $sources"
+      $sudo sed -i -E '/^Suites:/{/[[:space:]]bookworm([[:space:]]|$)/s/[[:space:]]*$/ bookworm-backports/}' "$sources"
+    fi
+  else
+    echo "scripts/deps.sh: warning: no $sources; expecting bookworm-backports to be configured" >&2
+  fi
+}
+if [ "$what" = backports ]; then
+  add_backports
+  exit 0
+fi
 pkgs=(build-essential cmake pkg-config libcmocka-dev liburing-dev libjson-c-dev libmicrohttpd-dev)
 if [ "$what" != build ]; then
   pkgs+=(clang doxygen gcovr lcov valgrind busybox-static cpio xz-utils
          e2fsprogs iproute2 util-linux f2fs-tools python3)
 fi
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo=sudo
 export DEBIAN_FRONTEND=noninteractive
 updated=0
 update() { [ $updated -eq 1 ] || $sudo apt-get update -qq; updated=1; }
@@ -59,16 +78,7 @@ qemu_ok() {
   done
 }
 qemu_ok && exit 0
-sources=/etc/apt/sources.list.d/debian.sources
-if [ -f "$sources" ]; then
-  # Only the stanza whose Suites: line names plain "bookworm".
-  if ! grep -Eq '^Suites:.*[[:space:]]bookworm-backports([[:space:]]|$)' "$sources"; then
-    echo "adding bookworm-backports to the Suites: line of $sources"
-    $sudo sed -i -E '/^Suites:/{/[[:space:]]bookworm([[:space:]]|$)/s/[[:space:]]*$/ bookworm-backports/}' "$sources"
-  fi
-else
-  echo "scripts/deps.sh: warning: no $sources; expecting bookworm-backports to be configured" >&2
-fi
+add_backports
 echo "installing QEMU 10 from bookworm-backports: qemu-system-x86 qemu-utils"
 updated=0
 update
