@@ -11,9 +11,7 @@
  * not a socket (-EEXIST); a stale socket file (nothing listening) is
  * replaced. With @mode >= 0 the socket file gets exactly those permissions
  * and is never reachable with more, not even while it is created; with -1
- * the process umask applies. The path appears only once the socket
- * listens (it is bound under PATH.PID~ and renamed), so a client that sees
- * it can connect at once. Returns a non-blocking, close-on-exec fd, or a
+ * the process umask applies. Returns a non-blocking, close-on-exec fd, or a
  * negative errno (-ENAMETOOLONG, -EACCES, ...). */
 int unix_listen(const char *path, int mode, int backlog);
 

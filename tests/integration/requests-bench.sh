@@ -46,7 +46,11 @@ start() {
   rm -f "$sock"
   "$server" --socket "$sock" --queues 2 --quiet "$@" &
   pid=$!
-  for _ in $(seq 100); do [ -S "$sock" ] && return 0; sleep 0.05; done
+  # listening, not just bound: the file exists from bind() on
+  for _ in $(seq 100); do
+    ss -xlH 2>/dev/null | awk -v p="$sock" '$5 == p {f = 1} END {exit !f}' && return 0
+    sleep 0.05
+  done
   echo "server did not start" >&2
   exit 1
 }

@@ -9,6 +9,15 @@ trap 'rm -rf "$WORK"' EXIT
 pass=0 fail=0
 
 # expect_error WANT_RC PATTERN ARGS...: one stderr line matching PATTERN.
+# wait_listening PATH: until a server listens on PATH (the file exists from
+# bind() on, a moment before listen())
+wait_listening() {
+    local i
+    for ((i = 0; i < 100; i++)); do
+        ss -xlH 2>/dev/null | awk -v p="$1" '$5 == p {f = 1} END {exit !f}' && return 0
+        sleep 0.05
+    done
+}
 expect_error() {
     local want=$1 pattern=$2 rc=0
     shift 2
@@ -55,7 +64,7 @@ fi
 # A live server owns its socket: a second one is refused.
 "$PROG" --socket "$WORK/live.sock" --memory 1M -q &
 pid=$!
-for ((i = 0; i < 100; i++)); do [[ -S $WORK/live.sock ]] && break; sleep 0.05; done
+wait_listening "$WORK/live.sock"
 expect_error 1 "is busy" --socket "$WORK/live.sock" --memory 1M
 kill -TERM "$pid"
 rc=0
@@ -69,7 +78,7 @@ fi
 # ... and a stale socket file (no server) is replaced.
 "$PROG" --socket "$WORK/live.sock" --memory 1M -q &
 pid=$!
-for ((i = 0; i < 100; i++)); do [[ -S $WORK/live.sock ]] && break; sleep 0.05; done
+wait_listening "$WORK/live.sock"
 exec 3>&2 2>/dev/null # no "Killed" notice from the shell
 kill -KILL "$pid"
 wait "$pid" || true
