@@ -86,3 +86,21 @@ void be_iov_zero(const struct vblk_iov *iov, uint32_t niov, struct iov_pos pos)
             memset((uint8_t *)iov[i].base + off, 0, iov[i].len - off);
     }
 }
+
+bool be_guard_req_fits(struct be_guard *g, const struct vblk_req *req)
+{
+    switch (req->type) {
+    case VBLK_T_IN:
+    case VBLK_T_OUT:
+        return be_guard_fits(g, req->sector << VBLK_SECTOR_SHIFT, req->len);
+    case VBLK_T_DISCARD:
+    case VBLK_T_WRITE_ZEROES:
+    case VBLK_T_SECURE_ERASE:
+        for (uint32_t i = 0; i < req->nranges; i++)
+            if (!be_guard_fits(g, be_range_off(&req->ranges[i]), be_range_len(&req->ranges[i])))
+                return false;
+        return true;
+    default:
+        return true;
+    }
+}

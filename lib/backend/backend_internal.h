@@ -127,11 +127,6 @@ _Static_assert(offsetof(struct vblk_iov, len) == offsetof(struct iovec, iov_len)
 _Static_assert(sizeof(((struct vblk_iov *)0)->len) == sizeof(((struct iovec *)0)->iov_len),
                "vblk_iov len size");
 
-struct vblk_req;
-/* True if every byte @p req touches lies inside the file backend's current
- * size (a resize may have shrunk it after the device checked the request). */
-bool file_req_fits(struct file_be *fb, const struct vblk_req *req);
-
 /* Byte offset and length of a validated range. */
 static inline uint64_t be_range_off(const struct vblk_discard_wz_seg *r)
 {
@@ -142,6 +137,12 @@ static inline uint64_t be_range_len(const struct vblk_discard_wz_seg *r)
 {
     return (uint64_t)r->num_sectors << VBLK_SECTOR_SHIFT;
 }
+
+struct vblk_req;
+/* True if every byte @p req touches (IN / OUT data, DISCARD, WRITE_ZEROES
+ * and SECURE_ERASE ranges) lies inside @p g's current size: a resize may have shrunk it
+ * after the device checked the request. Other types touch no data. */
+bool be_guard_req_fits(struct be_guard *g, const struct vblk_req *req);
 
 /*
  * Position inside an iovec array: element @c idx, byte @c off of it. Used to

@@ -206,7 +206,7 @@ static void psync_submit(void *be, void *qctx, struct vblk_req *req)
         return;
     }
     unsigned token = be_guard_enter(&fb->guard, req->queue);
-    if (!file_req_fits(fb, req)) {
+    if (!be_guard_req_fits(&fb->guard, req)) {
         /* Checked by the device against a capacity a resize just shrank. */
         be_guard_exit(&fb->guard, req->queue, token);
         vblk_req_complete(req, VBLK_S_IOERR);

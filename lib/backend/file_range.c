@@ -94,22 +94,3 @@ uint8_t file_secure_erase(struct file_be *fb, const struct vblk_req *req)
     }
     return fdatasync(fb->fd) == 0 ? VBLK_S_OK : VBLK_S_IOERR;
 }
-
-/* True if every byte @p req touches lies inside the current size. */
-bool file_req_fits(struct file_be *fb, const struct vblk_req *req)
-{
-    switch (req->type) {
-    case VBLK_T_IN:
-    case VBLK_T_OUT:
-        return be_guard_fits(&fb->guard, req->sector << VBLK_SECTOR_SHIFT, req->len);
-    case VBLK_T_DISCARD:
-    case VBLK_T_WRITE_ZEROES:
-        for (uint32_t i = 0; i < req->nranges; i++)
-            if (!be_guard_fits(&fb->guard, be_range_off(&req->ranges[i]),
-                               be_range_len(&req->ranges[i])))
-                return false;
-        return true;
-    default:
-        return true;
-    }
-}

@@ -307,7 +307,7 @@ static void uq_submit(void *be, void *qctx, struct vblk_req *req)
         return;
     }
     unsigned token = be_guard_enter(&q->fb->guard, req->queue);
-    if (!file_req_fits(q->fb, req)) {
+    if (!be_guard_req_fits(&q->fb->guard, req)) {
         /* Checked by the device against a capacity a resize just shrank. */
         be_guard_exit(&q->fb->guard, req->queue, token);
         vblk_req_complete(req, VBLK_S_IOERR);

@@ -144,12 +144,8 @@ static uint8_t mem_zoned(struct mem_be *mb, struct vblk_req *req)
 
 static uint8_t mem_ranges(struct mem_be *mb, struct vblk_req *req)
 {
-    for (uint32_t i = 0; i < req->nranges; i++) {
-        uint64_t off = be_range_off(&req->ranges[i]);
-        uint64_t len = be_range_len(&req->ranges[i]);
-        if (!be_guard_fits(&mb->guard, off, len))
-            return VBLK_S_IOERR;
-    }
+    if (!be_guard_req_fits(&mb->guard, req))
+        return VBLK_S_IOERR;
     /* DISCARD, WRITE_ZEROES and SECURE_ERASE all leave zeros behind. */
     for (uint32_t i = 0; i < req->nranges; i++)
         mem_zero(mb, be_range_off(&req->ranges[i]), be_range_len(&req->ranges[i]));

@@ -718,26 +718,6 @@ static void submit_ranges(struct nbdbe_conn *c, struct vblk_req *r)
     }
 }
 
-/* True if every byte @p r touches lies inside the current capacity (a
- * shrink may have cut it after the device checked the request). */
-static bool req_fits(struct nbdbe_be *be, const struct vblk_req *r)
-{
-    switch (r->type) {
-    case VBLK_T_IN:
-    case VBLK_T_OUT:
-        return be_guard_fits(&be->guard, r->sector << VBLK_SECTOR_SHIFT, r->len);
-    case VBLK_T_DISCARD:
-    case VBLK_T_WRITE_ZEROES:
-        for (uint32_t i = 0; i < r->nranges; i++)
-            if (!be_guard_fits(&be->guard, be_range_off(&r->ranges[i]),
-                               be_range_len(&r->ranges[i])))
-                return false;
-        return true;
-    default:
-        return true;
-    }
-}
-
 void nbdbe_conn_submit(struct nbdbe_conn *c, struct vblk_req *r)
 {
     struct nbdbe_be *be = c->be;
@@ -749,7 +729,7 @@ void nbdbe_conn_submit(struct nbdbe_conn *c, struct vblk_req *r)
      * finish meanwhile cannot finish the request early. */
     r_set(r, 1, VBLK_S_OK, token ? F_GUARD_ODD : 0, 0);
     atomic_fetch_add_explicit(&c->cur->pending, 1, memory_order_relaxed);
-    if (!req_fits(be, r)) {
+    if (!be_guard_req_fits(&be->guard, r)) {
         complete(c, r, VBLK_S_IOERR);
         return;
     }
